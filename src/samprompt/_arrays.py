@@ -1,0 +1,66 @@
+"""Private helpers validating the arrays that cross stage boundaries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["as_bool_mask", "as_cam", "as_image"]
+
+
+def as_cam(cam: Any, name: str = "cam") -> NDArray[np.float32]:
+    """Return ``cam`` as a (H, W) float32 array in [0, 1]; NaN becomes 0 and ±inf is clipped.
+
+    Raises:
+        ValueError: If ``cam`` is not two-dimensional or is empty.
+    """
+    arr = np.asarray(cam)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty (H, W) array, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(arr, 0.0, 1.0)
+
+
+def as_bool_mask(mask: Any, name: str = "mask") -> NDArray[np.bool_]:
+    """Return ``mask`` as a (H, W) bool array (non-zero = foreground).
+
+    Raises:
+        ValueError: If ``mask`` is not two-dimensional or is empty.
+    """
+    arr = np.asarray(mask)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty (H, W) array, got shape {arr.shape}")
+    return arr.astype(bool, copy=False) if arr.dtype == np.bool_ else np.asarray(arr != 0)
+
+
+def as_image(image: Any, name: str = "image") -> NDArray[np.uint8]:
+    """Return ``image`` as a (H, W, 3) uint8 RGB array.
+
+    Accepts (H, W) greyscale, (H, W, 1), (H, W, 3) and (H, W, 4) (alpha dropped) arrays. Float arrays
+    must already be in [0, 255]; they are rounded.
+
+    Raises:
+        ValueError: If the shape or dtype is not an image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} must be (H, W) or (H, W, 1|3|4), got shape {np.asarray(image).shape}")
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
+    if arr.shape[2] == 1:
+        arr = np.repeat(arr, 3, axis=2)
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if arr.dtype == np.bool_:
+        return np.ascontiguousarray(arr.astype(np.uint8) * 255)
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return np.ascontiguousarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))

@@ -1,0 +1,90 @@
+"""Typed errors raised by samprompt.
+
+Every error names what is at fault: a file, a config location, a pipeline stage or a component.
+They all derive from :class:`SampromptError`, so ``except SampromptError`` catches anything the
+library raises on purpose, while programming errors (bugs) still surface as ordinary exceptions.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "PluginError",
+    "RegistryError",
+    "SampromptError",
+    "StageError",
+    "UnknownComponentError",
+]
+
+
+class SampromptError(Exception):
+    """Base class of every error samprompt raises on purpose."""
+
+
+class RegistryError(SampromptError, ValueError):
+    """A registry was used wrongly, e.g. a name registered twice without ``override=True``."""
+
+
+class UnknownComponentError(RegistryError, KeyError):
+    """A component name is not registered.
+
+    Attributes:
+        kind: The registry's kind, e.g. ``"prompt strategy"``.
+        name: The name that was asked for.
+        available: Every name the registry knows (built-in and plugin).
+        suggestion: The closest available name, or ``None``.
+    """
+
+    def __init__(self, kind: str, name: str, available: list[str], suggestion: str | None) -> None:
+        self.kind = kind
+        self.name = name
+        self.available = available
+        self.suggestion = suggestion
+        hint = f" Did you mean {suggestion!r}?" if suggestion else ""
+        listing = ", ".join(repr(n) for n in available) or "(none)"
+        super().__init__(f"unknown {kind} {name!r}.{hint} Available: {listing}.")
+
+    def __str__(self) -> str:  # KeyError would repr() the message otherwise
+        return str(self.args[0])
+
+
+class PluginError(SampromptError, ImportError):
+    """A plugin's entry point could not be loaded.
+
+    Attributes:
+        distribution: Name of the installed distribution that declares the entry point.
+        entry_point: The entry point's ``name = value`` text.
+    """
+
+    def __init__(self, message: str, *, distribution: str | None, entry_point: str) -> None:
+        self.distribution = distribution
+        self.entry_point = entry_point
+        super().__init__(message)
+
+
+class ConfigError(SampromptError, ValueError):
+    """A configuration is invalid. The message names the location (``segmenter.params.checkpoint``)."""
+
+
+class DataError(SampromptError, ValueError):
+    """An input file or data set is unusable. The message names the file."""
+
+
+class CheckpointError(SampromptError, ValueError):
+    """A checkpoint file cannot be loaded safely or does not fit the model. The message names the file."""
+
+
+class StageError(SampromptError, RuntimeError):
+    """A pipeline stage failed. The original exception is chained as ``__cause__``.
+
+    Attributes:
+        stage: ``"cam"``, ``"masker"``, ``"prompt"``, ``"embed"`` or ``"decode"`` (or a runner stage).
+        component: Registered name (or class name) of the component that failed.
+    """
+
+    def __init__(self, stage: str, component: str, message: str) -> None:
+        self.stage = stage
+        self.component = component
+        super().__init__(f"stage {stage!r} (component {component!r}) failed: {message}")

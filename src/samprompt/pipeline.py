@@ -1,0 +1,349 @@
+""":class:`PromptPipeline`: classifier → CAM → pseudo mask → prompts → segmenter, for one image or many.
+
+Every prompt strategy runs on the same CAM and the same pseudo mask, and all of an image's prompts are
+decoded on ONE embedding of that image (one :meth:`~samprompt.segmenters.Segmenter.embed` per image).
+When ground-truth masks are given, the same strategies also run on them (the ground-truth-prompt
+baseline) and are decoded on that same embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from samprompt._arrays import as_bool_mask, as_image
+from samprompt.cams import CAM_EXTRACTORS, CamExtractor, CamResult, Target
+from samprompt.component import Component
+from samprompt.config import (
+    ClassifierSpec,
+    ComponentSpec,
+    PipelineConfig,
+    dump_config_file,
+    load_config_file,
+    validate_model,
+)
+from samprompt.errors import ConfigError, SampromptError, StageError
+from samprompt.maskers import MASKERS, PseudoMasker
+from samprompt.preprocess import Preprocessing
+from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
+from samprompt.registry import Registry
+from samprompt.segmenters import SEGMENTERS, Segmenter
+
+__all__ = ["PipelineResult", "PromptPipeline", "StrategyResult", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available else CPU; anything else as given (validated by torch)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device: invalid device {device!r}: {exc}") from exc
+
+
+@dataclass(frozen=True, eq=False)
+class StrategyResult:
+    """One strategy's outcome on one image.
+
+    Attributes:
+        prompt: The prompt in original-image pixels, or ``None`` when none could be made.
+        mask: (H, W) bool segmentation, all False when there was no prompt.
+        score: The segmenter's predicted quality (0.0 without a prompt).
+    """
+
+    prompt: Prompt | None
+    mask: NDArray[np.bool_]
+    score: float
+
+
+@dataclass(frozen=True, eq=False)
+class PipelineResult:
+    """Everything the pipeline produced for one image.
+
+    Attributes:
+        cam: The CAM (``cam.cam`` is (H, W) float32 in [0, 1]) with its target and class probabilities.
+        pseudo_mask: (H, W) bool pseudo mask.
+        strategies: Strategy label → result of the CAM-derived prompt.
+        gt: Strategy label → result of the same strategy run on the ground-truth mask (empty when no
+            ground truth was given).
+    """
+
+    cam: CamResult
+    pseudo_mask: NDArray[np.bool_]
+    strategies: dict[str, StrategyResult]
+    gt: dict[str, StrategyResult] = field(default_factory=dict)
+
+
+@contextmanager
+def _stage(stage: str, component: Component | str) -> Iterator[None]:
+    name = component if isinstance(component, str) else component.name
+    try:
+        yield
+    except StageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - re-raised with the stage named, cause chained
+        raise StageError(stage, name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _build(registry: Registry[Any], spec: ComponentSpec, where: str) -> Any:
+    try:
+        return registry.create(spec.name, spec.params)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    except SampromptError:
+        raise
+
+
+class PromptPipeline:
+    """Compose a classifier, a CAM extractor, a masker, prompt strategies and a segmenter.
+
+    Args:
+        cam: CAM extractor.
+        masker: Pseudo masker.
+        prompts: Strategies, as a list (labelled by their names) or a label → strategy mapping.
+        segmenter: Promptable segmenter.
+        classifier: Classifier returning (B, C) logits, or ``None`` if CAMs are always passed in.
+        preprocessing: The classifier's preprocessing (inputs and CAM geometry).
+        class_names: Output class names of the classifier, if known.
+
+    Example:
+        >>> import numpy as np
+        >>> from samprompt import PromptPipeline
+        >>> pipe = PromptPipeline.from_config({"prompts": [{"name": "box"}], "segmenter": {"name": "classical"}})
+        >>> cam = np.zeros((40, 60), np.float32); cam[10:20, 30:50] = 1.0
+        >>> res = pipe(np.zeros((40, 60), np.uint8), cam=cam)
+        >>> res.strategies["box"].prompt.box.tolist()
+        [30.0, 10.0, 50.0, 20.0]
+    """
+
+    def __init__(
+        self,
+        *,
+        cam: CamExtractor,
+        masker: PseudoMasker,
+        prompts: Sequence[PromptStrategy] | Mapping[str, PromptStrategy],
+        segmenter: Segmenter,
+        classifier: torch.nn.Module | None = None,
+        preprocessing: Preprocessing | None = None,
+        class_names: Sequence[str] | None = None,
+        classifier_spec: ClassifierSpec | None = None,
+        device: str = "auto",
+    ) -> None:
+        checks = ((cam, CamExtractor, "cam"), (masker, PseudoMasker, "masker"), (segmenter, Segmenter, "segmenter"))
+        for obj, base, what in checks:
+            if not isinstance(obj, base):
+                raise TypeError(f"{what} must be a {base.__name__}, got {type(obj).__name__}")
+        if isinstance(prompts, Mapping):
+            strategies = dict(prompts)
+        else:
+            strategies = {}
+            for s in prompts:
+                if s.name in strategies:
+                    raise ValueError(f"two prompt strategies are both labelled {s.name!r}; pass a mapping")
+                strategies[s.name] = s
+        if not strategies:
+            raise ValueError("prompts must contain at least one strategy")
+        for label, s in strategies.items():
+            if not isinstance(s, PromptStrategy):
+                raise TypeError(f"prompts[{label!r}] must be a PromptStrategy, got {type(s).__name__}")
+        self.cam = cam
+        self.masker = masker
+        self.strategies = strategies
+        self.segmenter = segmenter
+        self.classifier = classifier
+        self.preprocessing = preprocessing or Preprocessing()
+        self.class_names = list(class_names) if class_names is not None else None
+        self._classifier_spec = classifier_spec
+        self.device = device
+
+    # ------------------------------------------------------------------ config
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any] | PipelineConfig | str | Path) -> PromptPipeline:
+        """Build a pipeline from a mapping, a :class:`PipelineConfig`, or a JSON/YAML file path.
+
+        Raises:
+            ConfigError: Naming the location of an unknown key, bad value or unknown component.
+        """
+        where = "config"
+        if isinstance(config, (str, Path)):
+            where = str(config)
+            config = load_config_file(config)
+        cfg: PipelineConfig = (
+            config if isinstance(config, PipelineConfig) else validate_model(PipelineConfig, config, where)
+        )
+        model, preprocessing, class_names = None, cfg.preprocessing, None
+        if cfg.classifier is not None:
+            model, preprocessing, class_names = _load_classifier(cfg.classifier, cfg.preprocessing, cfg.device)
+        strategies = {
+            (spec.label or spec.name): _build(PROMPT_STRATEGIES, spec, f"prompts[{i}]")
+            for i, spec in enumerate(cfg.prompts)
+        }
+        return cls(
+            cam=_build(CAM_EXTRACTORS, cfg.cam, "cam"),
+            masker=_build(MASKERS, cfg.masker, "masker"),
+            prompts=strategies,
+            segmenter=_build(SEGMENTERS, cfg.segmenter, "segmenter"),
+            classifier=model,
+            preprocessing=preprocessing,
+            class_names=class_names,
+            classifier_spec=cfg.classifier,
+            device=cfg.device,
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        """The pipeline as a JSON-ready mapping that :meth:`from_config` rebuilds.
+
+        A classifier passed in as a module (not from a config) cannot be written down; it is left out
+        (``classifier: None``) and must be passed again.
+        """
+        prompts = []
+        for label, s in self.strategies.items():
+            entry = s.to_config()
+            if label != s.name:
+                entry["label"] = label
+            prompts.append(entry)
+        spec = self._classifier_spec
+        return {
+            "classifier": None if spec is None else spec.model_dump(mode="json", exclude_defaults=True),
+            "preprocessing": self.preprocessing.model_dump(mode="json"),
+            "cam": self.cam.to_config(),
+            "masker": self.masker.to_config(),
+            "prompts": prompts,
+            "segmenter": self.segmenter.to_config(),
+            "device": self.device,
+        }
+
+    def save_config(self, path: str | Path) -> Path:
+        """Write :meth:`to_config` to a ``.json`` or ``.yaml`` file."""
+        return dump_config_file(self.to_config(), path)
+
+    # ------------------------------------------------------------------ running
+    def __call__(
+        self,
+        image: NDArray[np.uint8],
+        *,
+        cam: NDArray[np.float32] | None = None,
+        target: Target | None = None,
+        gt_mask: NDArray[np.bool_] | None = None,
+    ) -> PipelineResult:
+        """Run the pipeline on one image ((H, W) or (H, W, 3) uint8); see :meth:`run_batch`."""
+        return self.run_batch(
+            [image],
+            cams=None if cam is None else [cam],
+            targets=None if target is None else [target],
+            gt_masks=None if gt_mask is None else [gt_mask],
+        )[0]
+
+    def compute_cams(
+        self, images: Sequence[NDArray[np.uint8]], targets: Sequence[Target] | None = None
+    ) -> list[CamResult]:
+        """CAMs of ``images`` from the pipeline's classifier (one per image, original sizes)."""
+        if self.classifier is None:
+            raise StageError("cam", self.cam.name, "the pipeline has no classifier; pass cams= instead")
+        with _stage("cam", self.cam):
+            return self.cam(self.classifier, images, preprocessing=self.preprocessing, targets=targets)  # type: ignore[arg-type]
+
+    def prompts_for(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> dict[str, Prompt | None]:
+        """Apply every strategy to one (H, W) mask and its (H, W) CAM; label → prompt or ``None``."""
+        out: dict[str, Prompt | None] = {}
+        for label, strategy in self.strategies.items():
+            with _stage("prompt", strategy):
+                out[label] = strategy(mask, cam)
+        return out
+
+    def run_batch(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        *,
+        cams: Sequence[NDArray[np.float32]] | None = None,
+        targets: Sequence[Target] | None = None,
+        gt_masks: Sequence[NDArray[np.bool_] | None] | None = None,
+    ) -> list[PipelineResult]:
+        """Run the pipeline on several images.
+
+        Args:
+            images: Each (H, W) or (H, W, 3) uint8, any sizes.
+            cams: Optional precomputed CAMs, (H, W) float32 in [0, 1] each; skips the classifier.
+            targets: Optional CAM target per image (see :mod:`samprompt.cams.base`).
+            gt_masks: Optional (H, W) bool ground truth per image (``None`` entries allowed); when given,
+                the strategies also run on it and are decoded on the same embedding.
+
+        Returns:
+            One :class:`PipelineResult` per image.
+
+        Raises:
+            StageError: Naming the stage and component that failed.
+        """
+        imgs = [as_image(im, f"images[{i}]") for i, im in enumerate(images)]
+        n = len(imgs)
+        for name, seq in (("cams", cams), ("targets", targets), ("gt_masks", gt_masks)):
+            if seq is not None and len(seq) != n:
+                raise ValueError(f"{name} has {len(seq)} entries for {n} images")
+        if cams is None:
+            cam_results = self.compute_cams(imgs, targets)
+        else:
+            cam_results = []
+            for i, c in enumerate(cams):
+                arr = np.nan_to_num(np.asarray(c, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+                if arr.shape != imgs[i].shape[:2]:
+                    raise ValueError(f"cams[{i}] shape {arr.shape} differs from image shape {imgs[i].shape[:2]}")
+                cam_results.append(CamResult(np.clip(arr, 0, 1), (), np.zeros(0, np.float32)))
+        with _stage("embed", self.segmenter):
+            embeddings = self.segmenter.embed_batch(imgs)
+        results = []
+        for i in range(n):
+            cam = cam_results[i].cam
+            with _stage("masker", self.masker):
+                pseudo = self.masker(cam)
+            cam_prompts = self.prompts_for(pseudo, cam)
+            gt_prompts: dict[str, Prompt | None] = {}
+            gt = gt_masks[i] if gt_masks is not None else None
+            if gt is not None:
+                gt_arr = as_bool_mask(gt, f"gt_masks[{i}]")
+                if gt_arr.shape != cam.shape:
+                    raise ValueError(f"gt_masks[{i}] shape {gt_arr.shape} differs from image shape {cam.shape}")
+                gt_prompts = self.prompts_for(gt_arr, gt_arr.astype(np.float32))
+            keyed = [("cam", k, p) for k, p in cam_prompts.items()] + [("gt", k, p) for k, p in gt_prompts.items()]
+            todo = [(src, k, p) for src, k, p in keyed if p is not None]
+            with _stage("decode", self.segmenter):
+                seg = self.segmenter.decode(embeddings[i], [p for _, _, p in todo])
+            decoded = {(src, k): (seg.masks[j], float(seg.scores[j])) for j, (src, k, _) in enumerate(todo)}
+            empty = np.zeros(cam.shape, dtype=bool)
+            per: dict[str, dict[str, StrategyResult]] = {"cam": {}, "gt": {}}
+            for src, k, p in keyed:
+                m, s = decoded.get((src, k), (empty, 0.0))
+                per[src][k] = StrategyResult(prompt=p, mask=m, score=s)
+            results.append(PipelineResult(cam_results[i], pseudo, per["cam"], per["gt"]))
+        return results
+
+
+def _load_classifier(
+    spec: ClassifierSpec, preprocessing: Preprocessing, device: str
+) -> tuple[torch.nn.Module, Preprocessing, list[str] | None]:
+    from samprompt.classifiers import CLASSIFIERS, load_classifier
+
+    dev = resolve_device(device)
+    if spec.checkpoint is not None:
+        model, info = load_classifier(spec.checkpoint, device=str(dev))
+        return model, info.preprocessing, list(info.class_names)
+    if spec.name is None:
+        raise ConfigError("classifier: give either 'checkpoint' or 'name'")
+    params = dict(spec.params)
+    if spec.class_names is not None:
+        params.setdefault("num_classes", len(spec.class_names))
+    try:
+        model = CLASSIFIERS.get(spec.name)(**params)
+    except TypeError as exc:
+        raise ConfigError(f"classifier.params: {exc}") from exc
+    return model.to(dev).eval(), preprocessing, spec.class_names

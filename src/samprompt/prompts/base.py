@@ -1,0 +1,153 @@
+"""The :class:`Prompt` value type and the :class:`PromptStrategy` base class.
+
+Coordinates: every prompt is in ORIGINAL-image pixels. Boxes are ``(x0, y0, x1, y1)`` pixel edges
+(see :mod:`samprompt.regions`); points are ``(x, y)`` with pixel ``(col, row)`` having its centre at
+``(col + 0.5, row + 0.5)``; ``mask_logits`` is an (H, W) float32 map at the original size (positive =
+foreground), which a segmenter resizes to whatever its decoder expects (SAM: 256 x 256 logits).
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from samprompt._arrays import as_bool_mask, as_cam
+from samprompt.component import Component
+
+__all__ = ["Prompt", "PromptStrategy"]
+
+
+def _frozen(arr: NDArray[Any]) -> NDArray[Any]:
+    arr = np.array(arr, copy=True)
+    arr.flags.writeable = False
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class Prompt:
+    """A prompt for a promptable segmenter, in original-image pixels.
+
+    Attributes:
+        box: (4,) float32 ``x0, y0, x1, y1`` with ``x0 <= x1`` and ``y0 <= y1``, or ``None``.
+        points: (N, 2) float32, x then y; (0, 2) when there are no points.
+        point_labels: (N,) int64, 1 = foreground, 0 = background.
+        mask_logits: Optional (H, W) float32 dense prompt at the original image size.
+
+    Raises:
+        ValueError: On construction, naming the field whose shape or values are wrong.
+
+    Example:
+        >>> p = Prompt(box=[10, 20, 50, 60], points=[[30, 40]], point_labels=[1])
+        >>> p.box.tolist(), p.points.shape, p.point_labels.tolist()
+        ([10.0, 20.0, 50.0, 60.0], (1, 2), [1])
+    """
+
+    box: NDArray[np.float32] | None = None
+    points: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    point_labels: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0,), np.int64))
+    mask_logits: NDArray[np.float32] | None = None
+
+    def __post_init__(self) -> None:
+        box = self.box
+        if box is not None:
+            box = np.asarray(box, dtype=np.float32)
+            if box.shape != (4,):
+                raise ValueError(f"Prompt.box must have shape (4,) (x0, y0, x1, y1), got {box.shape}")
+            if not np.all(np.isfinite(box)):
+                raise ValueError(f"Prompt.box must be finite, got {box.tolist()}")
+            if box[2] < box[0] or box[3] < box[1]:
+                raise ValueError(f"Prompt.box must satisfy x0 <= x1 and y0 <= y1, got {box.tolist()}")
+            object.__setattr__(self, "box", _frozen(box))
+        points = np.asarray(self.points, dtype=np.float32)
+        if points.size == 0:
+            points = points.reshape(0, 2)
+        if points.ndim != 2 or points.shape[1] != 2:
+            raise ValueError(f"Prompt.points must have shape (N, 2) (x, y), got {points.shape}")
+        if not np.all(np.isfinite(points)):
+            raise ValueError("Prompt.points must be finite")
+        labels_in = np.asarray(self.point_labels)
+        if labels_in.size and not np.issubdtype(labels_in.dtype, np.integer) and labels_in.dtype != np.bool_:
+            if not np.all(np.equal(np.mod(labels_in, 1), 0)):
+                raise ValueError("Prompt.point_labels must be integers (1 foreground, 0 background)")
+        labels = labels_in.astype(np.int64).reshape(-1) if labels_in.size else np.zeros((0,), np.int64)
+        if labels.shape != (points.shape[0],):
+            raise ValueError(
+                f"Prompt.point_labels must have shape ({points.shape[0]},) to match points, "
+                f"got {labels_in.shape}"
+            )
+        if labels.size and not np.all((labels == 0) | (labels == 1)):
+            raise ValueError(f"Prompt.point_labels must be 0 or 1, got {sorted(set(labels.tolist()))}")
+        object.__setattr__(self, "points", _frozen(points))
+        object.__setattr__(self, "point_labels", _frozen(labels))
+        if self.mask_logits is not None:
+            logits = np.asarray(self.mask_logits, dtype=np.float32)
+            if logits.ndim != 2:
+                raise ValueError(f"Prompt.mask_logits must have shape (H, W), got {logits.shape}")
+            object.__setattr__(self, "mask_logits", _frozen(logits))
+        if box is None and points.shape[0] == 0 and self.mask_logits is None:
+            raise ValueError("Prompt needs at least one of box, points or mask_logits")
+
+    @property
+    def has_box(self) -> bool:
+        """Whether the prompt carries a box."""
+        return self.box is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (lists of floats/ints). ``mask_logits`` is summarised by its shape only."""
+        return {
+            "box": None if self.box is None else [float(v) for v in self.box],
+            "points": self.points.tolist(),
+            "point_labels": self.point_labels.tolist(),
+            "mask_logits_shape": None if self.mask_logits is None else list(self.mask_logits.shape),
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prompt):
+            return NotImplemented
+        def same(a: Any, b: Any) -> bool:
+            return (a is None and b is None) or (a is not None and b is not None and np.array_equal(a, b))
+        return (
+            same(self.box, other.box)
+            and same(self.points, other.points)
+            and same(self.point_labels, other.point_labels)
+            and same(self.mask_logits, other.mask_logits)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class PromptStrategy(Component, abc.ABC):
+    """Turns a pseudo mask (and its CAM) into a :class:`Prompt`.
+
+    Subclasses implement :meth:`make_prompt`; calling the strategy validates the inputs first. The same
+    strategy also runs on a ground-truth mask (pass the mask as ``pseudo_mask`` and, when no CAM exists,
+    the mask as float as ``cam``), which is how the ground-truth-prompt baseline is built.
+    """
+
+    def __call__(self, pseudo_mask: Any, cam: Any) -> Prompt | None:
+        """Build a prompt.
+
+        Args:
+            pseudo_mask: (H, W) bool, the foreground proposed by a pseudo masker (or a ground truth).
+            cam: (H, W) float32 in [0, 1] at the same size (NaN treated as 0).
+
+        Returns:
+            A :class:`Prompt` in original-image pixels, or ``None`` when no prompt can be made (for
+            example an empty mask).
+
+        Raises:
+            ValueError: If the arrays are not 2-D or their shapes differ.
+        """
+        mask = as_bool_mask(pseudo_mask, "pseudo_mask")
+        cam_arr = as_cam(cam, "cam")
+        if mask.shape != cam_arr.shape:
+            raise ValueError(f"pseudo_mask shape {mask.shape} differs from cam shape {cam_arr.shape}")
+        return self.make_prompt(mask, cam_arr)
+
+    @abc.abstractmethod
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
+        """Build the prompt from validated inputs; see :meth:`__call__`."""

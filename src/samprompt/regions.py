@@ -1,0 +1,130 @@
+"""Region utilities shared by maskers, prompt strategies and metrics.
+
+Conventions: masks are (H, W) bool arrays indexed ``mask[y, x]``. Boxes are (4,) float32
+``x0, y0, x1, y1`` in pixel-edge coordinates of the original image: a mask whose only foreground
+pixel is ``(x=3, y=5)`` has the box ``(3, 5, 4, 6)``, so ``x1 - x0`` is the width in pixels and a box
+never extends past ``(W, H)``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+__all__ = [
+    "box_iou",
+    "clip_box",
+    "ellipse_in_box",
+    "keep_components",
+    "label_components",
+    "mask_to_box",
+]
+
+_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+
+
+def label_components(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
+    """Label the 8-connected components of ``mask``.
+
+    Returns:
+        ``(labels, n)``: (H, W) int32 labels (0 = background, 1..n components) and the count ``n``.
+    """
+    labels, n = ndi.label(mask, structure=_STRUCTURE_8)
+    return labels.astype(np.int32, copy=False), int(n)
+
+
+def keep_components(
+    mask: NDArray[np.bool_],
+    mode: Literal["largest", "all", "max_cam"] = "largest",
+    cam: NDArray[np.float32] | None = None,
+    min_area: int = 0,
+) -> NDArray[np.bool_]:
+    """Select connected components of ``mask``.
+
+    Args:
+        mask: (H, W) bool.
+        mode: ``"largest"`` keeps the component with most pixels (ties: the one labelled first in
+            row-major order); ``"all"`` keeps every component; ``"max_cam"`` keeps the component with the
+            largest CAM mass (sum of ``cam`` over the component), which needs ``cam``.
+        cam: (H, W) float32, needed for ``"max_cam"``.
+        min_area: Components with fewer pixels are dropped first (0 keeps all).
+
+    Returns:
+        (H, W) bool; all False when nothing is left.
+    """
+    labels, n = label_components(mask)
+    if n == 0:
+        return np.zeros(mask.shape, dtype=bool)
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    areas[0] = 0
+    valid = areas >= max(int(min_area), 1)
+    valid[0] = False
+    if not valid.any():
+        return np.zeros(mask.shape, dtype=bool)
+    if mode == "all":
+        return valid[labels]
+    if mode == "largest":
+        score = np.where(valid, areas, -1).astype(np.float64)
+    elif mode == "max_cam":
+        if cam is None:
+            raise ValueError("keep_components(mode='max_cam') needs a cam")
+        mass = np.bincount(labels.ravel(), weights=cam.ravel().astype(np.float64), minlength=n + 1)
+        score = np.where(valid, mass, -np.inf)
+    else:
+        raise ValueError(f"mode must be 'largest', 'all' or 'max_cam', got {mode!r}")
+    return labels == int(np.argmax(score))
+
+
+def mask_to_box(mask: NDArray[np.bool_]) -> NDArray[np.float32] | None:
+    """Bounding box of the foreground pixels, ``(x0, y0, x1, y1)`` pixel edges; ``None`` if empty."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    if ys.size == 0:
+        return None
+    xs = np.flatnonzero(mask.any(axis=0))
+    return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.float32)
+
+
+def clip_box(box: NDArray[np.floating], width: int, height: int) -> NDArray[np.float32]:
+    """Clip a box to the image ``[0, W] x [0, H]`` and order its corners."""
+    b = np.asarray(box, dtype=np.float32).copy()
+    x0, x1 = sorted((float(b[0]), float(b[2])))
+    y0, y1 = sorted((float(b[1]), float(b[3])))
+    return np.array(
+        [np.clip(x0, 0, width), np.clip(y0, 0, height), np.clip(x1, 0, width), np.clip(y1, 0, height)],
+        dtype=np.float32,
+    )
+
+
+def box_iou(a: NDArray[np.floating] | None, b: NDArray[np.floating] | None) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes; 0.0 if either is ``None`` or empty."""
+    if a is None or b is None:
+        return 0.0
+    ix = max(0.0, min(float(a[2]), float(b[2])) - max(float(a[0]), float(b[0])))
+    iy = max(0.0, min(float(a[3]), float(b[3])) - max(float(a[1]), float(b[1])))
+    inter = ix * iy
+    area_a = max(0.0, float(a[2] - a[0])) * max(0.0, float(a[3] - a[1]))
+    area_b = max(0.0, float(b[2] - b[0])) * max(0.0, float(b[3] - b[1]))
+    union = area_a + area_b - inter
+    return inter / union if union > 0 else 0.0
+
+
+def ellipse_in_box(box: NDArray[np.floating] | None, height: int, width: int) -> NDArray[np.bool_]:
+    """The ellipse inscribed in ``box``, rasterised on an (H, W) grid (pixel centres at ``i + 0.5``).
+
+    This is the "box prior": what a segmenter given only the box could answer without looking at the
+    image. An empty or ``None`` box gives an all-False mask.
+    """
+    out = np.zeros((height, width), dtype=bool)
+    if box is None:
+        return out
+    x0, y0, x1, y1 = (float(v) for v in box)
+    rx, ry = (x1 - x0) / 2.0, (y1 - y0) / 2.0
+    if rx <= 0 or ry <= 0:
+        return out
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    ys = (np.arange(height, dtype=np.float32) + 0.5 - cy) / ry
+    xs = (np.arange(width, dtype=np.float32) + 0.5 - cx) / rx
+    return (ys[:, None] ** 2 + xs[None, :] ** 2) <= 1.0

@@ -1,0 +1,97 @@
+"""The :class:`Segmenter` base class: embed an image once, decode many prompts on it.
+
+A promptable segmenter separates the expensive per-image work (:meth:`Segmenter.embed`, e.g. SAM's
+image encoder) from the cheap per-prompt work (:meth:`Segmenter.decode`), so ONE embedding serves every
+prompt set of an image. :meth:`Segmenter.embed_batch` is the batched path (the default loops; backends
+override it to stack images), and :meth:`Segmenter.segment` is the one-call convenience.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from samprompt._arrays import as_image
+from samprompt.component import Component
+from samprompt.prompts.base import Prompt
+
+__all__ = ["ImageEmbedding", "Segmentation", "Segmenter"]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """What a segmenter keeps about one image between :meth:`~Segmenter.embed` and decoding.
+
+    Attributes:
+        original_size: ``(H, W)`` of the original image.
+        data: Backend-specific payload (SAM: the (1, 256, 64, 64) feature tensor and its input size;
+            the weight-free segmenter: the preprocessed image).
+    """
+
+    original_size: tuple[int, int]
+    data: Any
+
+
+@dataclass(frozen=True, eq=False)
+class Segmentation:
+    """Masks decoded for K prompts on one image.
+
+    Attributes:
+        masks: (K, H, W) bool at the original image size, one mask per prompt, in prompt order.
+        scores: (K,) float32 quality the segmenter predicts for each mask (SAM: predicted IoU), in [0, 1]
+            where the backend has no better notion.
+    """
+
+    masks: NDArray[np.bool_]
+    scores: NDArray[np.float32]
+
+    def __post_init__(self) -> None:
+        if self.masks.ndim != 3:
+            raise ValueError(f"Segmentation.masks must be (K, H, W), got shape {self.masks.shape}")
+        if self.scores.shape != (self.masks.shape[0],):
+            raise ValueError(
+                f"Segmentation.scores must be ({self.masks.shape[0]},), got shape {self.scores.shape}"
+            )
+
+
+class Segmenter(Component, abc.ABC):
+    """A promptable segmenter.
+
+    Subclasses implement :meth:`embed` and :meth:`decode`; they may override :meth:`embed_batch` with a
+    truly batched path. All prompt coordinates are in original-image pixels (see :class:`Prompt`).
+    """
+
+    @abc.abstractmethod
+    def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
+        """Compute the reusable representation of one image.
+
+        Args:
+            image: (H, W) or (H, W, 3) uint8 RGB in original size.
+        """
+
+    def embed_batch(self, images: Sequence[NDArray[np.uint8]]) -> list[ImageEmbedding]:
+        """Embed several images (default: one by one). Returns one embedding per image, in order."""
+        return [self.embed(image) for image in images]
+
+    @abc.abstractmethod
+    def decode(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> Segmentation:
+        """Decode all ``prompts`` of one image on its embedding (backends do it in one call).
+
+        Returns:
+            A :class:`Segmentation` with K = ``len(prompts)`` masks at ``embedding.original_size``.
+        """
+
+    def segment(self, image: NDArray[np.uint8], prompts: Sequence[Prompt]) -> Segmentation:
+        """Embed ``image`` once and decode ``prompts`` on it."""
+        return self.decode(self.embed(as_image(image)), prompts)
+
+    @staticmethod
+    def empty(embedding: ImageEmbedding) -> Segmentation:
+        """A zero-prompt :class:`Segmentation` at the embedding's size (for images without prompts)."""
+        H, W = embedding.original_size
+        return Segmentation(np.zeros((0, H, W), dtype=bool), np.zeros((0,), dtype=np.float32))
