@@ -34,8 +34,8 @@ class Geometry:
     Attributes:
         original_size: ``(H, W)`` of the original image.
         input_size: ``(h, w)`` of the network input.
-        content: ``(x0, y0, x1, y1)`` of the image content on the input, in input pixels (edges); the
-            rest is padding (letterbox) or nothing (resize: ``(0, 0, w, h)``).
+        content: ``(x0, y0, x1, y1)`` of the image content on the input, in whole input pixels (edges);
+            the rest is padding (letterbox) or nothing (resize: ``(0, 0, w, h)``).
     """
 
     original_size: tuple[int, int]
@@ -89,9 +89,9 @@ class Preprocessing(BaseModel):
         if self.mode == "resize":
             return Geometry((H, W), (h, w), (0.0, 0.0, float(w), float(h)))
         scale = min(h / H, w / W)
-        ch, cw = H * scale, W * scale
-        x0, y0 = (w - cw) / 2.0, (h - ch) / 2.0
-        return Geometry((H, W), (h, w), (x0, y0, x0 + cw, y0 + ch))
+        ch, cw = max(1, min(h, round(H * scale))), max(1, min(w, round(W * scale)))
+        top, left = (h - ch) // 2, (w - cw) // 2
+        return Geometry((H, W), (h, w), (float(left), float(top), float(left + cw), float(top + ch)))
 
     def to_tensor(self, image: NDArray[np.uint8]) -> tuple[torch.Tensor, Geometry]:
         """Turn one image into a normalised (3, h, w) float32 tensor.
@@ -110,14 +110,11 @@ class Preprocessing(BaseModel):
         if self.mode == "resize":
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         else:
-            x0, y0, x1, y1 = geo.content
-            ch, cw = max(1, round(y1 - y0)), max(1, round(x1 - x0))
-            x = F.interpolate(x, size=(ch, cw), mode="bilinear", align_corners=False, antialias=True)
-            top, left = (h - ch) // 2, (w - cw) // 2
+            left, top, right, bottom = (int(v) for v in geo.content)
+            x = F.interpolate(x, size=(bottom - top, right - left), mode="bilinear", align_corners=False, antialias=True)
             canvas = torch.full((1, 3, h, w), float(self.pad_value))
-            canvas[:, :, top : top + ch, left : left + cw] = x
+            canvas[:, :, top:bottom, left:right] = x
             x = canvas
-            geo = Geometry((H, W), (h, w), (float(left), float(top), float(left + cw), float(top + ch)))
         mean = torch.tensor(self.mean).view(1, 3, 1, 1)
         std = torch.tensor(self.std).view(1, 3, 1, 1)
         return ((x - mean) / std)[0], geo

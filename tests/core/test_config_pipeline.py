@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from samprompt import ConfigError, PromptPipeline, StageError, UnknownComponentError
+from samprompt.segmenters.classical import ClassicalSegmenter
+
+CONFIG = {
+    "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},
+    "masker": {"name": "threshold", "params": {"value": 0.8, "fill_holes": True}},
+    "prompts": [
+        {"name": "box", "params": {"margin": 5}},
+        {"name": "box", "params": {"margin": 0}, "label": "tight_box"},
+        {"name": "max_point"},
+    ],
+    "segmenter": {"name": "classical", "params": {"prior_weight": 0.7}},
+    "device": "cpu",
+}
+
+
+def test_config_round_trip_json_and_yaml(tmp_path: Path) -> None:
+    pipe = PromptPipeline.from_config(CONFIG)
+    cfg = pipe.to_config()
+    assert list(pipe.strategies) == ["box", "tight_box", "max_point"]
+    assert cfg["prompts"][1] == {"name": "box", "params": {"component": "largest", "margin": 0.0}, "label": "tight_box"}
+    assert PromptPipeline.from_config(json.loads(json.dumps(cfg))).to_config() == cfg
+    for suffix in (".json", ".yaml"):
+        path = pipe.save_config(tmp_path / f"pipe{suffix}")
+        assert PromptPipeline.from_config(path).to_config() == cfg
+
+
+@pytest.mark.parametrize(
+    ("patch", "location"),
+    [
+        ({"prompts": [{"name": "box", "params": {"margni": 5}}]}, r"prompts\[0\]: box\.params\.margni"),
+        ({"segmenter": {"name": "classical", "params": {"beta": -1}}}, r"segmenter: classical\.params\.beta"),
+        ({"masker": {"name": "threshold", "parms": {}}}, r"masker\.parms"),
+        ({"prompts": []}, r"prompts"),
+        ({"colour": "blue"}, r"colour"),
+        ({"prompts": [{"name": "box"}, {"name": "box"}]}, r"labels must be unique"),
+    ],
+)
+def test_config_errors_name_their_location(patch: dict, location: str) -> None:
+    with pytest.raises(ConfigError, match=location):
+        PromptPipeline.from_config({**CONFIG, **patch})
+
+
+def test_unknown_component_in_config() -> None:
+    with pytest.raises(UnknownComponentError, match="Did you mean 'otsu'"):
+        PromptPipeline.from_config({**CONFIG, "masker": {"name": "otsuu"}})
+
+
+def test_bad_config_file(tmp_path: Path) -> None:
+    p = tmp_path / "c.json"
+    p.write_text("{not json")
+    with pytest.raises(ConfigError, match="c.json"):
+        PromptPipeline.from_config(p)
+    with pytest.raises(ConfigError, match="cannot read"):
+        PromptPipeline.from_config(tmp_path / "missing.json")
+
+
+class CountingSegmenter(ClassicalSegmenter):
+    embeds = 0
+    decodes: list[int] = []
+
+    def embed(self, image):  # type: ignore[no-untyped-def]
+        CountingSegmenter.embeds += 1
+        return super().embed(image)
+
+    def decode(self, embedding, prompts):  # type: ignore[no-untyped-def]
+        CountingSegmenter.decodes.append(len(prompts))
+        return super().decode(embedding, prompts)
+
+
+def test_one_embedding_serves_all_cam_and_gt_prompts() -> None:
+    pipe = PromptPipeline.from_config({**CONFIG, "prompts": [{"name": n} for n in ("box", "center_point", "max_point", "box_max_point", "inside_point")]})
+    pipe.segmenter = CountingSegmenter()
+    CountingSegmenter.embeds, CountingSegmenter.decodes = 0, []
+    img = np.full((50, 70), 150, np.uint8)
+    img[10:30, 20:50] = 40
+    cam = np.zeros((50, 70), np.float32)
+    cam[12:28, 22:48] = 1.0
+    gt = img < 100
+    res = pipe.run_batch([img, img], cams=[cam, cam], gt_masks=[gt, None])
+    assert CountingSegmenter.embeds == 2
+    assert CountingSegmenter.decodes == [10, 5]  # one decoder call per image, CAM + GT prompts together
+    assert set(res[0].gt) == set(res[0].strategies) and res[1].gt == {}
+    assert res[0].strategies["box"].prompt.box.tolist() == [22.0, 12.0, 48.0, 28.0]
+    assert res[0].gt["box"].prompt.box.tolist() == [20.0, 10.0, 50.0, 30.0]
+
+
+def test_empty_pseudo_mask_gives_none_prompt_and_empty_mask() -> None:
+    pipe = PromptPipeline.from_config(CONFIG)
+    res = pipe(np.zeros((20, 30), np.uint8), cam=np.zeros((20, 30), np.float32))
+    for r in res.strategies.values():
+        assert r.prompt is None and r.mask.shape == (20, 30) and not r.mask.any() and r.score == 0.0
+
+
+def test_failing_stage_is_named_with_cause() -> None:
+    class Boom(ClassicalSegmenter):
+        def decode(self, embedding, prompts):  # type: ignore[no-untyped-def]
+            raise RuntimeError("kaboom")
+
+    pipe = PromptPipeline.from_config(CONFIG)
+    pipe.segmenter = Boom()
+    cam = np.zeros((20, 30), np.float32)
+    cam[5:10, 5:10] = 1
+    with pytest.raises(StageError, match="stage 'decode' .*Boom.*kaboom") as info:
+        pipe(np.zeros((20, 30), np.uint8), cam=cam)
+    assert info.value.stage == "decode" and isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(StageError, match="no classifier"):
+        pipe(np.zeros((20, 30), np.uint8))
+
+
+def test_pipeline_from_components_checks_types() -> None:
+    pipe = PromptPipeline.from_config(CONFIG)
+    with pytest.raises(TypeError, match="segmenter must be a Segmenter"):
+        PromptPipeline(cam=pipe.cam, masker=pipe.masker, prompts=list(pipe.strategies.values())[:1], segmenter="x")  # type: ignore[arg-type]
