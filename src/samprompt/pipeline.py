@@ -257,9 +257,13 @@ class PromptPipeline:
     def prompts_for(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> dict[str, Prompt | None]:
         """Apply every strategy to one (H, W) mask and its (H, W) CAM; label → prompt or ``None``."""
         out: dict[str, Prompt | None] = {}
+        h, w = np.shape(mask)[:2]
         for label, strategy in self.strategies.items():
             with _stage("prompt", strategy):
-                out[label] = strategy(mask, cam)
+                prompt = strategy(mask, cam)
+                if prompt is not None:
+                    prompt.check_within(h, w, name=f"prompt of strategy {label!r}")
+                out[label] = prompt
         return out
 
     def run_batch(

@@ -46,3 +46,13 @@ def test_prompt_equality_compares_arrays() -> None:
     a = Prompt(box=[0, 0, 2, 2], points=[[1, 1]], point_labels=[1])
     assert a == Prompt(box=np.array([0, 0, 2, 2], np.float64), points=[[1.0, 1.0]], point_labels=[1])
     assert a != Prompt(box=[0, 0, 2, 3], points=[[1, 1]], point_labels=[1])
+
+
+def test_check_within_names_the_offending_field() -> None:
+    Prompt(box=[0, 0, 30, 20], points=[[30, 20]], point_labels=[1]).check_within(20, 30)
+    with pytest.raises(ValueError, match=r"p\.box .* outside the 30x20 image"):
+        Prompt(box=[0, 0, 31, 20]).check_within(20, 30, name="p")
+    with pytest.raises(ValueError, match=r"prompt\.points\[1\] \[5\.0, -1\.0\]"):
+        Prompt(points=[[1, 1], [5, -1]], point_labels=[1, 0]).check_within(20, 30)
+    with pytest.raises(ValueError, match="mask_logits"):
+        Prompt(mask_logits=np.zeros((4, 4))).check_within(20, 30)

@@ -96,6 +96,32 @@ class Prompt:
         """Whether the prompt carries a box."""
         return self.box is not None
 
+    def check_within(self, height: int, width: int, *, name: str = "prompt") -> None:
+        """Check that the prompt lies on an image of ``height`` x ``width`` pixels.
+
+        Boxes must lie within ``[0, W] x [0, H]`` and points within the same range (edges included), and a
+        dense ``mask_logits`` must be (H, W).
+
+        Raises:
+            ValueError: Naming ``name`` and the offending field and values.
+        """
+        if self.box is not None:
+            x0, y0, x1, y1 = (float(v) for v in self.box)
+            if x0 < 0 or y0 < 0 or x1 > width or y1 > height:
+                raise ValueError(f"{name}.box {[x0, y0, x1, y1]} lies outside the {width}x{height} image")
+        if self.points.size:
+            xs, ys = self.points[:, 0], self.points[:, 1]
+            bad = (xs < 0) | (ys < 0) | (xs > width) | (ys > height)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"{name}.points[{i}] {self.points[i].tolist()} lies outside the {width}x{height} image"
+                )
+        if self.mask_logits is not None and self.mask_logits.shape != (height, width):
+            raise ValueError(
+                f"{name}.mask_logits has shape {self.mask_logits.shape}, expected the image's ({height}, {width})"
+            )
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (lists of floats/ints). ``mask_logits`` is summarised by its shape only."""
         return {

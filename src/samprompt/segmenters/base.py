@@ -87,8 +87,15 @@ class Segmenter(Component, abc.ABC):
         """
 
     def segment(self, image: NDArray[np.uint8], prompts: Sequence[Prompt]) -> Segmentation:
-        """Embed ``image`` once and decode ``prompts`` on it."""
-        return self.decode(self.embed(as_image(image)), prompts)
+        """Embed ``image`` once and decode ``prompts`` on it.
+
+        Raises:
+            ValueError: If a prompt lies outside the image (see :meth:`Prompt.check_within`).
+        """
+        img = as_image(image)
+        for i, prompt in enumerate(prompts):
+            prompt.check_within(img.shape[0], img.shape[1], name=f"prompts[{i}]")
+        return self.decode(self.embed(img), prompts)
 
     @staticmethod
     def empty(embedding: ImageEmbedding) -> Segmentation:
