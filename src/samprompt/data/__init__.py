@@ -1,0 +1,43 @@
+"""Data sets: reading images, masks and labels; auditing them; splitting them.
+
+* :func:`open_dataset` reads class folders (BUSI layout) or a CSV manifest into a lazily loaded
+  :class:`Dataset` of :class:`Sample` s.
+* :func:`load_image` / :func:`load_mask` turn any image file into a (H, W, 3) uint8 RGB array or a
+  (H, W) bool mask.
+* :func:`audit_dataset` counts classes and masks and finds exact and near duplicate images.
+* :func:`make_split` makes a seeded, stratified, duplicate- and group-aware train / val / test
+  :class:`Split`.
+"""
+
+from __future__ import annotations
+
+from samprompt.data.audit import AuditReport, ClassCounts, DuplicateGroup, audit_dataset
+from samprompt.data.datasets import Dataset, Sample, open_dataset, sample_id
+from samprompt.data.hashing import hamming_distance, near_pairs, perceptual_hash, pixel_hash
+from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask
+from samprompt.data.readers import read_class_folders, read_manifest
+from samprompt.data.splits import SPLIT_NAMES, Split, make_split
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "SPLIT_NAMES",
+    "AuditReport",
+    "ClassCounts",
+    "Dataset",
+    "DuplicateGroup",
+    "Sample",
+    "Split",
+    "audit_dataset",
+    "hamming_distance",
+    "image_size",
+    "load_image",
+    "load_mask",
+    "make_split",
+    "near_pairs",
+    "open_dataset",
+    "perceptual_hash",
+    "pixel_hash",
+    "read_class_folders",
+    "read_manifest",
+    "sample_id",
+]

@@ -1,0 +1,235 @@
+"""Readers building a :class:`~samprompt.data.datasets.Dataset` from class folders or a CSV manifest.
+
+Both only list files; no image is decoded here.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+
+from samprompt.data.datasets import Dataset, Sample, sample_id
+from samprompt.data.io import IMAGE_EXTENSIONS, StrPath
+from samprompt.errors import DataError
+
+__all__ = ["MASK_NAME", "read_class_folders", "read_manifest"]
+
+logger = logging.getLogger(__name__)
+
+#: A file whose stem matches is a mask (``x_mask``, ``x_mask_1``, ...), never an image.
+MASK_NAME = re.compile(r"^(?P<stem>.+)_mask(?:_(?P<k>\d+))?$", re.IGNORECASE)
+
+_REQUIRED = ("image", "label")
+
+
+def _is_visible_image(p: Path) -> bool:
+    return not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+
+
+def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
+    """Read a data set laid out as ``<root>/<class>/<name>.<ext>`` (the BUSI layout).
+
+    Masks sit next to their image as ``<name>_mask.<ext>``, ``<name>_mask_1.<ext>``, ... (any image
+    suffix, matched case-insensitively) and are merged by logical OR in the order ``_mask``,
+    ``_mask_1``, ``_mask_2``, ... A file named like a mask is never taken as an image; a mask without
+    its image is ignored with a warning. Masks are optional: a class folder may have none at all.
+    Classes whose masks are all empty (BUSI's ``normal``) are ordinary classes here;
+    :func:`~samprompt.data.audit.audit_dataset` reports them.
+
+    Hidden files (``.name``), files with other suffixes, sub-folders of class folders and files
+    directly in ``root`` are ignored (logged at DEBUG / WARNING level).
+
+    Args:
+        root: The folder holding one sub-folder per class.
+        classes: Read only these class folders; each must exist and hold images. Default: every
+            sub-folder that holds images.
+
+    Raises:
+        DataError: If ``root`` holds no class folder with images, a requested class folder is missing,
+            or two images in a folder share a name up to the suffix (``a.png`` and ``a.jpg``).
+    """
+    base = Path(root).absolute()
+    if not base.is_dir():
+        raise DataError(f"data folder {str(base)!r} does not exist or is not a folder")
+    wanted = set(classes) if classes is not None else None
+    loose = [p.name for p in base.iterdir() if _is_visible_image(p)]
+    if loose:
+        logger.warning(
+            "%s: %d image files directly in the data folder are ignored (e.g. %r); "
+            "images belong in class folders",
+            base,
+            len(loose),
+            sorted(loose)[0],
+        )
+    folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if wanted is not None:
+        missing = sorted(wanted - {p.name for p in folders})
+        if missing:
+            raise DataError(f"data folder {str(base)!r} has no class folder {missing[0]!r}")
+        folders = [p for p in folders if p.name in wanted]
+    samples: list[Sample] = []
+    for folder in folders:
+        found = _read_class(base, folder)
+        if not found:
+            if wanted is not None:
+                raise DataError(f"class folder {str(folder)!r} holds no images")
+            logger.warning("class folder %s holds no images; it is not a class", folder)
+        samples.extend(found)
+    if not samples:
+        raise DataError(
+            f"data folder {str(base)!r} holds no class folders with images "
+            f"(expected <root>/<class>/<name>{{{','.join(sorted(IMAGE_EXTENSIONS))}}})"
+        )
+    return Dataset(samples, root=base, classes=classes, source=base)
+
+
+def _read_class(base: Path, folder: Path) -> list[Sample]:
+    images: dict[str, Path] = {}
+    masks: dict[str, list[tuple[int, Path]]] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_dir():
+            logger.debug("sub-folder %s of a class folder is ignored", p)
+            continue
+        if not _is_visible_image(p):
+            continue
+        stem = p.name[: -len(p.suffix)]
+        m = MASK_NAME.match(stem)
+        if m:
+            k = int(m.group("k")) if m.group("k") is not None else -1
+            masks.setdefault(m.group("stem"), []).append((k, p))
+            continue
+        if stem in images:
+            raise DataError(
+                f"class folder {str(folder)!r}: images {images[stem].name!r} and {p.name!r} differ only "
+                f"by suffix, so they would share one sample id; rename one"
+            )
+        images[stem] = p
+    orphans = sorted(p.name for stem, ms in masks.items() if stem not in images for _, p in ms)
+    if orphans:
+        logger.warning(
+            "class folder %s: %d mask files without an image are ignored (e.g. %r)",
+            folder,
+            len(orphans),
+            orphans[0],
+        )
+    out = []
+    for stem, p in images.items():
+        mask_paths = tuple(mp for _, mp in sorted(masks.get(stem, []), key=lambda t: (t[0], t[1].name)))
+        rel = p.relative_to(base)
+        out.append(Sample(sample_id(rel), p, mask_paths, folder.name, None))
+    return out
+
+
+def _resolve(root: Path, text: str, where: str, what: str) -> Path:
+    """Resolve a path cell of the manifest lexically under ``root``; it must exist and stay inside."""
+    if not text:
+        raise DataError(f"{where}: empty {what} path")
+    candidate = Path(text)
+    full = Path(os.path.normpath(candidate if candidate.is_absolute() else root / candidate))
+    try:
+        full.relative_to(root)
+    except ValueError:
+        raise DataError(
+            f"{where}: {what} path {text!r} escapes the data root {str(root)!r} (the CSV's folder); "
+            f"paths must stay inside it"
+        ) from None
+    if not full.is_file():
+        raise DataError(f"{where}: {what} file {text!r} does not exist (looked for {str(full)!r})")
+    return full
+
+
+def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
+    """Read a CSV manifest: one row per image.
+
+    Columns (header names are matched case-insensitively; other columns are ignored):
+
+    * ``image`` (required): image path, relative to the CSV's folder (or absolute inside it).
+    * ``label`` (required): class name, non-empty.
+    * ``mask`` (optional): mask paths separated by ``;``, merged by logical OR; empty = no mask.
+    * ``group`` (optional): e.g. a patient id; samples of one group never straddle splits.
+
+    The CSV's folder is the data root: no path may leave it (``../``, or absolute elsewhere). The file
+    is read as UTF-8 (a BOM is accepted). Blank lines are skipped.
+
+    Args:
+        csv_path: The manifest.
+        classes: Allowed labels; default: every label that occurs.
+
+    Raises:
+        DataError: Naming the CSV file and line for: a missing required column, an empty or unknown
+            label, an image listed twice, an image also listed as a mask, a path escaping the root, a
+            missing file, a row with more fields than the header, an unreadable or empty file.
+    """
+    src = Path(csv_path).absolute()
+    root = Path(os.path.normpath(src.parent))
+    allowed = set(classes) if classes is not None else None
+    samples: list[Sample] = []
+    seen: dict[Path, int] = {}
+    mask_lines: dict[Path, int] = {}
+    try:
+        with src.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"CSV file {str(src)!r} is empty")
+            cols = {name.strip().lower(): k for k, name in enumerate(header)}
+            for req in _REQUIRED:
+                if req not in cols:
+                    raise DataError(
+                        f"CSV file {str(src)!r}: line 1: missing required column {req!r} "
+                        f"(header: {header}); required: image, label; optional: mask, group"
+                    )
+            for row in reader:
+                if not any(cell.strip() for cell in row):
+                    continue
+                line = reader.line_num
+                where = f"CSV file {str(src)!r}: line {line}"
+                if len(row) > len(header):
+                    raise DataError(f"{where}: {len(row)} fields but the header has {len(header)}")
+
+                def cell(name: str, row: list[str] = row) -> str:
+                    k = cols.get(name)
+                    return row[k].strip() if k is not None and k < len(row) else ""
+
+                image = _resolve(root, cell("image"), where, "image")
+                if image in seen:
+                    raise DataError(
+                        f"{where}: image {cell('image')!r} is already listed on line {seen[image]}"
+                    )
+                seen[image] = line
+                label = cell("label")
+                if not label:
+                    raise DataError(f"{where}: empty label")
+                if allowed is not None and label not in allowed:
+                    raise DataError(f"{where}: unknown label {label!r}; allowed: {sorted(allowed)}")
+                mask_paths = tuple(
+                    _resolve(root, part.strip(), where, "mask")
+                    for part in cell("mask").split(";")
+                    if part.strip()
+                )
+                for mp in mask_paths:
+                    mask_lines.setdefault(mp, line)
+                try:
+                    sid = sample_id(image.relative_to(root))
+                except DataError as e:
+                    raise DataError(f"{where}: {e}") from None
+                samples.append(Sample(sid, image, mask_paths, label, cell("group") or None))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"CSV file {str(src)!r} cannot be read: {e}") from e
+    both = sorted(set(seen) & set(mask_lines), key=lambda p: seen[p])
+    if both:
+        p = both[0]
+        raise DataError(
+            f"CSV file {str(src)!r}: line {seen[p]}: {p.name!r} is listed as an image here and as a mask "
+            f"on line {mask_lines[p]}"
+        )
+    if not samples:
+        raise DataError(f"CSV file {str(src)!r} lists no images")
+    try:
+        return Dataset(samples, root=root, classes=classes, source=src)
+    except DataError as e:
+        raise DataError(f"CSV file {str(src)!r}: {e}") from None
