@@ -43,8 +43,9 @@ class Segmentation:
 
     Attributes:
         masks: (K, H, W) bool at the original image size, one mask per prompt, in prompt order.
-        scores: (K,) float32 quality the segmenter predicts for each mask (SAM: predicted IoU), in [0, 1]
-            where the backend has no better notion.
+        scores: (K,) float32 quality the segmenter predicts for each mask, higher is better (SAM: its raw
+            predicted IoU, which can fall slightly outside [0, 1]; the weight-free segmenter: a value in
+            [0, 1]).
     """
 
     masks: NDArray[np.bool_]

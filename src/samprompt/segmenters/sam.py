@@ -1,0 +1,364 @@
+"""The ``sam`` segmenter: Segment Anything with batched encoding, fast attention and one-call decoding.
+
+Example:
+    >>> from samprompt.segmenters import SEGMENTERS
+    >>> params = {"model_type": "vit_b", "checkpoint": "sam_vit_b_01ec64.pth"}
+    >>> seg = SEGMENTERS.create("sam", params)  # doctest: +SKIP
+    >>> emb = seg.embed(image)  # (H, W, 3) uint8, any size  # doctest: +SKIP
+    >>> out = seg.decode(emb, [Prompt(box=[10, 20, 200, 180])])  # doctest: +SKIP
+    >>> out.masks.shape, out.scores  # (1, H, W) bool, predicted IoU  # doctest: +SKIP
+
+Pipeline per image: ``embed`` (on the device, in torch) resizes the longest side to the encoder size
+with separable antialiased bilinear passes rounded to the uint8 grid (matching SAM's PIL path up to
+±1 grey level on ~0.1 % of pixels), normalises and pads to a square, and runs the ViT once;
+``decode`` encodes all prompts of the image and runs the mask decoder once per batch of equal token
+count (see :func:`~samprompt.segmenters.sam_prompts.batch_prompts`), picks the mask with the highest
+predicted IoU (``multimask=True``), upsamples the low-res logits to the original size
+(``Sam.postprocess_masks``) and thresholds at ``mask_threshold`` (0).
+
+Precision: the decoder always runs in fp32. ``precision="bf16"`` runs the image encoder under bf16
+autocast (embeddings are stored in fp32); it is allowed on CPU too (slow without AMX; a warning is
+logged) so the bf16 numerics can be checked without a GPU.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from pydantic import Field
+
+from samprompt._arrays import as_image
+from samprompt.component import Component, ComponentParams
+from samprompt.errors import ConfigError
+from samprompt.prompts.base import Prompt
+from samprompt.segmenters import SEGMENTERS
+from samprompt.segmenters._sam_fast import enable_fast_attention
+from samprompt.segmenters.base import ImageEmbedding, Segmentation, Segmenter
+from samprompt.segmenters.sam_models import load_sam_checkpoint
+from samprompt.segmenters.sam_prompts import batch_prompts
+
+if TYPE_CHECKING:
+    from segment_anything.modeling import Sam
+
+__all__ = ["SamFeatures", "SamSegmenter", "resolve_device"]
+
+log = logging.getLogger(__name__)
+
+#: Upper bound of the automatic encoder batch size, and its value on CPU.
+_AUTO_MAX_BATCH, _AUTO_CPU_BATCH = 32, 2
+#: Masks are upsampled to the original size this many prompts at a time (bounds GPU memory).
+_POSTPROCESS_CHUNK = 16
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` → ``cuda`` if available, else ``cpu``; other strings go to :class:`torch.device`.
+
+    Raises:
+        ConfigError: If the string is not a device, or names CUDA where CUDA is not available.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"sam.params.device: invalid device {device!r}: {exc}") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"sam.params.device: {device!r} requested but CUDA is not available")
+    return dev
+
+
+@dataclass(frozen=True, eq=False)
+class SamFeatures:
+    """The payload of a SAM :class:`ImageEmbedding`.
+
+    Attributes:
+        features: (1, C, g, g) float32 image embedding on the segmenter's device (C=256, g=64 for ViTs).
+        input_size: ``(h, w)`` of the resized image inside the square encoder input (before padding).
+    """
+
+    features: torch.Tensor
+    input_size: tuple[int, int]
+
+
+@SEGMENTERS.register("sam")
+class SamSegmenter(Segmenter):
+    """Segment Anything (ViT-B/L/H, or the test-sized ``tiny``) as a samprompt segmenter.
+
+    Raises (on construction):
+        ConfigError: Invalid parameters (e.g. no checkpoint for a ``vit_*`` type, bad device).
+        CheckpointError: Checkpoint missing, unreadable with ``weights_only=True``, or not fitting
+            ``model_type`` (the message names the file and model type).
+    """
+
+    class Params(ComponentParams):
+        """Parameters of :class:`SamSegmenter`.
+
+        Attributes:
+            model_type: Architecture; ``tiny`` is a 128 px random-weight model for tests.
+            checkpoint: State-dict file (required except for ``tiny``, which is randomly initialised
+                with seed 0 when omitted).
+            device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+            multimask: Predict 3 masks per prompt and keep the one with the highest predicted IoU;
+                ``False`` uses SAM's single-mask output.
+            precision: ``"bf16"`` runs the encoder under bf16 autocast; the decoder stays fp32.
+            batch_size: Images per encoder call in :meth:`embed_batch`; ``"auto"`` probes free GPU
+                memory once (CUDA) or uses 2 (CPU).
+            fast_attention: Use fused SDPA attention in the encoder (same weights; see ``_sam_fast``).
+            attention_bias: How fast attention applies the relative-position bias: ``"mask"``
+                (materialised ``attn_mask``) or ``"fold"`` (folded into q/k; flash-eligible).
+            compile: ``torch.compile`` the encoder (default mode; batches are padded to ``batch_size``
+                so shapes stay static).
+            prompt_batching: ``"exact"`` (one decoder call per distinct token count; equal to
+                per-prompt SAM) or ``"pad"`` (always one call; pads with SAM's not-a-point token).
+        """
+
+        model_type: Literal["vit_b", "vit_l", "vit_h", "tiny"] = "vit_b"
+        checkpoint: Path | None = None
+        device: str = "auto"
+        multimask: bool = True
+        precision: Literal["fp32", "bf16"] = "fp32"
+        batch_size: int | Literal["auto"] = Field(default="auto")
+        fast_attention: bool = True
+        attention_bias: Literal["mask", "fold"] = "mask"
+        compile: bool = False
+        prompt_batching: Literal["exact", "pad"] = "exact"
+
+    params: Params
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        if isinstance(p.batch_size, int) and p.batch_size < 1:
+            raise ConfigError(f"{self.name}.params.batch_size: must be >= 1 or 'auto', got {p.batch_size}")
+        if p.checkpoint is None:
+            if p.model_type != "tiny":
+                raise ConfigError(f"{self.name}.params.checkpoint: required for model_type={p.model_type!r}")
+            from samprompt.testing import tiny_sam
+
+            log.info("sam: model_type='tiny' without checkpoint: random weights (seed 0)")
+            model = tiny_sam(seed=0)
+        else:
+            model = load_sam_checkpoint(p.checkpoint, p.model_type)
+        self._setup(model)
+
+    @classmethod
+    def from_model(cls, model: Sam, **params: Any) -> SamSegmenter:
+        """Wrap an already built ``segment_anything`` SAM (e.g. random weights for benchmarks).
+
+        The model is deep-copied when fast attention is requested, so ``model`` itself keeps the stock
+        attention. ``params.checkpoint`` is only recorded (nothing is loaded); ``params.model_type``
+        should describe ``model``.
+        """
+        self = cls.__new__(cls)
+        Component.__init__(self, **params)
+        self._setup(copy.deepcopy(model) if self.params.fast_attention else model)
+        return self
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self, model: Sam) -> None:
+        p = self.params
+        self.device = resolve_device(p.device)
+        self.model: Sam = model.to(self.device).eval().requires_grad_(False)
+        if p.fast_attention:
+            enable_fast_attention(self.model.image_encoder, p.attention_bias)
+        if p.precision == "bf16" and self.device.type == "cpu":
+            log.warning(
+                "sam: precision='bf16' on CPU runs the encoder under CPU bf16 autocast (often slower)"
+            )
+        self.image_size: int = int(self.model.image_encoder.img_size)
+        self._encoder: Callable[[torch.Tensor], torch.Tensor] = self.model.image_encoder
+        if p.compile:
+            self._encoder = torch.compile(self.model.image_encoder, dynamic=False)  # type: ignore[assignment]
+        self._batch: int | None = p.batch_size if isinstance(p.batch_size, int) else None
+        with torch.inference_mode():
+            self._dense_pe = self.model.prompt_encoder.get_dense_pe()
+
+    @property
+    def encoder_batch_size(self) -> int | None:
+        """Images per encoder call (``None`` until ``batch_size="auto"`` has been resolved)."""
+        return self._batch
+
+    def _autocast(self) -> AbstractContextManager[Any]:
+        if self.params.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
+    # ------------------------------------------------------------------ embedding
+    def _preprocess(self, image: NDArray[np.uint8]) -> tuple[torch.Tensor, tuple[int, int]]:
+        """(H, W, 3) uint8 → ((3, S, S) normalised, padded float32 on the device, resized (h, w))."""
+        H, W = image.shape[:2]
+        scale = self.image_size / max(H, W)
+        h, w = int(H * scale + 0.5), int(W * scale + 0.5)  # ResizeLongestSide.get_preprocess_shape
+        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float()
+        # Like SAM's reference path (PIL bilinear on uint8): horizontal pass, round, vertical pass, round.
+        for size in ((H, w), (h, w)):
+            if tuple(x.shape[-2:]) != size:
+                x = F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
+                x = x.round_().clamp_(0, 255)
+        x = (x - self.model.pixel_mean) / self.model.pixel_std
+        x = F.pad(x, (0, self.image_size - w, 0, self.image_size - h))
+        return x[0], (h, w)
+
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) → (B, C, g, g) float32 embeddings (padding the batch when compiled)."""
+        n = x.shape[0]
+        if self.params.compile and self._batch is not None and n < self._batch:
+            x = torch.cat([x, x.new_zeros((self._batch - n, *x.shape[1:]))])
+        with torch.inference_mode(), self._autocast():
+            return self._encoder(x)[:n].float()
+
+    def _auto_batch_size(self, sample: torch.Tensor) -> int:
+        """Pick the encoder batch size from the memory one image takes (CUDA) or a constant (CPU)."""
+        if self.device.type != "cuda":
+            return _AUTO_CPU_BATCH
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+        base = torch.cuda.memory_allocated(self.device)
+        with torch.inference_mode(), self._autocast():
+            self.model.image_encoder(sample[None])  # eager probe (never the compiled graph)
+        per_image = max(torch.cuda.max_memory_allocated(self.device) - base, 1)
+        free, _ = torch.cuda.mem_get_info(self.device)
+        size = int(max(1, min(_AUTO_MAX_BATCH, 0.7 * free // per_image)))
+        log.info(
+            "sam: auto batch size %d (%.2f GiB per image, %.1f GiB free)",
+            size,
+            per_image / 2**30,
+            free / 2**30,
+        )
+        return size
+
+    def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
+        """Embed one image; see :meth:`embed_batch`."""
+        return self.embed_batch([image])[0]
+
+    def embed_batch(self, images: Sequence[NDArray[np.uint8]]) -> list[ImageEmbedding]:
+        """Embed images of any sizes, ``batch_size`` per encoder call.
+
+        Args:
+            images: (H, W) or (H, W, 3) uint8 RGB images at their original sizes.
+
+        Returns:
+            One :class:`ImageEmbedding` per image (``data`` is a :class:`SamFeatures`), in order.
+        """
+        arrays = [as_image(im) for im in images]
+        out: list[ImageEmbedding] = []
+        start = 0
+        while start < len(arrays):
+            if self._batch is None:
+                self._batch = self._auto_batch_size(self._preprocess(arrays[start])[0])
+            chunk = arrays[start : start + self._batch]
+            prepared = [self._preprocess(a) for a in chunk]
+            try:
+                feats = self._encode(torch.stack([x for x, _ in prepared]))
+            except torch.cuda.OutOfMemoryError:
+                if self._batch <= 1:
+                    raise
+                self._batch = max(1, self._batch // 2)
+                log.warning("sam: CUDA out of memory; encoder batch size lowered to %d", self._batch)
+                torch.cuda.empty_cache()
+                continue
+            for i, (a, (_, size)) in enumerate(zip(chunk, prepared)):
+                out.append(ImageEmbedding(a.shape[:2], SamFeatures(feats[i : i + 1].clone(), size)))
+            start += len(chunk)
+        return out
+
+    # ------------------------------------------------------------------ decoding
+    def _features(self, embedding: ImageEmbedding) -> SamFeatures:
+        data = embedding.data
+        if not isinstance(data, SamFeatures):
+            raise TypeError(f"embedding was not made by a SAM segmenter (data is {type(data).__name__})")
+        return data
+
+    def decode_low_res(
+        self, embedding: ImageEmbedding, prompts: Sequence[Prompt]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode prompts to SAM's low-resolution logits.
+
+        Args:
+            embedding: From :meth:`embed` / :meth:`embed_batch`.
+            prompts: K prompts in original-image pixels.
+
+        Returns:
+            ``(logits, scores)``: (K, L, L) float32 logits of the chosen mask per prompt on the padded
+            square grid (L = 256 for official models; the image occupies the top-left
+            ``input_size * L / image_size``), and (K,) float32 predicted IoU, both on the device.
+        """
+        data = self._features(embedding)
+        L = 4 * self.model.prompt_encoder.image_embedding_size[0]
+        logits = torch.empty((len(prompts), L, L), device=self.device)
+        scores = torch.empty((len(prompts),), device=self.device)
+        if not prompts:
+            return logits, scores
+        with torch.inference_mode():
+            batches = batch_prompts(
+                self.model.prompt_encoder,
+                prompts,
+                embedding.original_size,
+                data.input_size,
+                self.image_size,
+                self.params.prompt_batching,
+            )
+            for b in batches:
+                low, iou = self.model.mask_decoder(
+                    image_embeddings=data.features,
+                    image_pe=self._dense_pe,
+                    sparse_prompt_embeddings=b.sparse,
+                    dense_prompt_embeddings=b.dense,
+                    multimask_output=self.params.multimask,
+                )
+                best = (
+                    iou.argmax(dim=1)
+                    if self.params.multimask
+                    else torch.zeros_like(iou[:, 0], dtype=torch.long)
+                )
+                rows = torch.arange(low.shape[0], device=low.device)
+                idx = torch.as_tensor(b.indices, device=low.device)
+                logits[idx] = low[rows, best].float()
+                scores[idx] = iou[rows, best].float()
+        return logits, scores
+
+    def decode(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> Segmentation:
+        """Decode all ``prompts`` of one image (one decoder call per token-count batch).
+
+        Args:
+            embedding: From :meth:`embed` / :meth:`embed_batch` of THIS segmenter.
+            prompts: K prompts in original-image pixels (box edges, point centres, optional
+                ``mask_logits`` at the original size).
+
+        Returns:
+            (K, H, W) bool masks at the original size and (K,) float32 predicted IoU of each mask.
+
+        Raises:
+            TypeError: If ``embedding`` was not made by a SAM segmenter.
+        """
+        for i, p in enumerate(prompts):
+            if not isinstance(p, Prompt):
+                raise TypeError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
+            if p.mask_logits is not None and p.mask_logits.shape != tuple(embedding.original_size):
+                raise ValueError(
+                    f"prompts[{i}].mask_logits has shape {p.mask_logits.shape}, "
+                    f"expected the image size {tuple(embedding.original_size)}"
+                )
+        if not prompts:
+            return self.empty(embedding)
+        data = self._features(embedding)
+        logits, scores = self.decode_low_res(embedding, prompts)
+        H, W = embedding.original_size
+        masks = np.empty((len(prompts), H, W), dtype=bool)
+        with torch.inference_mode():
+            for s in range(0, len(prompts), _POSTPROCESS_CHUNK):
+                up = self.model.postprocess_masks(
+                    logits[s : s + _POSTPROCESS_CHUNK, None], data.input_size, (H, W)
+                )
+                masks[s : s + _POSTPROCESS_CHUNK] = (up[:, 0] > self.model.mask_threshold).cpu().numpy()
+        return Segmentation(masks, scores.cpu().numpy().astype(np.float32))
