@@ -105,7 +105,8 @@ class Preprocessing(BaseModel):
         img = as_image(image)
         H, W = img.shape[:2]
         geo = self.geometry((H, W))
-        x = torch.from_numpy(img).permute(2, 0, 1).float().div_(255.0)[None]
+        # torch.tensor copies, so read-only arrays (e.g. from the data loaders) are fine.
+        x = torch.tensor(img).permute(2, 0, 1).float().div_(255.0)[None]
         h, w = self.input_size
         if self.mode == "resize":
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)

@@ -1,0 +1,231 @@
+"""Labelled examples, lazy image loading and the training augmentation.
+
+An :data:`Example` is ``(image, label)``: ``image`` is a file path, a (H, W[, 3]) uint8 array or a
+zero-argument callable returning one (loaded lazily, e.g. ``functools.partial(dataset.load_image, i)``);
+``label`` is a data-set label (mapped by a :class:`~samprompt.classifiers.task.TaskSpec`) or a class index.
+
+Inputs are made by the checkpoint's :class:`~samprompt.preprocess.Preprocessing` (whole image resized or
+letterboxed, never cropped); the augmentation acts ON TOP of it, on the (3, h, w) network input in
+[0, 1] before normalisation: horizontal flip, a small affine (rotation, scale, translation; the border is
+filled with the padding value) and brightness/contrast jitter. Nothing is cropped away beyond what the
+small affine pushes over the border.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Union
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch.utils.data import Dataset as TorchDataset
+from torchvision.transforms import InterpolationMode
+
+from samprompt._arrays import as_image
+from samprompt.classifiers.task import TaskSpec
+from samprompt.errors import DataError
+from samprompt.preprocess import Preprocessing
+
+__all__ = [
+    "AugmentConfig",
+    "Example",
+    "ExampleDataset",
+    "ImageLike",
+    "augment",
+    "class_targets",
+    "examples_from_dataset",
+    "read_example_image",
+]
+
+ImageLike = Union[str, os.PathLike[str], NDArray[np.uint8], Callable[[], NDArray[np.uint8]]]
+Example = tuple[ImageLike, Union[str, int]]
+
+
+class AugmentConfig(BaseModel):
+    """Training augmentation (applied with the given probabilities/ranges to each sample).
+
+    Attributes:
+        enabled: Switch every augmentation off when false.
+        hflip: Probability of a horizontal flip.
+        rotation: Maximum rotation in degrees (uniform in ``[-rotation, rotation]``).
+        scale: ``(min, max)`` isotropic scale factor.
+        translate: Maximum shift as a fraction of the input width/height.
+        brightness: Maximum relative brightness change (factor in ``[1 - b, 1 + b]``).
+        contrast: Maximum relative contrast change (factor in ``[1 - c, 1 + c]``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    hflip: float = Field(default=0.5, ge=0.0, le=1.0)
+    rotation: float = Field(default=10.0, ge=0.0, le=180.0)
+    scale: tuple[float, float] = (0.9, 1.1)
+    translate: float = Field(default=0.05, ge=0.0, le=0.5)
+    brightness: float = Field(default=0.1, ge=0.0, lt=1.0)
+    contrast: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] <= v[1]:
+            raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {v}")
+        return v
+
+
+def _uniform(lo: float, hi: float) -> float:
+    return lo + (hi - lo) * float(torch.rand(()))
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, fill: float = 0.0) -> torch.Tensor:
+    """Randomly augment one (3, h, w) float input in [0, 1]; returns a new tensor in [0, 1].
+
+    Random numbers come from torch's global generator (seeded per DataLoader worker by torch).
+    """
+    if not cfg.enabled:
+        return x
+    if cfg.hflip > 0 and float(torch.rand(())) < cfg.hflip:
+        x = torch.flip(x, dims=[-1])
+    if cfg.rotation > 0 or cfg.translate > 0 or cfg.scale != (1.0, 1.0):
+        h, w = x.shape[-2:]
+        angle = _uniform(-cfg.rotation, cfg.rotation)
+        tx = round(_uniform(-cfg.translate, cfg.translate) * w)
+        ty = round(_uniform(-cfg.translate, cfg.translate) * h)
+        scale = _uniform(*cfg.scale)
+        x = TF.affine(
+            x, angle=angle, translate=[tx, ty], scale=scale, shear=[0.0, 0.0],
+            interpolation=InterpolationMode.BILINEAR, fill=[fill] * x.shape[0],
+        )
+    if cfg.brightness > 0:
+        x = x * _uniform(1 - cfg.brightness, 1 + cfg.brightness)
+    if cfg.contrast > 0:
+        c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
+        mean = x.mean()
+        x = (x - mean) * c + mean
+    return x.clamp_(0.0, 1.0)
+
+
+def _writable(arr: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    # torch.from_numpy warns on read-only arrays (PIL-backed ones are); a copy is cheap next to decoding
+    return arr if arr.flags.writeable else arr.copy()
+
+
+def read_example_image(image: ImageLike, where: str) -> NDArray[np.uint8]:
+    """Resolve an :data:`ImageLike` to a (H, W, 3) uint8 array.
+
+    Raises:
+        DataError: Naming ``where`` (and the file) when the image cannot be read or is not an image.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        from samprompt.data.io import load_image  # lazy: keeps the classifiers importable on their own
+
+        return _writable(load_image(image))
+    try:
+        arr = image() if callable(image) else image
+        return _writable(as_image(arr, name=where))
+    except DataError:
+        raise
+    except (ValueError, TypeError, OSError) as exc:
+        raise DataError(f"{where}: cannot load image: {exc}") from exc
+
+
+class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
+    """A torch ``Dataset`` over examples: loads lazily, preprocesses, optionally caches and augments.
+
+    Items are ``(x, y)``: x (3, h, w) float32 normalised by ``preprocessing``; y the class index.
+
+    Args:
+        images: One :data:`ImageLike` per example.
+        targets: Class index per example.
+        preprocessing: Geometry and normalisation of the network input.
+        augmentation: Applied on top of the preprocessing (``None`` or disabled = none).
+        cache: Keep each preprocessed (un-normalised, uint8) input in memory after its first load; the
+            augmentation still runs anew on every access. Per DataLoader worker.
+    """
+
+    def __init__(
+        self,
+        images: Sequence[ImageLike],
+        targets: Sequence[int],
+        preprocessing: Preprocessing,
+        augmentation: AugmentConfig | None = None,
+        cache: bool = True,
+    ) -> None:
+        if len(images) != len(targets):
+            raise DataError(f"{len(images)} images but {len(targets)} labels")
+        self.images = list(images)
+        self.targets = [int(t) for t in targets]
+        self.preprocessing = preprocessing
+        self._raw = preprocessing.model_copy(update={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
+        self.augmentation = augmentation
+        self.cache = cache
+        self._cache: dict[int, torch.Tensor] = {}
+        self._mean = torch.tensor(preprocessing.mean).view(3, 1, 1)
+        self._std = torch.tensor(preprocessing.std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def _input(self, i: int) -> torch.Tensor:
+        hit = self._cache.get(i)
+        if hit is not None:
+            return hit.float().div_(255.0)
+        img = read_example_image(self.images[i], f"example {i}")
+        x, _ = self._raw.to_tensor(img)
+        if self.cache:
+            self._cache[i] = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
+            return self._cache[i].float().div_(255.0)
+        return x
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        x = self._input(i)
+        if self.augmentation is not None:
+            x = augment(x, self.augmentation, fill=self.preprocessing.pad_value)
+        return (x - self._mean) / self._std, self.targets[i]
+
+
+def examples_from_dataset(dataset: Any, items: Sequence[int | str]) -> list[Example]:
+    """Lazy examples ``(loader, label)`` for some samples of a ``samprompt.data`` ``Dataset``.
+
+    Args:
+        dataset: Object with ``__len__``, ``__getitem__(i) -> Sample`` (``.id``, ``.label``) and
+            ``load_image(i)``.
+        items: Sample indices (ints) or sample ids (strings, e.g. from ``Split.train``).
+
+    Raises:
+        DataError: Naming the unknown id or out-of-range index.
+    """
+    by_id: dict[str, int] | None = None
+    out: list[Example] = []
+    for item in items:
+        if isinstance(item, str):
+            if by_id is None:
+                by_id = (
+                    {item_id: dataset.position(item_id) for item_id in dataset.ids}
+                    if hasattr(dataset, "position") and hasattr(dataset, "ids")
+                    else {str(dataset[i].id): i for i in range(len(dataset))}
+                )
+            if item not in by_id:
+                raise DataError(f"sample id {item!r} is not in the data set")
+            i = by_id[item]
+        else:
+            i = int(item)
+            if not 0 <= i < len(dataset):
+                raise DataError(f"sample index {i} out of range for {len(dataset)} samples")
+        out.append((functools.partial(dataset.load_image, i), str(dataset[i].label)))
+    return out
+
+
+def class_targets(examples: Sequence[Example], task: TaskSpec) -> list[int]:
+    """Class index of every example (labels mapped through ``task``); DataError names the example."""
+    out = []
+    for n, (_, label) in enumerate(examples):
+        try:
+            out.append(task.index(label))
+        except DataError as exc:
+            raise DataError(f"example {n}: {exc}") from exc
+    return out
