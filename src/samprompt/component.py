@@ -11,7 +11,7 @@ A component class declares its parameters as a nested pydantic model named ``Par
     MyBox(margni=3)                # ConfigError: MyBox.params.margni: Extra inputs are not permitted
 
 :meth:`Component.to_config` gives ``{"name": ..., "params": {...}}``, the form used in pipeline and run
-configs, and :meth:`Component.from_config` rebuilds the object through the registry.
+configs, and :meth:`samprompt.registry.Registry.create` rebuilds the object from it by name.
 """
 
 from __future__ import annotations

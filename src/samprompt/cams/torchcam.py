@@ -46,6 +46,7 @@ class TorchCamExtractor(CamExtractor):
             list of class indices to sum.
     """
 
+    #: Name of the TorchCAM class in :mod:`torchcam.methods` that computes the maps.
     method: ClassVar[str] = "GradCAM"
 
     class Params(ComponentParams):

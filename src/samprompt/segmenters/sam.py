@@ -94,7 +94,7 @@ class SamFeatures:
 class SamSegmenter(Segmenter):
     """Segment Anything (ViT-B/L/H, or the test-sized ``tiny``) as a samprompt segmenter.
 
-    Raises (on construction):
+    Raises:
         ConfigError: Invalid parameters (e.g. no checkpoint for a ``vit_*`` type, bad device).
         CheckpointError: Checkpoint missing, unreadable with ``weights_only=True``, or not fitting
             ``model_type`` (the message names the file and model type).
