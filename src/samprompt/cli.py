@@ -1,0 +1,338 @@
+"""The ``samprompt`` command line: parses arguments, calls the library, prints.
+
+Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``list``, ``presets``; see ``samprompt -h`` and
+``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
+``failures.jsonl``); 2 usage, configuration, data or checkpoint error (the message names the file, key or
+stage; ``--debug`` shows the traceback); 130 interrupted (rerun the same command to resume a run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from samprompt.errors import SampromptError
+
+__all__ = ["main"]
+
+log = logging.getLogger("samprompt.cli")
+
+EXIT_OK, EXIT_FAILURES, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _TqdmHandler(logging.Handler):
+    """Log records written through ``tqdm.write`` so they do not break progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+class _Bars:
+    """A ``progress(step, done, total)`` callback drawing one tqdm bar per step."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, step: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        bar = self.bars.get(step)
+        if bar is None:
+            bar = self.bars[step] = tqdm(total=total, desc=step, unit="img" if step != "report" else "panel",
+                                         leave=False, dynamic_ncols=True)
+        bar.total = total
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            del self.bars[step]
+
+
+def _version() -> str:
+    from samprompt import __version__
+
+    return f"samprompt {__version__}"
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def _print_run(result: Any) -> int:
+    print(f"run folder: {result.out}")
+    print(f"images: {result.done} of {result.split_total} finished ({result.computed} computed now)")
+    if not result.complete:
+        print("the run is not complete (--limit or failures): rerun the same command to finish it")
+    print(f"summary: {result.out / 'summary.md'}")
+    print(f"report:  {result.report}")
+    if result.failures:
+        print(f"{len(result.failures)} image(s) failed; see {result.out / 'failures.jsonl'}:", file=sys.stderr)
+        for f in result.failures[:10]:
+            print(f"  {f['image']}: stage {f['stage']}: {f['reason']}", file=sys.stderr)
+        return EXIT_FAILURES
+    return EXIT_OK
+
+
+def _segmenter(args: argparse.Namespace) -> dict[str, Any] | None:
+    from samprompt.runner.presets import segmenter_spec
+
+    if args.segmenter is None and (args.checkpoint is not None or args.model_type is not None):
+        args.segmenter = "sam"
+    if args.segmenter is None:
+        return None
+    return segmenter_spec(args.segmenter, args.checkpoint, args.model_type)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from samprompt.runner.config import load_run_config
+    from samprompt.runner.presets import preset
+    from samprompt.runner.run import run_experiment
+
+    overrides = list(args.set or [])
+    for flag, key in ((args.device, "device"), (args.limit, "limit"), (args.split, "split.use"),
+                      (args.seed, "seed")):
+        if flag is not None:
+            overrides.append(f"{key}={flag}")
+    seg = _segmenter(args)
+    if seg is not None:
+        overrides.append("pipeline.segmenter=" + json.dumps(seg))
+    bars = _Bars(not args.no_progress)
+    if args.preset:
+        runs = preset(args.preset, args.source, overrides=overrides)
+        parent = Path(args.out or Path("runs") / args.preset).absolute()
+        code = EXIT_OK
+        for run in runs:
+            cfg = run.config(parent)
+            print(f"== {args.preset}/{run.name}: {cfg.description}")
+            res = run_experiment(cfg, parent / run.name, force=args.force, progress=bars,
+                                 train_progress=not args.no_progress, command=sys.argv)
+            code = max(code, _print_run(res))
+        return code
+    if args.source is None:
+        raise _UsageError("run: give a CONFIG file, or --preset NAME [DATA]")
+    cfg = load_run_config(args.source, overrides=overrides)
+    out = Path(args.out or Path("runs") / cfg.name)
+    res = run_experiment(cfg, out, force=args.force, progress=bars, train_progress=not args.no_progress,
+                         command=sys.argv)
+    return _print_run(res)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import time
+
+    from samprompt.runner.demo import run_demo
+
+    start = time.perf_counter()
+    res = run_demo(args.out, force=args.force, device=args.device, overrides=args.set or [],
+                   progress=_Bars(not args.no_progress), train_progress=not args.no_progress)
+    code = _print_run(res)
+    print(f"demo finished in {time.perf_counter() - start:.0f} s; open {res.report} in a browser")
+    return code
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from samprompt.data import audit_dataset, open_dataset
+
+    ds = open_dataset(args.data)
+    bars = _Bars(not args.no_progress and not args.json)
+    report = audit_dataset(ds, near_threshold=args.near, progress=lambda d, t: bars("audit", d, t))
+    print(report.to_json() if args.json else report.format_text())
+    return EXIT_OK
+
+
+def _cmd_split(args: argparse.Namespace) -> int:
+    from samprompt.data import audit_dataset, make_split, open_dataset
+
+    ds = open_dataset(args.data)
+    bars = _Bars(not args.no_progress)
+    report = audit_dataset(ds, progress=lambda d, t: bars("audit", d, t))
+    sp = make_split(ds, seed=args.seed, fractions=tuple(args.fractions), duplicate_groups=report,
+                    conflicting=args.conflicting)
+    sp.save(args.out)
+    for name, counts in sp.summary(ds).items():
+        print(f"{name:5s} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    if sp.dropped:
+        print(f"dropped {len(sp.dropped)} samples with conflicting duplicate labels")
+    print(f"split written to {args.out}")
+    return EXIT_OK
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from samprompt.classifiers import TrainConfig, train_from_paths
+    from samprompt.config import load_config_file
+    from samprompt.runner.config import apply_overrides
+
+    data: dict[str, Any] = load_config_file(args.config) if args.config else {}
+    sets = list(args.set or [])
+    for flag, key in ((args.arch, "arch"), (args.epochs, "epochs"), (args.input_size, "preprocessing.input_size"),
+                      (args.device, "device"), (args.seed, "seed"), (args.weights, "weights")):
+        if flag is not None:
+            sets.append(f"{key}={flag}")
+    cfg = TrainConfig.parse(apply_overrides(data, sets), "train")
+    res = train_from_paths(args.data, args.split, args.out, cfg, task=args.task, progress=not args.no_progress)
+    print(f"best epoch {res.best_epoch} (val macro-F1 {res.best_val_macro_f1})")
+    for name, rep in res.reports.items():
+        print(rep.format_table(title=name))
+    print(f"checkpoint: {res.checkpoint_path}")
+    return EXIT_OK
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from samprompt import CAM_EXTRACTORS, MASKERS, PROMPT_STRATEGIES, SEGMENTERS
+    from samprompt.classifiers import CLASSIFIERS
+
+    kinds = {"classifiers": CLASSIFIERS, "cams": CAM_EXTRACTORS, "maskers": MASKERS,
+             "prompts": PROMPT_STRATEGIES, "segmenters": SEGMENTERS}
+    chosen = [args.kind] if args.kind else list(kinds)
+    for kind in chosen:
+        reg = kinds[kind]
+        plugins = reg.plugin_names()
+        print(f"{kind}:")
+        for name in reg.names():
+            tag = f"  (plugin from {plugins[name] or 'unknown distribution'})" if name in plugins else ""
+            print(f"  {name}{tag}")
+    return EXIT_OK
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from samprompt.runner.presets import PRESETS, preset_names
+
+    if args.show:
+        if args.show not in PRESETS:
+            raise _UsageError(f"unknown preset {args.show!r}; available: {', '.join(preset_names())}")
+        print(json.dumps(PRESETS[args.show], indent=2))
+        return EXIT_OK
+    for name in preset_names():
+        p = PRESETS[name]
+        print(f"{name}: {p['description']}")
+        print("    runs: " + ", ".join(r["name"] for r in p["runs"]))
+    return EXIT_OK
+
+
+class _UsageError(SampromptError):
+    """A wrong combination of command-line arguments."""
+
+
+# ---------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of the ``samprompt`` command (also rendered into the CLI reference page)."""
+    p = argparse.ArgumentParser(prog="samprompt", description="Image-level labels to segmentation masks "
+                                "through CAM-derived prompts for promptable segmenters.")
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-v info, -vv debug)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def cmd(name: str, func: Callable[[argparse.Namespace], int], help_: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        return sp
+
+    sets = {"action": "append", "metavar": "KEY=VALUE",
+            "help": "override a config key (dotted path, JSON value), e.g. classifier.train.epochs=3"}
+    r = cmd("run", _cmd_run, "run (or resume) an experiment: data -> classifier -> CAM -> prompts -> "
+            "segmenter -> metrics -> report")
+    r.add_argument("source", nargs="?", help="run config (JSON/YAML), or with --preset the data folder")
+    r.add_argument("--preset", help="run a preset (see 'samprompt presets') on the data given as SOURCE")
+    r.add_argument("--out", help="run folder (default runs/<name>; with a preset: the parent of its runs)")
+    r.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    r.add_argument("--limit", type=int, help="process at most N images (rerun without it to finish)")
+    r.add_argument("--split", choices=["train", "val", "test", "all"], help="which split to process (test)")
+    r.add_argument("--seed", type=int, help="run seed (split, training, bootstrap)")
+    r.add_argument("--force", action="store_true", help="start over if the run folder holds another config")
+    r.add_argument("--segmenter", help="segmenter name (e.g. sam, classical)")
+    r.add_argument("--checkpoint", help="segmenter checkpoint (implies --segmenter sam)")
+    r.add_argument("--model-type", help="SAM model type: vit_b, vit_l, vit_h, tiny")
+    r.add_argument("--set", **sets)  # type: ignore[arg-type]
+
+    d = cmd("demo", _cmd_demo, "run the whole method on the bundled BUSI sample (CPU, a few minutes)")
+    d.add_argument("--out", default="samprompt-demo", help="run folder (default ./samprompt-demo)")
+    d.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    d.add_argument("--force", action="store_true", help="start over if the folder holds another run")
+    d.add_argument("--set", **sets)  # type: ignore[arg-type]
+
+    a = cmd("audit", _cmd_audit, "count classes and masks, find duplicate images")
+    a.add_argument("data", help="data folder (class folders) or CSV manifest")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    a.add_argument("--near", type=int, default=4, help="pHash distance of near duplicates (4)")
+
+    s = cmd("split", _cmd_split, "make a seeded, stratified, duplicate-aware train/val/test split")
+    s.add_argument("data", help="data folder or CSV manifest")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="split file to write (JSON)")
+    s.add_argument("--fractions", type=float, nargs=3, default=[0.7, 0.15, 0.15], metavar=("TRAIN", "VAL", "TEST"))
+    s.add_argument("--conflicting", choices=["train", "drop"], default="train",
+                   help="duplicates with conflicting labels: keep in train, or drop")
+
+    t = cmd("train", _cmd_train, "train a classifier on a split's train part, select on val")
+    t.add_argument("data", help="data folder or CSV manifest")
+    t.add_argument("--split", help="split file (default: make one with the seed)")
+    t.add_argument("--out", required=True, help="output folder (classifier.pt, train_result.json)")
+    t.add_argument("--config", help="TrainConfig file (JSON/YAML)")
+    t.add_argument("--task", choices=["multiclass", "binary"], default="multiclass")
+    t.add_argument("--arch", help="e.g. resnet18, resnet34, tiny_cnn")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--input-size", type=int)
+    t.add_argument("--weights", help="initial weights file")
+    t.add_argument("--device")
+    t.add_argument("--seed", type=int)
+    t.add_argument("--set", **sets)  # type: ignore[arg-type]
+
+    li = cmd("list", _cmd_list, "list registered components (built-in and plugins; plugins are not imported)")
+    li.add_argument("kind", nargs="?", choices=["classifiers", "cams", "maskers", "prompts", "segmenters"])
+
+    pr = cmd("presets", _cmd_presets, "list the run presets")
+    pr.add_argument("--show", metavar="NAME", help="print a preset's runs as JSON")
+    return p
+
+
+def _setup_logging(verbose: int, debug: bool) -> None:
+    level = logging.DEBUG if verbose >= 2 or debug else logging.INFO if verbose == 1 else logging.WARNING
+    root = logging.getLogger()
+    if not any(isinstance(h, _TqdmHandler) for h in root.handlers):
+        handler = _TqdmHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (see the module docstring)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help / --version (0) or a usage error (2)
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_ERROR
+    if args.command is None:
+        parser.print_help()
+        return EXIT_ERROR
+    _setup_logging(args.verbose, args.debug)
+    try:
+        code: int = args.func(args)
+        return code
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except SampromptError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as exc:  # noqa: BLE001 - unexpected: short message unless --debug
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

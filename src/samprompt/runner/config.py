@@ -1,0 +1,281 @@
+"""The :class:`RunConfig`: one experiment, from a data folder to a report, as data.
+
+A run config embeds a :class:`~samprompt.config.PipelineConfig` (``pipeline:``) and adds what the
+pipeline does not know about: the data, the split, where the classifier comes from (a checkpoint, or
+training with a :class:`~samprompt.classifiers.TrainConfig`), the CAM target policy, seeds and batch
+size. Unknown keys are errors naming their location (``classifier.train.epochz``)::
+
+    name: busi-resnet18
+    data: {path: data/BUSI/Dataset_BUSI_with_GT}
+    split: {seed: 0, use: test}
+    classifier: {task: multiclass, train: {arch: resnet18, epochs: 30, preprocessing: {input_size: 224}}}
+    target: predicted
+    pipeline:
+      cam: {name: gradcam, params: {target_layer: layer4}}
+      masker: {name: threshold, params: {value: 0.8}}
+      prompts: [{name: box, params: {margin: 5}}, {name: center_point}]
+      segmenter: {name: classical}
+
+Relative paths in a config FILE are relative to the file's folder (see :func:`load_run_config`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from samprompt.classifiers import TrainConfig
+from samprompt.config import PipelineConfig, load_config_file, validate_model
+from samprompt.errors import ConfigError
+
+__all__ = [
+    "ClassifierSource",
+    "DataSpec",
+    "ReportSpec",
+    "RunConfig",
+    "SplitSpec",
+    "apply_overrides",
+    "load_run_config",
+]
+
+log = logging.getLogger(__name__)
+
+SplitUse = Literal["train", "val", "test", "all"]
+
+
+class DataSpec(BaseModel):
+    """Where the images are.
+
+    Attributes:
+        path: A folder of class folders (BUSI layout) or a ``.csv`` manifest.
+        classes: Read only these classes (default: all that the data hold).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    classes: list[str] | None = None
+
+
+class SplitSpec(BaseModel):
+    """Which images are processed.
+
+    Attributes:
+        file: A split file written by ``samprompt split`` / :meth:`Split.save`; when ``None`` a split is
+            made (seeded, stratified, duplicate-aware) and saved in the run folder as ``split.json``.
+        seed: Seed of a made split (default: the run's ``seed``).
+        fractions: ``(train, val, test)`` fractions of a made split.
+        conflicting: Duplicate groups with conflicting labels go to ``train`` or are ``drop``-ped.
+        use: Which split's images the pipeline processes and scores (``all`` = every image).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: Path | None = None
+    seed: int | None = None
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    conflicting: Literal["train", "drop"] = "train"
+    use: SplitUse = "test"
+
+
+class ClassifierSource(BaseModel):
+    """Where the classifier comes from.
+
+    Attributes:
+        checkpoint: A samprompt classifier checkpoint; when given, nothing is trained.
+        task: ``multiclass`` (one output per data-set class) or ``binary`` (``negative`` vs every other
+            label merged into ``positive``, e.g. normal vs abnormal).
+        negative: The label that stays negative in the binary task.
+        positive: Name of the merged class of the binary task.
+        train: Training hyper-parameters (used without ``checkpoint``); ``train.seed`` and
+            ``train.device`` default to the run's ``seed`` and ``device``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint: Path | None = None
+    task: Literal["multiclass", "binary"] = "multiclass"
+    negative: str = "normal"
+    positive: str = "abnormal"
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+class ReportSpec(BaseModel):
+    """What ``report.html`` shows.
+
+    Attributes:
+        panels: Per-image panels (the first images of the processed split, in order).
+        gallery: Images in each of the best and worst galleries.
+        thumb: Long side, in pixels, of every picture in the report (keeps the file small).
+        confidence: Level of the bootstrap intervals in ``summary.*``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    panels: int = Field(default=12, ge=0)
+    gallery: int = Field(default=6, ge=0)
+    thumb: int = Field(default=112, ge=32, le=512)
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
+
+
+class RunConfig(BaseModel):
+    """One experiment: data → split → classifier → pipeline → metrics → report.
+
+    Attributes:
+        name: Name of the run (sub-folder name when a preset holds several runs).
+        description: Free text, copied to the report.
+        data: The data set.
+        split: Split file or how to make one, and which split to process.
+        classifier: Checkpoint, or task + training configuration.
+        pipeline: CAM, masker, prompt strategies and segmenter (its ``classifier`` must stay unset:
+            the run's ``classifier`` section provides it).
+        target: CAM target policy: ``predicted`` (arg-max class), ``label`` (the image's own label,
+            mapped through the task) or a list of class names whose logits are summed (e.g.
+            ``[benign, malignant]`` = "abnormal").
+        seed: Seeds the split, the training and the bootstrap intervals.
+        batch_size: Images per pipeline batch (CAM + embedding).
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        limit: Process at most this many images of the split (not part of the run's identity: a
+            rerun without it completes the run).
+        report: Report options.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "run"
+    description: str = ""
+    data: DataSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    classifier: ClassifierSource = Field(default_factory=ClassifierSource)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    target: Literal["predicted", "label"] | list[str] = "predicted"
+    seed: int = 0
+    batch_size: int = Field(default=8, ge=1)
+    device: str = "auto"
+    limit: int | None = Field(default=None, ge=1)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, v: str) -> str:
+        if not v or "/" in v or "\\" in v or v in {".", ".."} or v.startswith("."):
+            raise ValueError(f"name must be a plain folder name, got {v!r}")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _nonempty_target(cls, v: Any) -> Any:
+        if isinstance(v, list) and not v:
+            raise ValueError("a list target needs at least one class name")
+        return v
+
+    @model_validator(mode="after")
+    def _check_and_default(self) -> RunConfig:
+        if self.pipeline.classifier is not None:
+            raise ValueError(
+                "pipeline.classifier must be unset in a run config; use the run's 'classifier' section "
+                "(checkpoint, or task + train)"
+            )
+        train = self.classifier.train
+        update = {k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
+        if update:
+            self.classifier.train = train.model_copy(update=update)
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def split_seed(self) -> int:
+        """Seed of a made split."""
+        return self.seed if self.split.seed is None else self.split.seed
+
+    def identity(self) -> dict[str, Any]:
+        """The JSON form that decides whether a run folder belongs to this config (``limit`` excluded)."""
+        return self.model_dump(mode="json", exclude={"limit"})
+
+    def resolved(self, base: Path) -> RunConfig:
+        """A copy with every relative path made absolute against ``base``."""
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p)).absolute()
+
+        data = self.data.model_copy(update={"path": fix(self.data.path)})
+        split = self.split.model_copy(update={"file": fix(self.split.file)})
+        clf = self.classifier.model_copy(update={"checkpoint": fix(self.classifier.checkpoint)})
+        return self.model_copy(update={"data": data, "split": split, "classifier": clf})
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a deep copy of ``data`` with ``key.sub=value`` overrides applied.
+
+    Values are parsed as JSON when they can be (``3``, ``true``, ``[1, 2]``, ``{"a": 1}``), else kept as
+    strings. A numeric path part indexes a list (``pipeline.prompts.0.params.margin=5``).
+
+    Raises:
+        ConfigError: If an override has no ``=`` or its path runs through a non-container.
+    """
+    out: dict[str, Any] = json.loads(json.dumps(dict(data), default=str))
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. classifier.train.epochs=3")
+        parts = key.strip().split(".")
+        node: Any = out
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set {item!r}: {where} is not an index of a {len(node)}-item list")
+                if last:
+                    node[int(part)] = _parse_value(raw)
+                else:
+                    node = node[int(part)]
+            elif isinstance(node, dict):
+                if last:
+                    node[part] = _parse_value(raw)
+                else:
+                    if node.get(part) is None:
+                        node[part] = {}
+                    node = node[part]
+            else:
+                raise ConfigError(f"--set {item!r}: {where} is inside a value that is not a mapping or list")
+    return out
+
+
+def load_run_config(
+    source: str | Path | Mapping[str, Any], *, overrides: Sequence[str] = (), base: Path | None = None
+) -> RunConfig:
+    """Read and validate a run config from a JSON/YAML file or a mapping.
+
+    Args:
+        source: A ``.json`` / ``.yaml`` file, or the config as a mapping.
+        overrides: ``key.sub=value`` strings applied before validation (see :func:`apply_overrides`).
+        base: Folder relative paths are resolved against (default: the file's folder, or the current
+            directory for a mapping).
+
+    Raises:
+        ConfigError: Unreadable file, or a validation error naming each bad location.
+    """
+    if isinstance(source, Mapping):
+        data, where, root = dict(source), "run config", base or Path.cwd()
+    else:
+        path = Path(source)
+        data, where, root = load_config_file(path), str(path), base or path.absolute().parent
+    if overrides:
+        data = apply_overrides(data, overrides)
+    try:
+        cfg: RunConfig = validate_model(RunConfig, data, where)
+    except ConfigError:
+        raise
+    return cfg.resolved(root)

@@ -1,0 +1,330 @@
+""":func:`run_experiment`: one :class:`~samprompt.runner.config.RunConfig` → one run folder.
+
+Run folder layout::
+
+    config.json          the resolved config (its identity: a rerun with another config is refused)
+    manifest.json        versions, checkpoint SHA-256s, data fingerprint, seed, device, times, counts
+    split.json           the split used (given, or made with the seed)
+    classifier.pt        the classifier trained by the run (absent when a checkpoint was given)
+    train_result.json    its training history (written when training finished)
+    records/<stem>.json  one per finished image: scores, prompts, prediction (see runner.records)
+    masks/<strategy>/<source>/<stem>.png, cams/<stem>.png, pseudo_masks/<stem>.png
+    metrics.csv          one row per image x strategy x source (cam | gt)
+    prompts.jsonl        one line per image x strategy x source
+    failures.jsonl       images that failed in the last invocation: image, stage, reason
+    names.json           image id -> file stem
+    summary.csv, summary.md, report.html
+
+Resuming: images whose record exists are skipped, so rerunning the same command after an interruption
+finishes the missing images only; the run-level files are always rebuilt from all records.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from samprompt.cams import Target
+from samprompt.errors import DataError, SampromptError, StageError
+from samprompt.pipeline import PromptPipeline, resolve_device
+from samprompt.runner.config import RunConfig
+from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
+from samprompt.runner.records import assemble, mask_path, read_record, write_image
+from samprompt.runner.scoring import StrategyKind, probe_strategy
+from samprompt.runner.stages import (
+    PreparedData,
+    Progress,
+    build_pipeline,
+    file_sha256,
+    get_classifier,
+    prepare_data,
+    prepare_folder,
+    resolve_targets,
+    versions,
+)
+
+__all__ = ["RunFolder", "RunResult", "run_experiment"]
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class RunResult:
+    """What :func:`run_experiment` did.
+
+    Attributes:
+        out: The run folder.
+        total: Images to process (the split, after ``limit``).
+        done: Finished images among them (including ones finished by earlier invocations).
+        computed: Images computed by this invocation.
+        failures: ``{"image", "stage", "reason"}`` of this invocation's failed images.
+        split_total: Images in the whole processed split (without ``limit``).
+    """
+
+    out: Path
+    total: int
+    done: int
+    computed: int
+    failures: list[dict[str, str]] = field(default_factory=list)
+    split_total: int = 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every image of the split (ignoring ``limit``) is finished."""
+        return self.done == self.split_total
+
+    @property
+    def report(self) -> Path:
+        """Path of ``report.html``."""
+        return self.out / "report.html"
+
+
+class RunFolder:
+    """Read access to a run folder's per-image outputs (used to draw the report).
+
+    Args:
+        out: Run folder.
+        data: The run's data (images and ground truth are read from the data set).
+    """
+
+    def __init__(self, out: Path, data: PreparedData) -> None:
+        self.out = out
+        self._ds = data.dataset
+
+    def image(self, image_id: str) -> NDArray[np.uint8]:
+        """(H, W, 3) uint8 image."""
+        return self._ds.load_image(image_id)
+
+    def gt(self, image_id: str) -> NDArray[np.bool_] | None:
+        """(H, W) bool ground truth or ``None``."""
+        return self._ds.load_mask(image_id)
+
+    def cam(self, record: dict[str, Any]) -> NDArray[np.float32]:
+        """(H, W) float32 CAM in [0, 1] (8-bit precision)."""
+        return read_png(self.out / "cams" / f"{record['file']}.png").astype(np.float32) / 255.0
+
+    def pseudo(self, record: dict[str, Any]) -> NDArray[np.bool_]:
+        """(H, W) bool pseudo mask."""
+        return read_png(self.out / "pseudo_masks" / f"{record['file']}.png") > 0
+
+    def mask(self, image_id: str, strategy: str, source: str) -> NDArray[np.bool_]:
+        """(H, W) bool segmentation of one strategy and source."""
+        return read_png(mask_path(self.out, strategy, source, image_id)) > 0
+
+
+def _failure(image_id: str, exc: BaseException, stage: str) -> dict[str, str]:
+    if isinstance(exc, StageError):
+        stage = exc.stage
+    reason = str(exc) if isinstance(exc, SampromptError) else f"{type(exc).__name__}: {exc}"
+    log.warning("image %r failed at stage %s: %s", image_id, stage, reason)
+    return {"image": image_id, "stage": stage, "reason": reason}
+
+
+class _Batcher:
+    """Runs the pipeline on batches of images and writes their outputs, isolating failing images."""
+
+    def __init__(self, config: RunConfig, out: Path, data: PreparedData, pipe: PromptPipeline,
+                 kinds: dict[str, StrategyKind], info_class_names: Sequence[str],
+                 targets: Callable[[Sequence[str]], list[Target]],
+                 on_record: Callable[[str], None] | None) -> None:
+        self.config, self.out, self.data, self.pipe, self.kinds = config, out, data, pipe, kinds
+        self.class_names = list(info_class_names)
+        self.targets = targets
+        self.on_record = on_record
+        self.failures: list[dict[str, str]] = []
+        self.computed = 0
+
+    def __call__(self, ids: Sequence[str]) -> None:
+        ds = self.data.dataset
+        items: list[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]] = []
+        for sid in ids:
+            try:
+                target = self.targets([ds[ds.position(sid)].label])[0]
+            except SampromptError as exc:
+                self.failures.append(_failure(sid, exc, "target"))
+                continue
+            try:
+                items.append((sid, ds.load_image(sid), ds.load_mask(sid), target))
+            except SampromptError as exc:
+                self.failures.append(_failure(sid, exc, "load"))
+        self._run(items)
+
+    def _run(self, items: list[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]]) -> None:
+        if not items:
+            return
+        start = time.perf_counter()
+        try:
+            results = self.pipe.run_batch([it[1] for it in items], targets=[it[3] for it in items],
+                                          gt_masks=[it[2] for it in items])
+        except Exception as exc:  # noqa: BLE001 - a failing image is recorded, the run continues
+            if len(items) == 1:
+                self.failures.append(_failure(items[0][0], exc, "pipeline"))
+                return
+            log.info("a batch of %d images failed (%s); retrying them one by one", len(items), exc)
+            for it in items:
+                self._run([it])
+            return
+        seconds = (time.perf_counter() - start) / len(items)
+        ds = self.data.dataset
+        for (sid, _, gt, _), res in zip(items, results, strict=True):
+            meta = {"image": sid, "label": ds[ds.position(sid)].label, "split": self.data.split_of.get(sid, "")}
+            try:
+                write_image(self.out, meta, res, gt, self.kinds, self.class_names, seconds)
+            except (OSError, SampromptError, ValueError) as exc:
+                self.failures.append(_failure(sid, exc, "write"))
+                continue
+            self.computed += 1
+            if self.on_record is not None:
+                self.on_record(sid)
+
+
+def _manifest(config: RunConfig, out: Path, data: PreparedData, ckpt: Path, pipe: PromptPipeline,
+              started: str, previous: dict[str, Any] | None) -> dict[str, Any]:
+    seg_ckpt = pipe.segmenter.to_config().get("params", {}).get("checkpoint")
+    return {
+        "samprompt_run": 1,
+        "name": config.name,
+        "versions": versions(),
+        "device": str(resolve_device(config.device)),
+        "seed": config.seed,
+        "data": {"path": str(config.data.path), "fingerprint": data.fingerprint, "images": len(data.dataset)},
+        "split": {"use": config.split.use, "seed": data.split.seed, "fingerprint": data.split.fingerprint,
+                  "images": len(data.ids)},
+        "classifier": {"checkpoint": str(ckpt), "sha256": file_sha256(ckpt)},
+        "segmenter": {"checkpoint": seg_ckpt, "sha256": file_sha256(Path(seg_ckpt)) if seg_ckpt else None},
+        "pipeline": pipe.to_config(),
+        "started": (previous or {}).get("started", started),
+        "invocations": list((previous or {}).get("invocations", [])),
+    }
+
+
+def run_experiment(
+    config: RunConfig,
+    out: str | Path,
+    *,
+    force: bool = False,
+    progress: Progress | None = None,
+    train_progress: bool = False,
+    on_record: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> RunResult:
+    """Run (or resume) one experiment into the folder ``out``.
+
+    Args:
+        config: The run config (paths absolute; see :func:`~samprompt.runner.config.load_run_config`).
+        out: Run folder (created). If it holds this run already, only unfinished images are processed.
+        force: If ``out`` holds a run with a different config, delete its files and start over.
+        progress: ``progress(step, done, total)`` callback for long steps (``audit``, ``images``).
+        train_progress: Show the classifier training's own tqdm bars.
+        on_record: Called with an image id after its record is written (tests use it to interrupt).
+        command: The command line, recorded in the manifest.
+
+    Returns:
+        A :class:`RunResult`; per-image failures are in ``result.failures`` (the run still completes).
+
+    Raises:
+        ConfigError: Invalid config, or ``out`` holds a run with another config (without ``force``).
+        DataError: Unreadable data or split, or data changed since the run folder was made.
+        CheckpointError: Unusable classifier or segmenter checkpoint.
+    """
+    out = Path(out).absolute()
+    started = _now()
+    prepare_folder(out, config, force=force)
+    mpath = out / "manifest.json"
+    previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
+    data = prepare_data(config, out, progress)
+    if previous and previous.get("data", {}).get("fingerprint") not in (None, data.fingerprint):
+        raise DataError(f"the data in {str(config.data.path)!r} changed since run folder {str(out)!r} was made "
+                        "(fingerprint differs); pass --force to start over")
+    ids = data.ids[: config.limit] if config.limit else list(data.ids)
+    model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
+    pipe = build_pipeline(config, model, info)
+    kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
+    resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
+    manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
+    atomic_write_json(mpath, manifest)
+
+    todo = [i for i in ids if read_record(out, i) is None]
+    log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(ids), len(ids) - len(todo))
+    batcher = _Batcher(config, out, data, pipe, kinds, info.class_names,
+                       lambda labels: resolve_targets(config, info, labels), on_record)
+    done_now = 0
+    if progress:
+        progress("images", 0, len(todo))
+    for k in range(0, len(todo), config.batch_size):
+        chunk = todo[k: k + config.batch_size]
+        batcher(chunk)
+        done_now += len(chunk)
+        if progress:
+            progress("images", done_now, len(todo))
+
+    records = [r for r in (read_record(out, i) for i in data.ids) if r is not None]
+    rows = assemble(out, records, batcher.failures)
+    _report(config, out, data, records, rows, batcher.failures, info.task, progress)
+    finished = _now()
+    manifest["invocations"].append({"started": started, "finished": finished, "computed": batcher.computed,
+                                    "failed": len(batcher.failures), "limit": config.limit,
+                                    "command": list(command) if command else None})
+    manifest.update(finished=finished, images={"split": len(data.ids), "done": len(records),
+                                               "failed": len(batcher.failures)})
+    atomic_write_json(mpath, manifest)
+    done_ids = {r["image"] for r in records}
+    return RunResult(out, len(ids), sum(i in done_ids for i in ids), batcher.computed, batcher.failures,
+                     len(data.ids))
+
+
+_BUSI_NOTICE = ("Images: BUSI, Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. \"Dataset of breast ultrasound "
+                "images\", Data in Brief 28:104863, 2020, doi:10.1016/j.dib.2019.104863 (CC BY 4.0).")
+
+
+def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
+           failures: list[dict[str, str]], task: Any) -> list[str]:
+    """Counts, the classifier's accuracy on the processed images, and its training outcome."""
+    p = config.pipeline
+    notes = [f"data: {config.data.path} ({len(data.dataset)} images), split {config.split.use!r}: "
+             f"{len(records)} of {len(data.ids)} images finished, {len(failures)} failed",
+             f"pipeline: CAM {p.cam.name}, masker {p.masker.name} {p.masker.params or ''}, segmenter "
+             f"{p.segmenter.name}, target {config.target}"]
+    trained = out / "train_result.json"
+    if trained.exists() and config.classifier.checkpoint is None:
+        t = json.loads(trained.read_text(encoding="utf-8"))
+        f1 = t.get("best_val_macro_f1")
+        notes.append(f"classifier: {t['info']['arch']} trained here, best epoch {t['best_epoch']} of "
+                     f"{len(t['history'])}, val macro-F1 " + ("n/a" if f1 is None else f"{f1:.3f}"))
+    elif config.classifier.checkpoint is not None:
+        notes.append(f"classifier: checkpoint {config.classifier.checkpoint}")
+    if records:
+        right = sum(task.class_of(r["label"]) == r["predicted"] for r in records)
+        notes.append(f"classifier accuracy on these images: {right / len(records):.3f} ({right} / {len(records)})")
+    return notes
+
+
+def _report(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
+            rows: list[dict[str, Any]], failures: list[dict[str, str]], task: Any,
+            progress: Progress | None) -> None:
+    from samprompt.report.html import render_report
+    from samprompt.report.tables import format_summary_md, summarize_rows, summary_csv
+
+    conf = config.report.confidence
+    table = summarize_rows(rows, confidence=conf, seed=config.seed)
+    notes = _notes(config, out, data, records, failures, task)
+    atomic_write_text(out / "summary.csv", summary_csv(table))
+    atomic_write_text(out / "summary.md", format_summary_md(table, title=config.name, confidence=conf, notes=notes))
+    notice = _BUSI_NOTICE if "busi" in str(config.data.path).lower() else ""
+    page = render_report(RunFolder(out, data), records, rows, table, title=config.name, config=config.identity(),
+                         failures=failures, panels=config.report.panels, gallery=config.report.gallery,
+                         thumb=config.report.thumb, confidence=conf, notice=notice, progress=progress)
+    atomic_write_text(out / "report.html", page)

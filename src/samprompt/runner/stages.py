@@ -1,0 +1,296 @@
+"""The steps of a run before the images are processed: run folder, data, split, classifier, pipeline.
+
+Each step is resumable: what it produces is written into the run folder, and a rerun finds and reuses it
+(``split.json``; ``classifier.pt`` with ``train_result.json`` as the "training finished" marker).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from samprompt.cams import CAM_EXTRACTORS, Target
+from samprompt.classifiers import (
+    ClassifierInfo,
+    TaskSpec,
+    examples_from_dataset,
+    load_classifier,
+    train_classifier,
+)
+from samprompt.config import ComponentSpec
+from samprompt.data import Dataset, Split, audit_dataset, image_size, make_split, open_dataset
+from samprompt.errors import ConfigError, DataError, SampromptError
+from samprompt.maskers import MASKERS
+from samprompt.pipeline import PromptPipeline, resolve_device
+from samprompt.prompts import PROMPT_STRATEGIES
+from samprompt.registry import Registry
+from samprompt.runner.config import RunConfig
+from samprompt.runner.outputs import atomic_write_json
+from samprompt.segmenters import SEGMENTERS
+
+__all__ = [
+    "ARTEFACTS",
+    "Progress",
+    "PreparedData",
+    "build_pipeline",
+    "file_sha256",
+    "get_classifier",
+    "prepare_data",
+    "prepare_folder",
+    "resolve_targets",
+    "versions",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``progress(step, done, total)``: called by long steps (the CLI draws tqdm bars from it).
+Progress = Callable[[str, int, int], None]
+
+#: Every file and folder a run writes; ``--force`` removes exactly these (and nothing else).
+ARTEFACTS: tuple[str, ...] = (
+    "config.json", "manifest.json", "split.json", "classifier.pt", "train_result.json", "records", "masks",
+    "cams", "pseudo_masks", "metrics.csv", "prompts.jsonl", "failures.jsonl", "names.json", "summary.csv",
+    "summary.md", "report.html",
+)
+
+
+def _diff(a: Any, b: Any, path: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{path}.{k}" if path else str(k))
+        return out
+    return [] if a == b else [path or "(root)"]
+
+
+def prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
+    """Create or check the run folder; return whether it already held this run (a resume).
+
+    Raises:
+        ConfigError: If the folder holds a run made with a different config and ``force`` is false; the
+            message lists the differing keys.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    cfg_path = out / "config.json"
+    mine = config.identity()
+    if cfg_path.exists():
+        try:
+            theirs = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            theirs = {"unreadable": str(exc)}
+        keys = _diff(theirs, mine)
+        if not keys:
+            return True
+        if not force:
+            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+            raise ConfigError(
+                f"run folder {str(out)!r} holds a run made with a different config (differs at: {shown}); "
+                "pass --force to delete that run's files and start over, or choose another --out"
+            )
+        log.warning("run folder %s: config changed (%s); --force: removing the old run's files", out, keys[:5])
+    elif force:
+        log.info("run folder %s: --force: removing any old run files", out)
+    if force:
+        for name in ARTEFACTS:
+            p = out / name
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            elif p.exists() or p.is_symlink():
+                p.unlink()
+    atomic_write_json(cfg_path, mine)
+    return False
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The data set, its split and the images to process.
+
+    Attributes:
+        dataset: The opened data set.
+        split: The split (loaded or made).
+        ids: Ids to process, in data-set order (``limit`` not applied).
+        split_of: Id → split name (``train``/``val``/``test``/``dropped``).
+        fingerprint: The data set's fingerprint.
+    """
+
+    dataset: Dataset
+    split: Split
+    ids: list[str]
+    split_of: dict[str, str]
+    fingerprint: str
+
+
+def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None) -> PreparedData:
+    """Open the data, load or make the split (saved as ``split.json``) and list the images to process.
+
+    Raises:
+        DataError: Unreadable data, or a split file that does not match the data.
+        ConfigError: Invalid split fractions.
+    """
+    ds = open_dataset(config.data.path, classes=config.data.classes)
+    fingerprint = ds.fingerprint()
+    saved = out / "split.json"
+    if config.split.file is not None:
+        split = Split.load(config.split.file, ds)
+    elif saved.exists():
+        split = Split.load(saved, ds)
+        log.info("reusing %s", saved)
+    else:
+        cb = None if progress is None else (lambda done, total: progress("audit", done, total))
+        report = audit_dataset(ds, progress=cb)
+        split = make_split(ds, seed=config.split_seed, fractions=config.split.fractions,
+                           duplicate_groups=report, conflicting=config.split.conflicting)
+    if not saved.exists():
+        atomic_write_json(saved, split.to_dict())
+    split_of = {i: "dropped" for i in split.dropped}
+    for name in ("train", "val", "test"):
+        split_of.update({i: name for i in split.ids(name)})  # type: ignore[arg-type]
+    use = config.split.use
+    ids = [i for i in ds.ids if i in split_of and split_of[i] != "dropped"] if use == "all" else list(
+        split.ids(use))
+    if not ids:
+        raise DataError(f"split {use!r} of {str(config.data.path)!r} holds no images")
+    return PreparedData(ds, split, ids, split_of, fingerprint)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 hex digest of a file's bytes (read in 1 MiB chunks)."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def get_classifier(
+    config: RunConfig, out: Path, data: PreparedData, *, train_progress: bool = False
+) -> tuple[torch.nn.Module, ClassifierInfo, Path]:
+    """Load the configured checkpoint, or the run's finished training, or train now.
+
+    Training writes ``classifier.pt`` and, when it has finished, ``train_result.json``; a rerun after an
+    interrupted training trains again from the start.
+
+    Returns:
+        ``(model in eval mode on the run device, info, checkpoint path)``.
+    """
+    device = resolve_device(config.device)
+    src = config.classifier
+    if src.checkpoint is not None:
+        model, info = load_classifier(src.checkpoint, device=str(device))
+        return model, info, src.checkpoint
+    ckpt, marker = out / "classifier.pt", out / "train_result.json"
+    if not (ckpt.exists() and marker.exists()):
+        task = TaskSpec.preset(src.task, data.dataset.classes, negative=src.negative, positive=src.positive)
+        log.info("training %s (%s) for at most %d epochs", src.train.arch, src.task, src.train.epochs)
+        marker.unlink(missing_ok=True)
+        ds, sp = data.dataset, data.split
+        skipped: list[str] = []
+        parts = {}
+        for name in ("train", "val"):
+            ok = _readable(ds, sp.ids(name), skipped)  # type: ignore[arg-type]
+            parts[name] = examples_from_dataset(ds, ok)
+        if not parts["train"]:
+            raise DataError(f"the split of {str(config.data.path)!r} has no (readable) training images")
+        result = train_classifier(parts["train"], parts["val"], task=task, config=src.train, checkpoint=ckpt,
+                                  progress=train_progress)
+        atomic_write_json(marker, {"task": task.model_dump(mode="json"), "skipped_unreadable": skipped,
+                                   **result.to_dict()})
+    else:
+        log.info("reusing the trained classifier %s", ckpt)
+    model, info = load_classifier(ckpt, device=str(device))
+    return model, info, ckpt
+
+
+def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
+    """The ids whose image file has a readable header; the others are logged and added to ``skipped``."""
+    ok = []
+    for i in ids:
+        try:
+            image_size(ds[ds.position(i)].image_path)
+        except DataError as exc:
+            log.warning("left out of training: %s", exc)
+            skipped.append(i)
+            continue
+        ok.append(i)
+    return ok
+
+
+def _create(registry: Registry[Any], spec: ComponentSpec, where: str, extra: dict[str, Any]) -> Any:
+    params = dict(spec.params)
+    try:
+        fields = getattr(registry.get(spec.name), "Params").model_fields
+        params.update({k: v for k, v in extra.items() if k in fields and k not in params})
+        return registry.create(spec.name, params)
+    except SampromptError as exc:
+        raise ConfigError(f"pipeline.{where}: {exc}") from exc
+
+
+def build_pipeline(
+    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo
+) -> PromptPipeline:
+    """The run's :class:`PromptPipeline` around a loaded classifier.
+
+    The CAM extractor hooks the checkpoint's ``target_layer`` unless the config names one, and the
+    segmenter gets the run's ``device`` unless its params name one.
+
+    Raises:
+        ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
+    """
+    p = config.pipeline
+    cam = _create(CAM_EXTRACTORS, p.cam, "cam", {"target_layer": info.target_layer})
+    masker = _create(MASKERS, p.masker, "masker", {})
+    strategies = {
+        (s.label or s.name): _create(PROMPT_STRATEGIES, s, f"prompts.{i}", {}) for i, s in enumerate(p.prompts)
+    }
+    segmenter = _create(SEGMENTERS, p.segmenter, "segmenter", {"device": config.device})
+    return PromptPipeline(
+        cam=cam, masker=masker, prompts=strategies, segmenter=segmenter, classifier=model,
+        preprocessing=info.preprocessing, class_names=info.class_names, device=config.device,
+    )
+
+
+def resolve_targets(config: RunConfig, info: ClassifierInfo, labels: Sequence[str]) -> list[Target]:
+    """The CAM target of each image under the run's target policy.
+
+    Args:
+        config: The run (``target``: ``predicted``, ``label`` or a list of class names).
+        info: The classifier (class names and label mapping).
+        labels: Data-set label of each image.
+
+    Raises:
+        ConfigError: A class name of a list target is not an output of the classifier.
+        DataError: (``label``) an image's label is not covered by the classifier's task.
+    """
+    t = config.target
+    if t == "predicted":
+        return ["predicted"] * len(labels)
+    if t == "label":
+        return [info.task.index(lab) for lab in labels]
+    names = list(info.class_names)
+    bad = [c for c in t if c not in names]
+    if bad:
+        raise ConfigError(f"target: class(es) {bad} are not outputs of the classifier {names}")
+    idx = tuple(names.index(c) for c in t)
+    return [idx[0] if len(idx) == 1 else idx] * len(labels)
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of Python and of the packages that decide a run's numbers."""
+    out: dict[str, str | None] = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for dist in ("samprompt", "torch", "torchvision", "torchcam", "segment-anything", "numpy", "scikit-image"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out

@@ -1,0 +1,85 @@
+"""Resuming: an interrupted run finishes the missing images only and ends identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from runner_helpers import fast_config
+
+from samprompt.errors import ConfigError
+from samprompt.runner import load_run_config, run_experiment
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _stopper(after: int) -> object:
+    seen: list[str] = []
+
+    def hook(image_id: str) -> None:
+        seen.append(image_id)
+        if len(seen) == after:
+            raise _Interrupt(image_id)
+
+    return hook
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    keep = ("metrics.csv", "prompts.jsonl", "summary.csv", "summary.md", "names.json", "split.json")
+    return {name: (out / name).read_bytes() for name in keep}
+
+
+def test_interrupted_run_resumes_to_the_same_result(synth_data: Path, tmp_path: Path) -> None:
+    cfg = load_run_config(fast_config(synth_data, split={"fractions": [0.5, 0.0, 0.5], "use": "all"}))
+    full = run_experiment(cfg, tmp_path / "full")
+    assert full.computed == 12 and full.complete
+
+    out = tmp_path / "resumed"
+    with pytest.raises(_Interrupt):  # batch size 3: interrupted in the middle of the second batch
+        run_experiment(cfg, out, on_record=_stopper(4))  # type: ignore[arg-type]
+    first = sorted((out / "records").glob("*.json"))
+    assert len(first) == 4 and not (out / "metrics.csv").exists()
+    stamps = {p.name: p.stat().st_mtime_ns for p in first}
+    mask_stamps = {p: p.stat().st_mtime_ns for p in (out / "masks").rglob("*.png")}
+
+    again: list[str] = []
+    res = run_experiment(cfg, out, on_record=again.append)
+    assert res.computed == 8 and len(again) == 8 and res.complete and res.done == 12
+    for p in first:  # finished images were neither recomputed nor rewritten
+        assert p.stat().st_mtime_ns == stamps[p.name]
+    for p, t in mask_stamps.items():
+        assert p.stat().st_mtime_ns == t
+    assert _files(out) == _files(tmp_path / "full")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [i["computed"] for i in manifest["invocations"]] == [8]  # the interrupted call never finished
+
+    # a third call finds nothing to do
+    res3 = run_experiment(cfg, out)
+    assert res3.computed == 0 and _files(out) == _files(tmp_path / "full")
+
+
+def test_limit_then_complete(synth_data: Path, tmp_path: Path, finished_run: tuple[Path, object]) -> None:
+    base = fast_config(synth_data)
+    out = tmp_path / "lim"
+    part = run_experiment(load_run_config({**base, "limit": 2}), out)
+    assert part.computed == 2 and part.total == 2 and not part.complete and part.split_total == 6
+    rest = run_experiment(load_run_config(base), out)
+    assert rest.computed == 4 and rest.complete
+    assert (out / "metrics.csv").read_bytes() == (finished_run[0] / "metrics.csv").read_bytes()
+
+
+def test_changed_config_is_refused_unless_forced(synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    base = fast_config(synth_data, limit=1)
+    run_experiment(load_run_config(base), out)
+    changed = dict(base, pipeline={**base["pipeline"], "masker": {"name": "threshold", "params": {"value": 0.7}}})
+    with pytest.raises(ConfigError, match=r"different config.*pipeline\.masker\.params\.value.*--force"):
+        run_experiment(load_run_config(changed), out)
+    (out / "unrelated.txt").write_text("keep me")
+    res = run_experiment(load_run_config(changed), out, force=True)
+    assert res.computed == 1
+    assert json.loads((out / "config.json").read_text())["pipeline"]["masker"]["params"]["value"] == 0.7
+    assert (out / "unrelated.txt").read_text() == "keep me"  # --force removes only the run's own files
