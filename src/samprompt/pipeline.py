@@ -254,13 +254,18 @@ class PromptPipeline:
         with _stage("cam", self.cam):
             return self.cam(self.classifier, images, preprocessing=self.preprocessing, targets=targets)  # type: ignore[arg-type]
 
-    def prompts_for(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> dict[str, Prompt | None]:
-        """Apply every strategy to one (H, W) mask and its (H, W) CAM; label → prompt or ``None``."""
+    def prompts_for(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> dict[str, Prompt | None]:
+        """Apply every strategy to one (H, W) mask and its (H, W) CAM; label → prompt or ``None``.
+
+        ``image`` ((H, W, 3) uint8) is handed to strategies that look at the image (``uses_image``).
+        """
         out: dict[str, Prompt | None] = {}
         h, w = np.shape(mask)[:2]
         for label, strategy in self.strategies.items():
             with _stage("prompt", strategy):
-                prompt = strategy(mask, cam)
+                prompt = strategy(mask, cam, image=image)
                 if prompt is not None:
                     prompt.check_within(h, w, name=f"prompt of strategy {label!r}")
                 out[label] = prompt
@@ -310,13 +315,14 @@ class PromptPipeline:
             cam = cam_results[i].cam
             with _stage("masker", self.masker):
                 pseudo = self.masker(cam)
-            cam_prompts = self.prompts_for(pseudo, cam)
+            cam_prompts = self.prompts_for(pseudo, cam, image=imgs[i])
             gt_prompts: dict[str, Prompt | None] = {}
             gt = gt_masks[i] if gt_masks is not None else None
             if gt is not None:
                 gt_arr = as_bool_mask(gt, f"gt_masks[{i}]")
                 if gt_arr.shape != cam.shape:
                     raise ValueError(f"gt_masks[{i}] shape {gt_arr.shape} differs from image shape {cam.shape}")
+                # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
                 gt_prompts = self.prompts_for(gt_arr, gt_arr.astype(np.float32))
             keyed = [("cam", k, p) for k, p in cam_prompts.items()] + [("gt", k, p) for k, p in gt_prompts.items()]
             todo = [(src, k, p) for src, k, p in keyed if p is not None]

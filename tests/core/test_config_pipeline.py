@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from samprompt import ConfigError, PromptPipeline, StageError, UnknownComponentError
+from samprompt.metrics import dice
+from samprompt.regions import ellipse_in_box
 from samprompt.segmenters.classical import ClassicalSegmenter
 
 CONFIG = {
@@ -120,3 +122,31 @@ def test_pipeline_from_components_checks_types() -> None:
     pipe = PromptPipeline.from_config(CONFIG)
     with pytest.raises(TypeError, match="segmenter must be a Segmenter"):
         PromptPipeline(cam=pipe.cam, masker=pipe.masker, prompts=list(pipe.strategies.values())[:1], segmenter="x")  # type: ignore[arg-type]
+
+
+def test_strategy_returning_prompt_outside_image_is_a_stage_error() -> None:
+    from samprompt import Prompt, PromptStrategy
+
+    class Outside(PromptStrategy):
+        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+            return Prompt(points=[[500, 5]], point_labels=[1])
+
+    pipe = PromptPipeline.from_config(CONFIG)
+    pipe.strategies = {"outside": Outside()}
+    cam = np.zeros((20, 30), np.float32)
+    with pytest.raises(StageError, match=r"stage 'prompt' \(component 'Outside'\).*points\[0\] \[500\.0, 5\.0\]"):
+        pipe(np.zeros((20, 30), np.uint8), cam=cam)
+
+
+def test_classical_segmenter_handles_degenerate_prompts() -> None:
+    from samprompt import Prompt
+
+    seg = ClassicalSegmenter()
+    img = np.full((30, 40), 100, np.uint8)
+    out = seg.segment(img, [Prompt(box=[10, 5, 10, 25]), Prompt(box=[0, 0, 40, 30]), Prompt(points=[[0, 0]], point_labels=[1])])
+    assert out.masks.shape == (3, 30, 40) and out.scores.shape == (3,)
+    # With no image evidence (a flat image) the answer must be the box prior itself, not less.
+    prior = ellipse_in_box(np.array([0, 0, 40, 30]), 30, 40)
+    assert dice(out.masks[1], prior) > 0.95
+    with pytest.raises(ValueError, match="outside"):
+        seg.segment(img, [Prompt(box=[0, 0, 41, 30])])

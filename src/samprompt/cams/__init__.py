@@ -8,7 +8,7 @@ CAM_EXTRACTORS: Registry[CamExtractor] = Registry(
     "CAM extractor",
     "samprompt.cam_extractors",
     CamExtractor,
-    builtin_modules=("samprompt.cams.torchcam",),
+    builtin_modules=("samprompt.cams.torchcam", "samprompt.cams.fused"),
 )
 
 __all__ = ["CAM_EXTRACTORS", "CamExtractor", "CamResult", "Target", "normalize_targets"]

@@ -8,7 +8,7 @@ PROMPT_STRATEGIES: Registry[PromptStrategy] = Registry(
     "prompt strategy",
     "samprompt.prompt_strategies",
     PromptStrategy,
-    builtin_modules=("samprompt.prompts.builtin",),
+    builtin_modules=("samprompt.prompts.builtin", "samprompt.prompts.candidates"),
 )
 
 __all__ = ["PROMPT_STRATEGIES", "Prompt", "PromptStrategy"]

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from samprompt._arrays import as_bool_mask, as_cam
+from samprompt._arrays import as_bool_mask, as_cam, as_image
 from samprompt.component import Component
 
 __all__ = ["Prompt", "PromptStrategy"]
@@ -154,12 +154,18 @@ class PromptStrategy(Component, abc.ABC):
     the mask as float as ``cam``), which is how the ground-truth-prompt baseline is built.
     """
 
-    def __call__(self, pseudo_mask: Any, cam: Any) -> Prompt | None:
+    #: Whether :meth:`make_prompt` looks at the image itself. Such strategies receive it as the keyword
+    #: ``image`` ((H, W, 3) uint8, or ``None`` when the caller has none, e.g. a bare mask).
+    uses_image: ClassVar[bool] = False
+
+    def __call__(self, pseudo_mask: Any, cam: Any, image: Any = None) -> Prompt | None:
         """Build a prompt.
 
         Args:
             pseudo_mask: (H, W) bool, the foreground proposed by a pseudo masker (or a ground truth).
             cam: (H, W) float32 in [0, 1] at the same size (NaN treated as 0).
+            image: Optional original image, (H, W) or (H, W, 3) uint8 at the same size; passed on only to
+                strategies whose :attr:`uses_image` is true.
 
         Returns:
             A :class:`Prompt` in original-image pixels, or ``None`` when no prompt can be made (for
@@ -172,8 +178,19 @@ class PromptStrategy(Component, abc.ABC):
         cam_arr = as_cam(cam, "cam")
         if mask.shape != cam_arr.shape:
             raise ValueError(f"pseudo_mask shape {mask.shape} differs from cam shape {cam_arr.shape}")
-        return self.make_prompt(mask, cam_arr)
+        if not self.uses_image:
+            return self.make_prompt(mask, cam_arr)
+        img = None
+        if image is not None:
+            img = as_image(image)
+            if img.shape[:2] != mask.shape:
+                raise ValueError(f"image shape {img.shape[:2]} differs from pseudo_mask shape {mask.shape}")
+        return self.make_prompt(mask, cam_arr, image=img)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        """Build the prompt from validated inputs; see :meth:`__call__`."""
+        """Build the prompt from validated inputs; see :meth:`__call__`.
+
+        Strategies with :attr:`uses_image` true take a third keyword argument ``image``
+        ((H, W, 3) uint8 or ``None``).
+        """

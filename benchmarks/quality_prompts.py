@@ -1,0 +1,298 @@
+"""Prompts from image labels only: candidate regions scored with the CAM (BUSI, samprompt split seed 0).
+
+Stages (each caches to $QUALITY_CACHE, default /tmp/qcache):
+
+    .venv/bin/python benchmarks/quality_prompts.py candidates   # image candidates + features, all splits
+    .venv/bin/python benchmarks/quality_prompts.py cams         # CAMs of the from-scratch classifier
+    .venv/bin/python benchmarks/quality_prompts.py eval [CAM_VARIANT] [--no-seg] [--report]
+        # fit scorers on train, select on val; --report also evaluates the TEST split (report only)
+
+Scorers: "prior" (HAND_WEIGHTS below), "mil" (logistic multiple-instance model fit on TRAIN image
+labels only: an image is abnormal iff its best candidate is a lesion; L2 chosen on VAL by image-level
+AUC, labels only), "sup" (reference that USES TRAIN MASKS: logistic on candidate IoU > 0.5 with the
+ground truth; L2 chosen on val masks). Baseline: the paper's prompt (CAM > 0.8, largest component box).
+Reported on the TEST lesion images: box IoU vs GT box, hit rate (IoU > 0.5), positive point inside the
+lesion, end-to-end Dice with the weight-free classical segmenter.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from quality_common import CACHE, load_records  # noqa: E402
+
+from samprompt.prompts.candidates import (  # noqa: E402
+    CAM_FEATURES,
+    FEATURE_NAMES,
+    cam_features,
+    Candidate,
+    candidate_features,
+    propose_candidates,
+    region_prompt,
+)
+from samprompt.regions import box_iou, mask_to_box  # noqa: E402
+
+CAND = CACHE / "cands.pkl"
+
+#: Hand-set weights on standardised features (FEATURE_NAMES order): the "hand" row of docs/quality.md.
+HAND_WEIGHTS = (0.0, 0.0, -0.5, 0.7, 0.5, -0.3, -0.7, 0.0, 0.0, -0.7, 0.3, 0.5, 0.7, 0.5, -0.3, 0.3, 0.3,
+                1.0, 0.0, 0.3, 0.3)
+
+
+def stage_candidates() -> None:
+    from skimage.transform import resize
+
+    recs = load_records()
+    out = []
+    t = time.time()
+    for k, r in enumerate(recs):
+        cands = propose_candidates(r["grey"])
+        F = candidate_features(r["grey"], cands)
+        shape = cands[0].mask.shape if cands else (1, 1)
+        gt = resize(r["mask"].astype(np.float32), shape, order=1) > 0.5 if cands else None
+        gtbox = mask_to_box(r["mask"])
+        ious, bious = [], []
+        for c in cands:
+            ious.append(np.count_nonzero(c.mask & gt) / max(1, np.count_nonzero(c.mask | gt)))
+            bious.append(box_iou(c.box(), gtbox))
+        out.append({"id": r["id"], "masks": np.packbits(np.array([c.mask for c in cands]), axis=-1) if cands else None,
+                    "shape": shape, "scale": cands[0].scale if cands else None, "hits": [c.hits for c in cands],
+                    "F": F, "iou": np.array(ious), "biou": np.array(bious)})
+        if k % 50 == 0:
+            print(k, len(recs), f"{time.time() - t:.0f}s", flush=True)
+    with open(CAND, "wb") as f:
+        pickle.dump(out, f, protocol=4)
+
+
+def unpack(entry) -> list[Candidate]:
+    if entry["masks"] is None:
+        return []
+    h, w = entry["shape"]
+    ms = np.unpackbits(entry["masks"], axis=-1)[..., :w].astype(bool)
+    return [Candidate(mask=m, scale=entry["scale"], hits=hh) for m, hh in zip(ms, entry["hits"])]
+
+
+def stage_cams() -> None:
+    """CAM variants at 128 px long side per image: gradcampp layer4, layer3+4 fused, with flip TTA."""
+    import torch
+    from skimage.transform import resize
+
+    from samprompt.cams.fused import TTACamExtractor
+    from samprompt.classifiers import load_classifier
+
+    torch.set_num_threads(1)
+    model, info = load_classifier(str(CACHE / "clf_resnet18_128.pt"), device="cpu")
+    names = list(info.class_names)
+    lesion = tuple(i for i, n in enumerate(names) if n != "normal")
+    recs = load_records()
+    variants = {
+        "gcpp_l4": dict(method="gradcampp", target_layer="layer4", flips=[]),
+        "gcpp_l34": dict(method="gradcampp", target_layer=["layer3", "layer4"], flips=[]),
+        "gcpp_l34_tta": dict(method="gradcampp", target_layer=["layer3", "layer4"], flips=["h"]),
+        "layercam_l34_tta": dict(method="layercam", target_layer=["layer3", "layer4"], flips=["h"]),
+    }
+    out = {}
+    for vname, kw in variants.items():
+        ext = TTACamExtractor(fusion="mean", target=list(lesion), **kw)
+        cams, probs = [], []
+        t = time.time()
+        for s in range(0, len(recs), 32):
+            chunk = [np.repeat(r["grey"][..., None], 3, axis=2) for r in recs[s:s + 32]]
+            res = ext(model, chunk, preprocessing=info.preprocessing)
+            for r, c in zip(recs[s:s + 32], res):
+                H, W = r["grey"].shape
+                sc = min(1.0, 128 / max(H, W))
+                cams.append(resize(c.cam, (max(8, round(H * sc)), max(8, round(W * sc))), order=1).astype(np.float16))
+                probs.append(c.probabilities)
+        out[vname] = {"cams": cams, "probs": probs}
+        print(vname, f"{time.time() - t:.0f}s", flush=True)
+    out["class_names"] = names
+    with open(CACHE / "cams.pkl", "wb") as f:
+        pickle.dump(out, f, protocol=4)
+
+
+def fit_logistic(Xs, ys, l2, mil):
+    import torch
+
+    w = torch.zeros(Xs[0].shape[1], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, line_search_fn="strong_wolfe")
+    if mil:
+        tens = [torch.tensor(x) for x in Xs]
+        y = torch.tensor(ys, dtype=torch.float64)
+        pos_w = (len(y) - y.sum()) / max(1.0, float(y.sum()))
+
+        def loss_fn():
+            s = torch.stack([torch.logsumexp(x @ w, 0) for x in tens])
+            return torch.nn.functional.binary_cross_entropy_with_logits(s, y, pos_weight=pos_w) + l2 * (w[1:] ** 2).sum()
+    else:
+        X = torch.tensor(np.concatenate(Xs))
+        y = torch.tensor(np.concatenate(ys), dtype=torch.float64)
+        pos_w = (len(y) - y.sum()) / max(1.0, float(y.sum()))
+
+        def loss_fn():
+            return torch.nn.functional.binary_cross_entropy_with_logits(X @ w, y, pos_weight=pos_w) + l2 * (w[1:] ** 2).sum()
+
+    def closure():
+        opt.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy()
+
+
+def auc(scores, labels):
+    scores, labels = np.asarray(scores), np.asarray(labels)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    return float(((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()))
+
+
+def stage_eval(cam_variant: str = "gcpp_l34_tta", segment: bool = True, splits=("val",)) -> dict:
+    from skimage.transform import resize
+
+    from samprompt.maskers.builtin import ThresholdMasker
+    from samprompt.metrics import dice, summarize
+    from samprompt.prompts.base import Prompt
+    from samprompt.prompts.builtin import inside_point
+    from samprompt.segmenters.classical import ClassicalSegmenter
+
+    seg = ClassicalSegmenter()
+    seg_loose = ClassicalSegmenter(stretch_to_box=False)
+    recs = load_records()
+    with open(CAND, "rb") as f:
+        cands = pickle.load(f)
+    cams = None
+    if (CACHE / "cams.pkl").exists() and cam_variant != "none":
+        with open(CACHE / "cams.pkl", "rb") as f:
+            cams = pickle.load(f)[cam_variant]["cams"]
+    data = []
+    for k, (r, e) in enumerate(zip(recs, cands)):
+        F = e["F"].copy()
+        if cams is not None and len(F):
+            cl = unpack(e)
+            F[:, list(CAM_FEATURES)] = cam_features(cl, cams[k].astype(np.float32))
+        data.append(F)
+    tr = [k for k, r in enumerate(recs) if r["split"] == "train" and len(data[k])]
+    mu = np.concatenate([data[k] for k in tr]).mean(0)
+    sd = np.concatenate([data[k] for k in tr]).std(0) + 1e-9
+    mu[0], sd[0] = 0.0, 1.0
+    Z = [(F - mu) / sd if len(F) else F for F in data]
+    for F in Z:
+        if len(F):
+            F[:, 0] = 1.0
+    lab = np.array([0 if r["label"] == "normal" else 1 for r in recs])
+
+    def pick(split, w):
+        return {k: int(np.argmax(Z[k] @ w)) for k, r in enumerate(recs) if r["split"] == split and len(Z[k])}
+
+    scorers = {}
+    scorers["prior (hand weights)"] = (np.asarray(HAND_WEIGHTS), "none")
+    # MIL, label only; model selection on val by image AUC (labels only)
+    best = None
+    for l2 in (1e-4, 1e-3, 1e-2):
+        w = fit_logistic([Z[k] for k in tr], lab[tr], l2, mil=True)
+        va = [k for k, r in enumerate(recs) if r["split"] == "val" and len(Z[k])]
+        a = auc([float(np.max(Z[k] @ w)) for k in va], lab[va])
+        print(f"mil l2={l2} val image-AUC {a:.3f}", flush=True)
+        if best is None or a > best[0]:
+            best = (a, w, l2)
+    scorers["mil (labels only)"] = (best[1], f"l2={best[2]}, val AUC {best[0]:.3f}")
+    # supervised reference (uses train masks, val masks for l2)
+    trl = [k for k in tr if lab[k] == 1]
+    best = None
+    for l2 in (1e-3, 1e-2, 1e-1):
+        w = fit_logistic([Z[k] for k in trl], [(cands[k]["iou"] > 0.5).astype(float) for k in trl], l2, mil=False)
+        sel = pick("val", w)
+        m = np.mean([cands[k]["biou"][j] for k, j in sel.items() if lab[k] == 1])
+        if best is None or m > best[0]:
+            best = (m, w, l2)
+    scorers["sup (uses train masks)"] = (best[1], f"l2={best[2]}, val box IoU {best[0]:.3f}")
+
+    report = {"cam_variant": cam_variant, "features": list(FEATURE_NAMES), "norm_mean": mu.tolist(),
+              "norm_scale": sd.tolist(), "rows": {}}
+    for split in splits:
+        ids = [k for k, r in enumerate(recs) if r["split"] == split and lab[k] == 1 and r["mask"].any()]
+        rows = {}
+        if cams is not None:  # paper baseline: CAM > 0.8, largest component, its box
+            b = {"biou": [], "inside": [], "dice": []}
+            for k in ids:
+                r = recs[k]
+                cam = resize(cams[k].astype(np.float32), r["mask"].shape, order=1)
+                pm = ThresholdMasker(value=0.8)(cam)
+                box = mask_to_box(pm)
+                b["biou"].append(box_iou(box, mask_to_box(r["mask"])))
+                pt = inside_point(pm)
+                b["inside"].append(pt is not None and bool(r["mask"][int(pt[1]), int(pt[0])]))
+                if segment:
+                    emb = seg.embed(r["grey"])
+                    b["dice"].append(dice(seg_loose.decode(emb, [Prompt(box=box)]).masks[0], r["mask"]) if box is not None else 0.0)
+            rows["paper: CAM>0.8 largest component"] = b
+        for name, (w, note) in scorers.items():
+            sel = pick(split, w)
+            b = {"biou": [], "inside": [], "dice": [], "dice_loose": [], "biou_cascade": [], "dice_cascade": [],
+                 "dice_pts": [], "note": note}
+            for k in ids:
+                r = recs[k]
+                if k not in sel:
+                    for key in b:
+                        if key != "note":
+                            b[key].append(0.0)
+                    continue
+                c = unpack(cands[k])[sel[k]]
+                region = c.full_mask(r["mask"].shape)
+                b["biou"].append(float(cands[k]["biou"][sel[k]]))
+                pt = inside_point(region)
+                b["inside"].append(pt is not None and bool(r["mask"][int(pt[1]), int(pt[0])]))
+                if segment:
+                    emb = seg.embed(r["grey"])
+                    p = region_prompt(region, "box")
+                    b["dice"].append(dice(seg.decode(emb, [p]).masks[0], r["mask"]))
+                    loose = seg_loose.decode(emb, [p]).masks[0]
+                    b["dice_loose"].append(dice(loose, r["mask"]))
+                    # cascade: the loose mask's box, decoded again as a tight box
+                    p2 = region_prompt(loose, "box") if loose.any() else p
+                    b["biou_cascade"].append(box_iou(p2.box, mask_to_box(r["mask"])))
+                    b["dice_cascade"].append(dice(seg.decode(emb, [p2]).masks[0], r["mask"]))
+                    p3 = region_prompt(region, "box_points", n_points=3, n_negative=4)
+                    b["dice_pts"].append(dice(seg_loose.decode(emb, [p3]).masks[0], r["mask"]))
+            rows[name] = b
+        # oracle: best candidate available (upper bound of any scorer)
+        rows["oracle (best candidate by GT box IoU)"] = {
+            "biou": [float(cands[k]["biou"].max()) if len(cands[k]["biou"]) else 0.0 for k in ids]}
+        report["rows"][split] = {}
+        print(f"--- {split}: {len(ids)} lesion images, CAM {cam_variant}")
+        for name, b in rows.items():
+            s = {m: summarize(np.asarray(v, float)).to_dict() for m, v in b.items() if m != "note"}
+            s["hit50"] = float(np.mean(np.asarray(b["biou"]) > 0.5))
+            s["note"] = b.get("note", "")
+            report["rows"][split][name] = s
+            print(f"{name:42s} boxIoU {s['biou']['mean']:.3f} hit50 {s['hit50']:.2f}"
+                  + (f" inside {s['inside']['mean']:.2f}" if "inside" in s else "")
+                  + (f" dice(loose box) {s['dice']['mean']:.3f}" if "dice" in s and "dice_loose" not in s and s["dice"]["n"] else "")
+                  + (f" dice {s['dice']['mean']:.3f} loose {s['dice_loose']['mean']:.3f} cascade: boxIoU {s['biou_cascade']['mean']:.3f}"
+                     f" dice {s['dice_cascade']['mean']:.3f} box+pts(loose) {s['dice_pts']['mean']:.3f}" if s.get("dice_loose") and s["dice"]["n"] else "")
+                  + f"  {s['note']}", flush=True)
+    report["weights"] = {n: w.tolist() for n, (w, _) in scorers.items()}
+    (CACHE / f"prompts_eval_{cam_variant}.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+if __name__ == "__main__":
+    stage = sys.argv[1]
+    if stage == "candidates":
+        stage_candidates()
+    elif stage == "cams":
+        stage_cams()
+    else:
+        stage_eval(sys.argv[2] if len(sys.argv) > 2 else "gcpp_l34_tta", segment="--no-seg" not in sys.argv,
+                   splits=("val", "test") if "--report" in sys.argv else ("val",))

@@ -1,0 +1,107 @@
+"""Test-time-augmented and multi-layer fused CAMs (registered ``tta``).
+
+:class:`TTACamExtractor` runs a TorchCAM method (``method``, any registered TorchCAM name such as
+``gradcampp`` or ``layercam``) on the original images and on augmented copies — horizontal / vertical flips
+and extra network input scales — maps every CAM back onto the original grid (flips undone), and averages
+them (``tta_fusion``: ``mean`` or ``max``), then min-max normalises. Several ``target_layer`` names are
+fused per pass exactly as in the TorchCAM adapters (``fusion``). The default target is ``predicted``; for
+lesion localisation use the summed abnormal classes (e.g. ``target=[0, 1]`` = benign + malignant).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from pydantic import Field
+
+from samprompt.cams import CAM_EXTRACTORS
+from samprompt.cams.base import CamExtractor, CamResult, Target
+from samprompt.component import ComponentParams
+from samprompt.preprocess import Preprocessing
+
+__all__ = ["TTACamExtractor"]
+
+
+def _minmax(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    a = np.nan_to_num(a.astype(np.float32), nan=0.0)
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(a)
+
+
+@CAM_EXTRACTORS.register("tta")
+class TTACamExtractor(CamExtractor):
+    """CAM averaged over flips and input scales (see the module docstring).
+
+    Params:
+        method: Registered TorchCAM extractor name run on every view (``gradcam``, ``gradcampp``,
+            ``layercam``, ...).
+        target_layer: Layer name(s) for ``method``; several are fused per view with ``fusion``.
+        fusion: Layer fusion of ``method`` (``max`` or ``mean``).
+        flips: Extra views: ``"h"`` (left-right) and/or ``"v"`` (up-down).
+        scales: Extra views at these multiples of the preprocessing's input size (e.g. ``[1.25]``).
+        tta_fusion: How the views' CAMs are combined: ``mean`` or ``max``.
+        target: Default target policy (``"predicted"``, a class index, or a list summed).
+        batch_size: Images per forward/backward pass.
+    """
+
+    class Params(ComponentParams):
+        method: str = "gradcampp"
+        target_layer: str | list[str] | None = None
+        fusion: Literal["max", "mean"] = "mean"
+        flips: list[Literal["h", "v"]] = Field(default_factory=lambda: ["h"])
+        scales: list[float] = Field(default_factory=list)
+        tta_fusion: Literal["mean", "max"] = "mean"
+        target: Literal["predicted"] | int | list[int] = "predicted"
+        batch_size: int = Field(default=16, ge=1)
+
+    def __call__(  # noqa: D102 - documented on the base class
+        self,
+        model: torch.nn.Module,
+        images: Sequence[NDArray[np.uint8]],
+        *,
+        preprocessing: Preprocessing | None = None,
+        targets: Target | Sequence[Target] | None = None,
+    ) -> list[CamResult]:
+        if targets is None:
+            t = self.params.target  # type: ignore[attr-defined]
+            targets = tuple(t) if isinstance(t, list) else t
+        return super().__call__(model, images, preprocessing=preprocessing, targets=targets)
+
+    def extract(
+        self,
+        model: torch.nn.Module,
+        images: list[NDArray[np.uint8]],
+        preprocessing: Preprocessing,
+        targets: Target | Sequence[Target],
+    ) -> list[CamResult]:
+        """Run ``method`` on every view and fuse; probabilities are those of the unaugmented view."""
+        p = self.params
+        if p.method == "tta" or p.method not in CAM_EXTRACTORS.names():  # type: ignore[attr-defined]
+            raise ValueError(f"tta.method must be a registered CAM extractor other than 'tta', got {p.method!r}")  # type: ignore[attr-defined]
+        base = CAM_EXTRACTORS.create(p.method, {"target_layer": p.target_layer, "fusion": p.fusion,  # type: ignore[attr-defined]
+                                                "batch_size": p.batch_size})  # type: ignore[attr-defined]
+        views: list[tuple[str, float]] = [("", 1.0)] + [(f, 1.0) for f in p.flips] + [("", s) for s in p.scales]  # type: ignore[attr-defined]
+        acc: list[list[NDArray[np.float32]]] = [[] for _ in images]
+        first: list[CamResult] = []
+        for flip, scale in views:
+            imgs = [np.ascontiguousarray(im[:, ::-1] if flip == "h" else im[::-1] if flip == "v" else im) for im in images]
+            pre = preprocessing
+            if scale != 1.0:
+                h, w = preprocessing.input_size
+                pre = preprocessing.model_copy(update={"input_size": (max(8, round(h * scale)), max(8, round(w * scale)))})
+            res = base.extract(model, imgs, pre, targets)
+            if not first:
+                first = res
+            for i, r in enumerate(res):
+                cam = r.cam[:, ::-1] if flip == "h" else r.cam[::-1] if flip == "v" else r.cam
+                acc[i].append(np.ascontiguousarray(cam))
+        out = []
+        for i, maps in enumerate(acc):
+            stack = np.stack(maps)
+            fused = stack.mean(0) if p.tta_fusion == "mean" else stack.max(0)  # type: ignore[attr-defined]
+            out.append(CamResult(cam=_minmax(fused), target=first[i].target, probabilities=first[i].probabilities))
+        return out

@@ -1,0 +1,99 @@
+"""Candidate-region prompts (``candidates`` strategy) on synthetic images with real pixel values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samprompt.prompts import PROMPT_STRATEGIES
+from samprompt.prompts.base import Prompt
+from samprompt.prompts.candidates import (
+    FEATURE_NAMES,
+    CandidatePromptStrategy,
+    CandidateScorer,
+    candidate_features,
+    negative_points,
+    propose_candidates,
+    region_prompt,
+    spread_points,
+)
+from samprompt.regions import box_iou, mask_to_box
+
+
+def _scene(seed: int = 0, H: int = 200, W: int = 260):
+    """Speckled bright tissue, a dark lesion, and a dark band along the bottom (a 'shadow')."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    lesion = ((xx - 150) / 35) ** 2 + ((yy - 80) / 25) ** 2 <= 1
+    img = 160 + 20 * rng.standard_normal((H, W))
+    img[lesion] = 50 + 15 * rng.standard_normal(lesion.sum())
+    img[-25:] = 40 + 10 * rng.standard_normal((25, W))
+    return np.clip(img, 0, 255).astype(np.uint8), lesion
+
+
+def test_proposals_contain_the_lesion() -> None:
+    img, lesion = _scene()
+    cands = propose_candidates(img)
+    assert cands
+    best = max(box_iou(c.box(), mask_to_box(lesion)) for c in cands)
+    assert best > 0.8
+    F = candidate_features(img, cands, cam=np.zeros(lesion.shape, np.float32))
+    assert F.shape == (len(cands), len(FEATURE_NAMES)) and np.isfinite(F).all()
+
+
+def test_strategy_uses_the_image_and_the_cam() -> None:
+    img, lesion = _scene(1)
+    H, W = lesion.shape
+    cam = np.zeros((H, W), np.float32)
+    cam[40:130, 100:210] = 1.0  # a coarse CAM near the lesion
+    strat = PROMPT_STRATEGIES.create("candidates", {"output": "box_points", "n_points": 3, "n_negative": 4})
+    p = strat(cam > 0.5, cam, image=img)
+    assert isinstance(p, Prompt) and p.box is not None
+    assert box_iou(p.box, mask_to_box(lesion)) > 0.7
+    pos = p.points[p.point_labels == 1]
+    neg = p.points[p.point_labels == 0]
+    assert len(pos) == 3 and all(lesion[int(y), int(x)] for x, y in pos)
+    assert len(neg) >= 1 and not any(lesion[int(y), int(x)] for x, y in neg)
+
+
+def test_without_image_falls_back_to_the_mask_box() -> None:
+    mask = np.zeros((50, 60), bool)
+    mask[10:20, 30:45] = True
+    cam = mask.astype(np.float32)
+    p = CandidatePromptStrategy()(mask, cam)
+    assert p is not None and p.box.tolist() == [30.0, 10.0, 45.0, 20.0]
+    assert CandidatePromptStrategy(fallback="none")(mask, cam) is None
+    assert CandidatePromptStrategy()(np.zeros((50, 60), bool), cam * 0) is None
+
+
+def test_image_size_must_match() -> None:
+    img, lesion = _scene()
+    with pytest.raises(ValueError, match="image shape"):
+        CandidatePromptStrategy()(lesion, lesion.astype(np.float32), image=img[:-1])
+
+
+def test_config_round_trip_and_validation() -> None:
+    from samprompt.errors import ConfigError
+
+    s = CandidatePromptStrategy(output="box_point", margin=0.05)
+    cfg = s.to_config()
+    assert cfg["name"] == "candidates"
+    assert PROMPT_STRATEGIES.create(cfg["name"], cfg["params"]).params == s.params
+    with pytest.raises(ConfigError, match="candidates.params.outputs"):
+        CandidatePromptStrategy(outputs="box")
+    with pytest.raises(ValueError, match="weights"):
+        CandidateScorer(weights=[1.0, 2.0])
+
+
+def test_region_prompt_forms_and_points() -> None:
+    region = np.zeros((80, 100), bool)
+    region[20:60, 30:80] = True
+    assert region_prompt(region, "box").points.shape == (0, 2)
+    p = region_prompt(region, "points", n_points=4, n_negative=3)
+    assert p.box is None and p.point_labels.tolist().count(1) == 4
+    pts = spread_points(region, 5)
+    assert len(pts) == 5 and all(region[int(y), int(x)] for x, y in pts)
+    assert len({tuple(p) for p in pts.tolist()}) == 5
+    neg = negative_points(region, 8)
+    assert len(neg) >= 1 and not any(region[int(y), int(x)] for x, y in neg)
+    assert region_prompt(np.zeros((5, 5), bool), "box") is None
