@@ -6,7 +6,7 @@ programming over a ring of angles:
 
 * a **shape prior** ``w_prior * (rho - 1)^2 / 0.1`` (stay close to the ellipse),
 * an **edge term** ``-w_edge * clip(dI/drho / s, 0, 3)``: a dark-inside / bright-outside step along the
-  ray (lesions in ultrasound are hypoechoic); ``s`` is the 90th percentile of |dI/drho| in the image crop,
+  ray (lesions in ultrasound are hypoechoic); ``s`` is the 90th percentile of ``|dI/drho|`` in the image crop,
 * a **region term** ``w_region * (sum_{inside} e_in + sum_{outside} e_out)`` along the ray (a polar
   Chan-Vese), ``e = min(((I - mu) / contrast)^2, 4)`` with ``mu_in`` the median of the inner quarter and
   ``mu_out`` the median outside the box,
