@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-BUSI = Path(os.environ.get("BUSI_ROOT", "/work/shared/data/BUSI/Dataset_BUSI_with_GT"))
+BUSI = Path(os.environ.get("BUSI_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI" / "Dataset_BUSI_with_GT"))
 CACHE = Path(os.environ.get("QUALITY_CACHE", "/tmp/qcache"))
 
 
