@@ -13,6 +13,9 @@ point; one positive point; SAM ViT-L single-mask output when a SAM checkpoint is
 selection on val, scores on test) instead of 80/20 with val = test; from-scratch weights (no ImageNet
 weights are available here; pass ``--set classifier.train.weights=FILE`` if you have them); the whole image
 is resized (never centre-cropped), so CAM boxes map back exactly.
+
+``best`` runs the paper's ResNet18 GradCAM setting as the baseline and then, on the same classifier, the best
+label-only prompts measured so far (``candidates``, see the docs' quality page).
 """
 
 from __future__ import annotations
@@ -72,6 +75,33 @@ PRESETS: dict[str, dict[str, Any]] = {
             _paper_run("resnet18-gradcam", "resnet18", "multiclass", "gradcam", 0.8, None),
             _paper_run("resnet18-gradcampp", "resnet18", "multiclass", "gradcampp", 0.8, "resnet18-gradcam"),
             _paper_run("resnet34-binary-gradcam", "resnet34", "binary", "gradcam", 0.6, None),
+        ],
+    },
+    "best": {
+        "description": "Labels only, our best prompts (docs: quality): the paper's ResNet18 GradCAM run as the "
+                       "baseline, then image candidates scored by a labels-only model, on the same classifier.",
+        "runs": [
+            _paper_run("paper-resnet18-gradcam", "resnet18", "multiclass", "gradcam", 0.8, None),
+            {
+                "name": "candidates",
+                "description": "Dark compact candidate regions from the image, picked by a scorer fit on image "
+                               "labels only; GradCAM++ (layer3 + layer4, flip TTA) of benign + malignant for "
+                               "the fallback box; the paper's box on the same CAM for comparison.",
+                "split": dict(_PAPER_SPLIT),
+                "classifier": {"from_run": "paper-resnet18-gradcam"},
+                "target": ["benign", "malignant"],
+                "pipeline": {
+                    "cam": {"name": "tta", "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"],
+                                                      "flips": ["h"]}},
+                    "masker": {"name": "threshold", "params": {"value": 0.8}},
+                    "prompts": [
+                        {"name": "candidates", "params": {"output": "box"}},
+                        {"name": "candidates", "params": {"output": "box_points"}, "label": "candidates_points"},
+                        {"name": "box", "params": {"margin": 5}},
+                    ],
+                    "segmenter": {"name": "classical"},
+                },
+            },
         ],
     },
     "demo": {
