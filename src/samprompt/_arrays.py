@@ -13,6 +13,8 @@ __all__ = ["as_bool_mask", "as_cam", "as_image"]
 def as_cam(cam: Any, name: str = "cam") -> NDArray[np.float32]:
     """Return ``cam`` as a (H, W) float32 array in [0, 1]; NaN becomes 0 and ±inf is clipped.
 
+    A valid float32 CAM is returned as is (no copy); callers must not modify the result in place.
+
     Raises:
         ValueError: If ``cam`` is not two-dimensional or is empty.
     """
@@ -21,8 +23,12 @@ def as_cam(cam: Any, name: str = "cam") -> NDArray[np.float32]:
         raise ValueError(f"{name} must be a non-empty (H, W) array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    arr = np.nan_to_num(arr.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(arr, 0.0, 1.0)
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        arr = np.clip(arr, 0.0, 1.0)
+    return arr
 
 
 def as_bool_mask(mask: Any, name: str = "mask") -> NDArray[np.bool_]:

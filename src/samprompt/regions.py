@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 __all__ = [
+    "bbox_slices",
     "box_iou",
     "clip_box",
     "ellipse_in_box",
@@ -55,36 +56,60 @@ def keep_components(
     Returns:
         (H, W) bool; all False when nothing is left.
     """
-    labels, n = label_components(mask)
-    if n == 0:
-        return np.zeros(mask.shape, dtype=bool)
+    if mode not in ("largest", "all", "max_cam"):
+        raise ValueError(f"mode must be 'largest', 'all' or 'max_cam', got {mode!r}")
+    if mode == "max_cam" and cam is None:
+        raise ValueError("keep_components(mode='max_cam') needs a cam")
+    out = np.zeros(mask.shape, dtype=bool)
+    window = bbox_slices(mask)
+    if window is None:
+        return out
+    # Label only the mask's bounding box: pseudo masks are usually a small part of the image.
+    crop = mask[window]
+    labels, n = label_components(crop)
+    if n == 1 and min_area <= 1:
+        out[window] = crop
+        return out
+    out[window] = _select(labels, n, mode, None if cam is None else cam[window], min_area)
+    return out
+
+
+def _select(
+    labels: NDArray[np.int32], n: int, mode: str, cam: NDArray[np.float32] | None, min_area: int
+) -> NDArray[np.bool_]:
     areas = np.bincount(labels.ravel(), minlength=n + 1)
     areas[0] = 0
     valid = areas >= max(int(min_area), 1)
     valid[0] = False
     if not valid.any():
-        return np.zeros(mask.shape, dtype=bool)
+        return np.zeros(labels.shape, dtype=bool)
     if mode == "all":
         return valid[labels]
     if mode == "largest":
         score = np.where(valid, areas, -1).astype(np.float64)
-    elif mode == "max_cam":
-        if cam is None:
-            raise ValueError("keep_components(mode='max_cam') needs a cam")
-        mass = np.bincount(labels.ravel(), weights=cam.ravel().astype(np.float64), minlength=n + 1)
+    else:  # max_cam (validated by the caller)
+        weights = np.zeros(labels.size) if cam is None else cam.ravel().astype(np.float64)
+        mass = np.bincount(labels.ravel(), weights=weights, minlength=n + 1)
         score = np.where(valid, mass, -np.inf)
-    else:
-        raise ValueError(f"mode must be 'largest', 'all' or 'max_cam', got {mode!r}")
     return labels == int(np.argmax(score))
+
+
+def bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
+    """``(rows, cols)`` slices of the foreground's bounding box (``mask[rows, cols]``); ``None`` if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
 def mask_to_box(mask: NDArray[np.bool_]) -> NDArray[np.float32] | None:
     """Bounding box of the foreground pixels, ``(x0, y0, x1, y1)`` pixel edges; ``None`` if empty."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    if ys.size == 0:
+    window = bbox_slices(mask)
+    if window is None:
         return None
-    xs = np.flatnonzero(mask.any(axis=0))
-    return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.float32)
+    rows, cols = window
+    return np.array([cols.start, rows.start, cols.stop, rows.stop], dtype=np.float32)
 
 
 def clip_box(box: NDArray[np.floating], width: int, height: int) -> NDArray[np.float32]:

@@ -108,3 +108,27 @@ def test_combined_strategies() -> None:
 def test_strategy_rejects_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="differs"):
         PROMPT_STRATEGIES.create("box")(np.ones((4, 4), bool), np.ones((4, 5), np.float32))
+
+
+def test_otsu_histogram_path_matches_scikit_image() -> None:
+    from skimage.filters import threshold_otsu
+
+    rng = np.random.default_rng(0)
+    masker = MASKERS.create("otsu", {"keep": "all"})
+    for _ in range(5):
+        cam = rng.random((60, 80)).astype(np.float32) ** 3
+        cam[20:40, 20:40] += 0.5
+        cam = np.clip(cam, 0, 1)
+        assert np.array_equal(masker(cam), cam > threshold_otsu(cam))
+
+
+def test_keep_components_validates_mode_even_for_one_component() -> None:
+    from samprompt.regions import keep_components
+
+    m = np.zeros((5, 5), bool)
+    m[1:3, 1:3] = True
+    with pytest.raises(ValueError, match="mode must be"):
+        keep_components(m, "biggest")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="needs a cam"):
+        keep_components(m, "max_cam")
+    assert keep_components(m, "largest").sum() == 4

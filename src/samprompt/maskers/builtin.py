@@ -39,9 +39,15 @@ class OtsuMasker(PseudoMasker):
     """
 
     def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:  # noqa: D102
-        if float(cam.max() - cam.min()) <= 1e-6:
+        lo, hi = float(cam.min()), float(cam.max())
+        if hi - lo <= 1e-6:
             return np.zeros(cam.shape, dtype=bool)
-        return cam > threshold_otsu(cam)  # type: ignore[no-any-return]
+        # Otsu on a 256-bin histogram over [min, max] (as scikit-image does by default), built with one
+        # bincount instead of a full sort: several times faster on large CAMs.
+        bins = np.minimum(((cam - lo) * (256.0 / (hi - lo))).astype(np.intp), 255)
+        counts = np.bincount(bins.ravel(), minlength=256)
+        centers = lo + (np.arange(256) + 0.5) * ((hi - lo) / 256.0)
+        return cam > threshold_otsu(hist=(counts, centers))  # type: ignore[no-any-return]
 
 
 @MASKERS.register("percentile")

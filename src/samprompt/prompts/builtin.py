@@ -17,7 +17,7 @@ from scipy import ndimage as ndi
 from samprompt.component import ComponentParams
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.prompts.base import Prompt, PromptStrategy
-from samprompt.regions import clip_box, keep_components, mask_to_box
+from samprompt.regions import bbox_slices, clip_box, keep_components, mask_to_box
 
 __all__ = [
     "BoxCenterPointStrategy",
@@ -64,10 +64,12 @@ def inside_point(region: NDArray[np.bool_]) -> NDArray[np.float32] | None:
     Ties (a plateau of equal depth) are broken by closeness to the region's centroid, so the point is
     central and always lies inside the region. ``None`` for an empty region.
     """
-    if not region.any():
+    window = bbox_slices(region)
+    if window is None:
         return None
-    depth = ndi.distance_transform_edt(np.pad(region, 1))[1:-1, 1:-1]
-    return _plateau_point(depth, region)
+    crop = region[window]  # the transform only needs the region's box (plus the zero border added here)
+    depth = ndi.distance_transform_edt(np.pad(crop, 1))[1:-1, 1:-1]
+    return _offset(_plateau_point(depth, crop), window)
 
 
 def max_point(cam: NDArray[np.float32], region: NDArray[np.bool_]) -> NDArray[np.float32] | None:
@@ -77,9 +79,16 @@ def max_point(cam: NDArray[np.float32], region: NDArray[np.bool_]) -> NDArray[np
     nearest plateau pixel so it stays on the plateau — never the first index in memory order.
     ``None`` for an empty region.
     """
-    if not region.any():
+    window = bbox_slices(region)
+    if window is None:
         return None
-    return _plateau_point(np.where(region, cam, -np.inf), region)
+    crop = region[window]
+    return _offset(_plateau_point(np.where(crop, cam[window], -np.inf), crop), window)
+
+
+def _offset(point: NDArray[np.float32], window: tuple[slice, slice]) -> NDArray[np.float32]:
+    """Shift a point found in ``image[window]`` back to full-image coordinates."""
+    return point + np.array([window[1].start, window[0].start], dtype=np.float32)
 
 
 def _plateau_point(values: NDArray[np.floating], region: NDArray[np.bool_]) -> NDArray[np.float32]:
