@@ -1,6 +1,8 @@
 """Tiny models and synthetic data for tests and plugin authors.
 
-Everything here is cheap: the tiny SAM (model type ``"tiny"``, see
+Everything here is cheap: a tiny CNN classifier (:func:`tiny_classifier`, the registered ``tiny_cnn``
+builder with seeded weights, saved as a real samprompt checkpoint by :func:`save_tiny_classifier_checkpoint`)
+and the tiny SAM (model type ``"tiny"``, see
 :data:`samprompt.segmenters.sam_models.SAM_ARCHITECTURES`) is built from the REAL ``segment_anything``
 modules at a 128 px input (8 x 8 embedding, 32 x 32 low-res masks, ~60 k parameters) and runs in
 milliseconds on a CPU. Its weights are random but seeded, so results are reproducible. Importing this
@@ -15,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,9 +25,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 if TYPE_CHECKING:
+    import torch
     from segment_anything.modeling import Sam
 
-__all__ = ["random_image", "save_tiny_sam_checkpoint", "tiny_sam"]
+__all__ = [
+    "random_image",
+    "save_tiny_classifier_checkpoint",
+    "save_tiny_sam_checkpoint",
+    "tiny_classifier",
+    "tiny_sam",
+]
 
 #: Standard deviation given to the parameters the SAM modules initialise to zero (absolute position
 #: embedding, relative-position tables), so that those code paths actually change the output.
@@ -78,3 +88,52 @@ def random_image(height: int, width: int, seed: int = 0) -> NDArray[np.uint8]:
     base = np.where(inside, 50.0, 140.0) + 40.0 * rng.standard_normal((height, width))
     grey = np.clip(base, 0, 255).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def tiny_classifier(num_classes: int = 3, seed: int = 0) -> torch.nn.Module:
+    """The registered ``tiny_cnn`` classifier with seeded random weights, in eval mode.
+
+    Its CAM target layer is ``"layer4"``; it takes any input size (e.g. 32 x 32) and returns (B, C) logits.
+
+    Example:
+        >>> import torch
+        >>> from samprompt.testing import tiny_classifier
+        >>> tiny_classifier(3)(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 3])
+    """
+    import torch
+
+    from samprompt.classifiers import CLASSIFIERS
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = CLASSIFIERS.get("tiny_cnn")(num_classes)
+    return model.eval()
+
+
+def save_tiny_classifier_checkpoint(
+    path: str | Path,
+    class_names: Sequence[str] = ("benign", "malignant", "normal"),
+    *,
+    input_size: int = 32,
+    seed: int = 0,
+) -> Path:
+    """Write :func:`tiny_classifier` as a samprompt classifier checkpoint (loadable by ``load_classifier``).
+
+    Args:
+        path: Destination file.
+        class_names: Output classes, in order.
+        input_size: Square input size stored in the checkpoint's preprocessing.
+        seed: Weight seed.
+    """
+    from samprompt.classifiers import ClassifierInfo, save_classifier
+    from samprompt.preprocess import Preprocessing
+
+    info = ClassifierInfo(
+        arch="tiny_cnn",
+        class_names=tuple(class_names),
+        preprocessing=Preprocessing(input_size=input_size),
+        target_layer="layer4",
+    )
+    return save_classifier(path, tiny_classifier(len(class_names), seed), info)
+
