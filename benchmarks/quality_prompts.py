@@ -6,6 +6,11 @@ Stages (each caches to $QUALITY_CACHE, default /tmp/qcache):
     .venv/bin/python benchmarks/quality_prompts.py cams         # CAMs of the from-scratch classifier
     .venv/bin/python benchmarks/quality_prompts.py eval [CAM_VARIANT] [--no-seg] [--report]
         # fit scorers on train, select on val; --report also evaluates the TEST split (report only)
+    .venv/bin/python benchmarks/quality_prompts.py refine       # polar refinement of the top-k candidates
+    .venv/bin/python benchmarks/quality_prompts.py eval2 [--report]
+        # second-stage scorer on the refined regions (MIL labels only; supervised reference)
+    .venv/bin/python benchmarks/quality_prompts.py strategy val [refine_top_k=0 ...]
+        # the shipped strategy end to end on one split (fresh proposals; params as key=JSON)
 
 Scorers: "prior" (HAND_WEIGHTS below), "mil" (logistic multiple-instance model fit on TRAIN image
 labels only: an image is abnormal iff its best candidate is a lesion; L2 chosen on VAL by image-level
@@ -26,20 +31,24 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_common import CACHE, load_records  # noqa: E402
+from quality_common import CACHE, lesions, load_records  # noqa: E402
 
 from samprompt.prompts.candidates import (  # noqa: E402
     CAM_FEATURES,
     FEATURE_NAMES,
     cam_features,
+    REFINED_FEATURE_NAMES,
     Candidate,
+    CandidateScorer,
     candidate_features,
     propose_candidates,
+    refine_candidates,
     region_prompt,
 )
 from samprompt.regions import box_iou, mask_to_box  # noqa: E402
 
 CAND = CACHE / "cands.pkl"
+REFINED = CACHE / "refined.pkl"
 
 #: Hand-set weights on standardised features (FEATURE_NAMES order): the "hand" row of docs/quality.md.
 HAND_WEIGHTS = (0.0, 0.0, -0.5, 0.7, 0.5, -0.3, -0.7, 0.0, 0.0, -0.7, 0.3, 0.5, 0.7, 0.5, -0.3, 0.3, 0.3,
@@ -287,12 +296,198 @@ def stage_eval(cam_variant: str = "gcpp_l34_tta", segment: bool = True, splits=(
     return report
 
 
+def stage_refine(top_k: int = 6, margin: float = 0.1) -> None:
+    """Refine the top-k first-stage candidates of every image (module defaults) and cache their features."""
+    from samprompt.prompts.builtin import inside_point
+    from samprompt.segmenters.classical import ClassicalSegmenter
+
+    recs = load_records()
+    with open(CAND, "rb") as f:
+        cands = pickle.load(f)
+    scorer = CandidateScorer()
+    seg = ClassicalSegmenter(stretch_to_box=False)
+    out = []
+    t = time.time()
+    for k, (r, e) in enumerate(zip(recs, cands)):
+        cl = unpack(e)
+        if not cl:
+            out.append(None)
+            continue
+        t1 = time.time()
+        _, full, F = refine_candidates(r["grey"], cl, scorer(e["F"]), top_k=top_k, margin=margin, segmenter=seg)
+        gt = r["mask"]
+        gtbox = mask_to_box(gt) if gt.any() else None
+        boxes = [mask_to_box(m) for m in full]
+        pts = [inside_point(m) for m in full]
+        out.append({"F": F, "boxes": np.array(boxes), "pts": np.array(pts),
+                    "biou": np.array([box_iou(b, gtbox) if gtbox is not None else np.nan for b in boxes]),
+                    "inside": np.array([bool(gt[int(p[1]), int(p[0])]) for p in pts]),
+                    "miou": np.array([np.count_nonzero(m & gt) / max(1, np.count_nonzero(m | gt)) for m in full]),
+                    "seconds": time.time() - t1})
+        if k % 100 == 0:
+            print(k, len(recs), f"{time.time() - t:.0f}s", flush=True)
+    with open(REFINED, "wb") as f:
+        pickle.dump(out, f, protocol=4)
+
+
+def stage_eval2(splits=("val",), point_quantile: float = 0.5) -> dict:
+    """Second-stage scorers on the refined top-k regions: MIL (labels only) and a supervised reference."""
+    from samprompt.metrics import dice, summarize
+    from samprompt.prompts.base import Prompt
+    from samprompt.segmenters.classical import ClassicalSegmenter
+
+    recs = load_records()
+    with open(REFINED, "rb") as f:
+        ref = pickle.load(f)
+    lab = np.array([0 if r["label"] == "normal" else 1 for r in recs])
+    cols = [i for i, n in enumerate(REFINED_FEATURE_NAMES) if not n.startswith("cam_")]
+    X = [e["F"] if e is not None else np.zeros((0, len(REFINED_FEATURE_NAMES))) for e in ref]
+    tr = [k for k, r in enumerate(recs) if r["split"] == "train" and len(X[k])]
+    va = [k for k, r in enumerate(recs) if r["split"] == "val" and len(X[k])]
+    allx = np.concatenate([X[k] for k in tr])
+    mu, sd = allx.mean(0), allx.std(0) + 1e-9
+    mu[0], sd[0] = 0.0, 1.0
+    mu[[i for i in range(len(mu)) if i not in cols]] = 0.0
+    sd[[i for i in range(len(sd)) if i not in cols]] = 1.0
+
+    def z(x):
+        out = (x - mu) / sd
+        out[:, 0] = 1.0
+        return out[:, cols]
+
+    Z = [z(x) if len(x) else x[:, cols] for x in X]
+    scorers = {}
+    best = None
+    for l2 in (1e-3, 1e-2, 3e-2):
+        w = fit_logistic([Z[k] for k in tr], lab[tr], l2, mil=True)
+        a = auc([float(np.max(Z[k] @ w)) for k in va], lab[va])
+        print(f"mil2 l2={l2} val image-AUC {a:.3f}", flush=True)
+        if best is None or a > best[0]:
+            best = (a, w, l2)
+    scorers["refined + MIL (labels only)"] = (best[1], f"l2={best[2]}, val AUC {best[0]:.3f}")
+    trl = [k for k in tr if lab[k] == 1]
+    best = None
+    for l2 in (1e-3, 1e-2):
+        w = fit_logistic([Z[k] for k in trl], [(ref[k]["biou"] > 0.5).astype(float) for k in trl], l2, mil=False)
+        vl = [k for k in va if lab[k] == 1]
+        m = np.mean([ref[k]["biou"][int(np.argmax(Z[k] @ w))] for k in vl])
+        if best is None or m > best[0]:
+            best = (m, w, l2)
+    scorers["refined + supervised (uses train masks)"] = (best[1], f"l2={best[2]}, val box IoU {best[0]:.3f}")
+    scorers["refined, first-stage choice"] = (None, "top-1 of the first stage, refined")
+    # point threshold: the score quantile over TRAIN lesion+normal images' chosen regions (labels only)
+    w_mil = scorers["refined + MIL (labels only)"][0]
+    top_tr = np.array([float(np.max(Z[k] @ w_mil)) for k in tr if lab[k] == 1])
+    thr = float(np.quantile(top_tr, point_quantile))
+    full_w = np.zeros(len(REFINED_FEATURE_NAMES))
+    full_w[cols] = w_mil
+    report = {"features": list(REFINED_FEATURE_NAMES), "weights": full_w.tolist(), "mean": mu.tolist(),
+              "scale": sd.tolist(), "point_min_score": thr, "rows": {}}
+    print("REFINED_DEFAULT_WEIGHTS", tuple(float(f"{v:.4g}") for v in full_w))
+    print("REFINED_DEFAULT_MEAN", tuple(float(f"{v:.4g}") for v in mu))
+    print("REFINED_DEFAULT_SCALE", tuple(float(f"{v:.4g}") for v in sd))
+    print(f"point_min_score (train lesion median of the chosen score) {thr:.3f}")
+    seg = ClassicalSegmenter()
+    for split in splits:
+        ids = [k for k, r in enumerate(recs) if r["split"] == split and lab[k] == 1 and r["mask"].any()]
+        report["rows"][split] = {}
+        print(f"--- {split}: {len(ids)} lesion images")
+        for name, (w, note) in scorers.items():
+            b = {"biou": [], "inside": [], "dice": [], "dice_pt": [], "score": [], "seconds": []}
+            for k in ids:
+                r = recs[k]
+                if not len(Z[k]):
+                    for key in b:
+                        b[key].append(0.0 if key != "score" else -np.inf)
+                    continue
+                e = ref[k]
+                sc = Z[k] @ (w if w is not None else w_mil)
+                j = 0 if w is None else int(np.argmax(sc))
+                b["biou"].append(float(e["biou"][j]))
+                b["inside"].append(float(e["inside"][j]))
+                b["score"].append(float(sc[j]))
+                b["seconds"].append(e["seconds"])
+                emb = seg.embed(r["grey"])
+                box = e["boxes"][j].astype(np.float32)
+                b["dice"].append(dice(seg.decode(emb, [Prompt(box=box)]).masks[0], r["mask"]))
+                pt = Prompt(box=box, points=e["pts"][j][None].astype(np.float32), point_labels=np.ones(1, np.int64))
+                b["dice_pt"].append(dice(seg.decode(emb, [pt]).masks[0], r["mask"]))
+            sc = np.asarray(b["score"])
+            conf = sc >= thr
+            s = {m: summarize(np.asarray(v, float)).to_dict() for m, v in b.items() if m not in ("score",)}
+            s["hit50"] = float(np.mean(np.asarray(b["biou"]) > 0.5))
+            s["inside_confident"] = float(np.mean(np.asarray(b["inside"])[conf])) if conf.any() else float("nan")
+            s["point_coverage"] = float(conf.mean())
+            s["note"] = note
+            report["rows"][split][name] = s
+            print(f"{name:42s} boxIoU {s['biou']['mean']:.3f} hit50 {s['hit50']:.2f} inside {s['inside']['mean']:.2f}"
+                  f" inside(score>=thr) {s['inside_confident']:.2f} on {s['point_coverage']:.0%}"
+                  f" dice {s['dice']['mean']:.3f} dice(box+pt) {s['dice_pt']['mean']:.3f}"
+                  f" s/img {s['seconds']['mean']:.2f}  {note}", flush=True)
+        s = {"biou": summarize(np.array([ref[k]["biou"].max() if ref[k] else 0.0 for k in ids])).to_dict()}
+        report["rows"][split]["oracle (best refined region by GT box IoU)"] = s
+        print(f"{'oracle (best refined region)':42s} boxIoU {s['biou']['mean']:.3f}")
+    (CACHE / "prompts_eval_refined.json").write_text(json.dumps(report, indent=1))
+    return report
+
+
+def stage_strategy(split: str = "val", **params) -> dict:
+    """The SHIPPED ``candidates`` strategy end to end (fresh proposals, module defaults + ``params``), as the
+    runner calls it (no CAM, empty pseudo mask), then the ``classical`` segmenter on its prompt.
+
+    Points inside is counted as the runner does: over the images whose prompt carries a positive point.
+    """
+    from samprompt.metrics import dice, summarize
+    from samprompt.prompts.candidates import CandidatePromptStrategy
+    from samprompt.segmenters.classical import ClassicalSegmenter
+
+    recs = load_records()
+    strat = CandidatePromptStrategy(**{"output": "box_point", **params})
+    seg = ClassicalSegmenter()
+    b = {"biou": [], "dice": [], "seconds": []}
+    inside = []
+    for r in lesions(recs, split):
+        img = np.repeat(r["grey"][..., None], 3, axis=2)
+        H, W = r["grey"].shape
+        t = time.time()
+        p = strat(np.zeros((H, W), bool), np.zeros((H, W), np.float32), image=img)
+        b["seconds"].append(time.time() - t)
+        if p is None:
+            b["biou"].append(0.0)
+            b["dice"].append(0.0)
+            continue
+        b["biou"].append(box_iou(p.box, mask_to_box(r["mask"])) if p.box is not None else 0.0)
+        b["dice"].append(dice(seg.decode(seg.embed(img), [p]).masks[0], r["mask"]))
+        for x, y in p.points[p.point_labels == 1]:
+            inside.append(bool(r["mask"][int(y), int(x)]))
+    s = {m: summarize(np.asarray(v, float)).to_dict() for m, v in b.items()}
+    s["hit50"] = float(np.mean(np.asarray(b["biou"]) > 0.5))
+    s["inside"] = float(np.mean(inside)) if inside else float("nan")
+    s["point_coverage"] = len(inside) / len(b["biou"])
+    s["n"] = len(b["biou"])
+    s["params"] = strat.params.model_dump(mode="json")
+    print(f"strategy {split} n={s['n']} {params}: boxIoU {s['biou']['mean']:.3f} [{s['biou']['ci_low']:.3f}, "
+          f"{s['biou']['ci_high']:.3f}] hit50 {s['hit50']:.2f} points inside {s['inside']:.3f} on "
+          f"{s['point_coverage']:.0%} of the images, dice {s['dice']['mean']:.3f} [{s['dice']['ci_low']:.3f}, "
+          f"{s['dice']['ci_high']:.3f}] s/img {s['seconds']['mean']:.2f}", flush=True)
+    tag = "_".join(f"{k}={v}" for k, v in params.items())
+    (CACHE / f"prompts_strategy_{split}{'_' + tag if tag else ''}.json").write_text(json.dumps(s, indent=1))
+    return s
+
+
 if __name__ == "__main__":
     stage = sys.argv[1]
     if stage == "candidates":
         stage_candidates()
     elif stage == "cams":
         stage_cams()
+    elif stage == "refine":
+        stage_refine()
+    elif stage == "strategy":  # strategy SPLIT [key=json-value ...]
+        stage_strategy(sys.argv[2] if len(sys.argv) > 2 else "val",
+                       **{a.split("=", 1)[0]: json.loads(a.split("=", 1)[1]) for a in sys.argv[3:]})
+    elif stage == "eval2":
+        stage_eval2(splits=("val", "test") if "--report" in sys.argv else ("val",))
     else:
         stage_eval(sys.argv[2] if len(sys.argv) > 2 else "gcpp_l34_tta", segment="--no-seg" not in sys.argv,
                    splits=("val", "test") if "--report" in sys.argv else ("val",))

@@ -97,3 +97,37 @@ def test_region_prompt_forms_and_points() -> None:
     neg = negative_points(region, 8)
     assert len(neg) >= 1 and not any(region[int(y), int(x)] for x, y in neg)
     assert region_prompt(np.zeros((5, 5), bool), "box") is None
+
+
+def test_refinement_features_and_choice() -> None:
+    from samprompt.prompts.candidates import REFINED_FEATURE_NAMES, refine_candidates
+
+    img, lesion = _scene(2)
+    cands = propose_candidates(img)
+    scores = CandidateScorer()(candidate_features(img, cands))
+    refined, full, F = refine_candidates(img, cands, scores, top_k=4)
+    assert len(refined) == len(full) == F.shape[0] == min(4, len(cands))
+    assert F.shape[1] == len(REFINED_FEATURE_NAMES) and np.isfinite(F).all()
+    assert all(m.shape == lesion.shape for m in full)
+    assert max(box_iou(mask_to_box(m), mask_to_box(lesion)) for m in full) > 0.8
+    assert refine_candidates(img, [], np.zeros(0))[2].shape == (0, len(REFINED_FEATURE_NAMES))
+    assert CandidateScorer(names=REFINED_FEATURE_NAMES)(F).shape == (len(refined),)
+
+
+@pytest.mark.parametrize("top_k", [0, 6])
+def test_strategy_with_and_without_refinement(top_k: int) -> None:
+    img, lesion = _scene(3)
+    cam = np.ones(lesion.shape, np.float32)
+    p = CandidatePromptStrategy(output="box_point", refine_top_k=top_k)(cam > 0.5, cam, image=img)
+    assert p is not None and box_iou(p.box, mask_to_box(lesion)) > 0.7
+    (x, y), = p.points
+    assert lesion[int(y), int(x)] and p.point_labels.tolist() == [1]
+
+
+def test_point_emitted_only_when_confident() -> None:
+    img, lesion = _scene(4)
+    cam = np.ones(lesion.shape, np.float32)
+    sure = CandidatePromptStrategy(output="box_point", point_min_score=-1e9)(cam > 0.5, cam, image=img)
+    unsure = CandidatePromptStrategy(output="box_point", point_min_score=1e9)(cam > 0.5, cam, image=img)
+    assert len(sure.points) == 1 and len(unsure.points) == 0
+    assert unsure.box is not None and np.allclose(unsure.box, sure.box)

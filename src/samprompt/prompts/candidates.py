@@ -1,4 +1,4 @@
-"""Candidate-region prompts: dark compact regions proposed from the IMAGE, chosen with the CAM.
+"""Candidate-region prompts: dark compact regions proposed from the IMAGE, refined and chosen.
 
 A from-scratch classifier's CAM rarely outlines a lesion (it fires on whatever separates the classes),
 but it often lands *near* it. This module turns the problem around: the image proposes candidate lesions
@@ -16,6 +16,10 @@ plus shape, size, position and contrast features. The chosen region's box (and p
   (:data:`DEFAULT_WEIGHTS`) were fit on the BUSI train split with IMAGE LABELS ONLY (multiple-instance
   learning: an image is abnormal iff its best candidate is a lesion; normal images supply negatives),
   see ``benchmarks/quality_prompts.py`` and docs/quality.md.
+* :func:`refine_candidates` — the best ``top_k`` candidates, each re-segmented by the weight-free polar
+  segmenter (``classical``) on its slightly enlarged box (loose box), with the features of the refined
+  regions (:data:`REFINED_FEATURE_NAMES`); a second labels-only MIL scorer
+  (:data:`REFINED_DEFAULT_WEIGHTS`) picks among them.
 * :class:`CandidatePromptStrategy` (registered ``candidates``) — the prompt strategy. It needs the
   image: pass ``image=`` when calling it (the pipeline does so for strategies whose ``uses_image`` is
   true). Without an image it falls back to the built-in box of the pseudo mask's largest component.
@@ -47,12 +51,17 @@ __all__ = [
     "DEFAULT_SCALE",
     "DEFAULT_WEIGHTS",
     "FEATURE_NAMES",
+    "REFINED_DEFAULT_MEAN",
+    "REFINED_DEFAULT_SCALE",
+    "REFINED_DEFAULT_WEIGHTS",
+    "REFINED_FEATURE_NAMES",
     "Candidate",
     "CandidatePromptStrategy",
     "CandidateScorer",
     "cam_features",
     "candidate_features",
     "propose_candidates",
+    "refine_candidates",
 ]
 
 #: Names of the entries of :func:`candidate_features`, in order (index 0 is the constant 1).
@@ -63,6 +72,16 @@ FEATURE_NAMES: tuple[str, ...] = (
 )
 #: Indices of the CAM features (filled by :func:`cam_features`; zero without a CAM).
 CAM_FEATURES: tuple[int, ...] = tuple(range(FEATURE_NAMES.index("cam_mean"), len(FEATURE_NAMES)))
+
+#: Features of a REFINED candidate (:func:`refine_candidates`): :data:`FEATURE_NAMES` computed on the
+#: refined region (``n_thresholds`` = log of how many of the top-k refined regions agree with it, IoU >
+#: 0.6), then: the first-stage score and ``1 / (1 + rank)``, the polar segmenter's confidence, IoU of the
+#: refined region with its candidate, mean gradient magnitude on the refined boundary, intensity spread
+#: inside, brightness below the region minus beside it (posterior enhancement / shadowing), log area
+#: growth.
+REFINED_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + (
+    "stage1_score", "stage1_rank", "polar_score", "stability", "edge", "homogeneity", "posterior_side", "growth",
+)
 
 #: Default scorer: a logistic multiple-instance model over :data:`FEATURE_NAMES`, on features standardised
 #: with :data:`DEFAULT_MEAN` / :data:`DEFAULT_SCALE`, fit on the BUSI train split (samprompt split, seed 0)
@@ -77,6 +96,20 @@ DEFAULT_MEAN: tuple[float, ...] | None = (
 )
 DEFAULT_SCALE: tuple[float, ...] | None = (
     1, 1.435, 11.17, 0.145, 0.1449, 1.005, 0.1533, 0.2757, 0.2861, 0.8525, 0.09459, 0.3299, 1, 0.3351, 0.3819, 0.665, 0.2396, 1, 1, 1, 1,
+)
+
+#: Default second-stage scorer over :data:`REFINED_FEATURE_NAMES` (see :func:`refine_candidates`): the same
+#: labels-only multiple-instance logistic model, fit on the refined top-k regions of the BUSI train split
+#: (lesion vs normal image labels only), L2 = 1e-2 chosen by validation image-level AUC (labels only); CAM
+#: weights 0. ``benchmarks/quality_prompts.py eval2`` prints them.
+REFINED_DEFAULT_WEIGHTS: tuple[float, ...] = (
+    -1.798, 0.1855, -0.1526, 0.07286, -0.155, -0.08341, 0.01743, -0.009583, -0.09537, -0.101, -0.03107, 0.3063, 0.2564, 0.03949, -0.151, -0.1207, 0.2054, 0.0, 0.0, 0.0, 0.0, 0.8221, 0.2913, 0.3705, 0.07294, 0.5087, 0.08222, 0.3466, 0.04085,
+)
+REFINED_DEFAULT_MEAN: tuple[float, ...] | None = (
+    0.0, -2.716, 9.544, 0.9578, 0.777, 0.3439, 0.142, 0.442, 0.2318, 0.5339, 0.09735, 0.8604, -1.813e-17, 0.5856, 0.6582, -0.6991, 0.672, 0.0, 0.0, 0.0, 0.0, -1.889, 0.4083, 0.4794, 0.6463, 0.9661, 0.4644, 0.02548, 0.3535,
+)
+REFINED_DEFAULT_SCALE: tuple[float, ...] | None = (
+    1.0, 1.471, 8.75, 0.01826, 0.05362, 0.3876, 0.1201, 0.1907, 0.1794, 0.8866, 0.09911, 0.4156, 1.0, 0.4209, 0.2847, 0.9466, 0.5648, 1.0, 1.0, 1.0, 1.0, 2.426, 0.2861, 0.1532, 0.1343, 0.5302, 0.2027, 0.5659, 0.239,
 )
 
 
@@ -271,18 +304,21 @@ class CandidateScorer:
     """Linear (logistic) candidate score ``features @ weights``; higher = more lesion-like.
 
     Args:
-        weights: One weight per :data:`FEATURE_NAMES` entry; default :data:`DEFAULT_WEIGHTS`.
+        weights: One weight per feature; default :data:`DEFAULT_WEIGHTS` (or :data:`REFINED_DEFAULT_WEIGHTS`
+            when ``names`` is :data:`REFINED_FEATURE_NAMES`).
         mean: Optional per-feature mean subtracted before weighting (standardisation), same length.
         scale: Optional per-feature scale divided before weighting, same length.
+        names: The feature names the weights refer to (:data:`FEATURE_NAMES` or :data:`REFINED_FEATURE_NAMES`).
     """
 
     def __init__(self, weights: Sequence[float] | None = None, mean: Sequence[float] | None = None,
-                 scale: Sequence[float] | None = None) -> None:
-        n = len(FEATURE_NAMES)
+                 scale: Sequence[float] | None = None, names: Sequence[str] = FEATURE_NAMES) -> None:
+        n = len(names)
         if weights is None:
-            weights = DEFAULT_WEIGHTS
-            mean = DEFAULT_MEAN if mean is None else mean
-            scale = DEFAULT_SCALE if scale is None else scale
+            refined = tuple(names) == REFINED_FEATURE_NAMES
+            weights = REFINED_DEFAULT_WEIGHTS if refined else DEFAULT_WEIGHTS
+            mean = (REFINED_DEFAULT_MEAN if refined else DEFAULT_MEAN) if mean is None else mean
+            scale = (REFINED_DEFAULT_SCALE if refined else DEFAULT_SCALE) if scale is None else scale
         self.weights = np.asarray(weights, np.float64)
         self.mean = np.zeros(n) if mean is None else np.asarray(mean, np.float64)
         self.scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
@@ -297,6 +333,84 @@ class CandidateScorer:
         return z @ self.weights
 
 
+def refine_candidates(
+    image: Any,
+    candidates: Sequence[Candidate],
+    scores: NDArray[np.float64],
+    *,
+    top_k: int = 6,
+    margin: float = 0.1,
+    segmenter: Any = None,
+    sigma: float = 1.5,
+) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
+    """Refine the ``top_k`` best-scored candidates with the weight-free polar segmenter.
+
+    Each candidate's box, enlarged by ``margin`` x its size on every side, is decoded as a LOOSE box (the
+    contour may shrink inside it but not leave it) by ``segmenter`` (default: ``classical`` with
+    ``stretch_to_box=False``); the contour replaces the thresholded region.
+
+    Returns:
+        ``(refined, full_masks, features)``: refined candidates at the working resolution (best first
+        stage score first), their masks at the original resolution, and (k, len(REFINED_FEATURE_NAMES))
+        features (see :data:`REFINED_FEATURE_NAMES`).
+    """
+    from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415 - avoids an import cycle
+
+    if not candidates:
+        return [], [], np.zeros((0, len(REFINED_FEATURE_NAMES)))
+    seg = segmenter if segmenter is not None else ClassicalSegmenter(stretch_to_box=False)
+    grey = _grey(image)
+    H, W = grey.shape
+    emb = seg.embed(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:top_k]
+    prompts = []
+    for j in order:
+        b = candidates[j].box().astype(np.float64)
+        mx, my = margin * (b[2] - b[0]), margin * (b[3] - b[1])
+        bb = np.clip(b + [-mx, -my, mx, my], 0, [W, H, W, H])
+        prompts.append(Prompt(box=bb.astype(np.float32)))
+    out = seg.decode(emb, prompts)
+    shape = candidates[0].mask.shape
+    h, w = shape
+    small_masks, full_masks = [], []
+    for i, j in enumerate(order):
+        full = np.asarray(out.masks[i], bool)
+        sm = resize(full.astype(np.float32), shape, order=1) > 0.5 if full.any() else np.zeros(shape, bool)
+        if not sm.any():  # nothing survived: keep the thresholded region
+            sm = candidates[j].mask
+            full = candidates[j].full_mask((H, W))
+        small_masks.append(sm)
+        full_masks.append(full)
+    n = len(order)
+    inter = np.array([[np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b)) for b in small_masks]
+                      for a in small_masks])
+    agree = (inter > 0.6).sum(axis=1)
+    refined = [Candidate(mask=m, scale=candidates[0].scale, hits=int(a)) for m, a in zip(small_masks, agree)]
+    F = candidate_features(image, refined, sigma=sigma)
+    small = ndi.gaussian_filter(resize(grey, shape, order=1, anti_aliasing=True).astype(np.float32), sigma)
+    grad = ndi.gaussian_gradient_magnitude(small, 1.0)
+    gscale = float(np.percentile(grad, 90)) + 1e-4
+    std = float(small.std()) + 1e-3
+    extra = np.zeros((n, len(REFINED_FEATURE_NAMES) - len(FEATURE_NAMES)))
+    for i, (m, j) in enumerate(zip(small_masks, order)):
+        orig = candidates[j].mask
+        edge_px = m & ~ndi.binary_erosion(m)
+        ys, xs = np.nonzero(m)
+        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        bh, bw = max(2, (y1 - y0) // 2), max(2, x1 - x0)
+        below = small[y1:min(h, y1 + bh), x0:x1]
+        side = np.concatenate([small[y1:min(h, y1 + bh), max(0, x0 - bw):x0].ravel(),
+                               small[y1:min(h, y1 + bh), x1:min(w, x1 + bw)].ravel()])
+        extra[i] = [
+            scores[j], 1.0 / (1.0 + i), float(out.scores[i]), _iou(m, orig),
+            float(grad[edge_px].mean()) / gscale if edge_px.any() else 0.0,
+            float(small[m].std()) / std,
+            (float(below.mean()) - float(side.mean())) / std if below.size and side.size else 0.0,
+            np.log(max(1, np.count_nonzero(m)) / max(1, np.count_nonzero(orig))),
+        ]
+    return refined, full_masks, np.concatenate([F, extra], axis=1)
+
+
 class CandidatePromptStrategy(PromptStrategy):
     """Prompt from the best image candidate (registered ``candidates``); see the module docstring.
 
@@ -309,7 +423,20 @@ class CandidatePromptStrategy(PromptStrategy):
         margin: Pixels added to every side of the box, as a fraction of its size.
         work_size, sigma, quantiles, min_area, max_area, segments, max_candidates: Candidate proposal
             (see :func:`propose_candidates`).
-        weights, mean, scale: Scorer (see :class:`CandidateScorer`); ``None`` = the built-in defaults.
+        weights, mean, scale: First-stage scorer (see :class:`CandidateScorer`); ``None`` = the built-in
+            defaults.
+        refine_top_k: Refine this many best first-stage candidates with the polar segmenter and choose
+            among the refined regions with the second-stage scorer (:func:`refine_candidates`); 0 = no
+            refinement (the thresholded region of the best first-stage candidate is the prompt).
+        refine_margin: Each candidate's box is enlarged by this fraction of its size on every side before
+            the (loose-box) refinement.
+        refine_weights, refine_mean, refine_scale: Second-stage scorer over
+            :data:`REFINED_FEATURE_NAMES`; ``None`` = the built-in defaults.
+        point_min_score: Emit positive points (``box_point``, ``box_points``) only when the chosen region's
+            score is at least this (the box is always emitted; ``points`` output is unaffected);
+            ``None`` (default) = always. With the default scorers, 1.0 (the 60th percentile of the chosen
+            regions' scores on the BUSI train lesion images) puts the point in the lesion 97 % of the time
+            on val, for 41 % of the images (always emitted: 68 %); see docs/quality.md.
         cam_gate: Candidates must overlap the pseudo mask (``overlap``), or any candidate may win (``none``).
         fallback: Without an image or a candidate: ``mask_box`` (box of the pseudo mask's largest
             component) or ``none`` (no prompt).
@@ -332,6 +459,12 @@ class CandidatePromptStrategy(PromptStrategy):
         weights: tuple[float, ...] | None = None
         mean: tuple[float, ...] | None = None
         scale: tuple[float, ...] | None = None
+        refine_top_k: int = Field(default=6, ge=0, le=32)
+        refine_margin: float = Field(default=0.1, ge=0.0, le=1.0)
+        refine_weights: tuple[float, ...] | None = None
+        refine_mean: tuple[float, ...] | None = None
+        refine_scale: tuple[float, ...] | None = None
+        point_min_score: float | None = None
         cam_gate: Literal["none", "overlap"] = "none"
         fallback: Literal["mask_box", "none"] = "mask_box"
 
@@ -339,10 +472,13 @@ class CandidatePromptStrategy(PromptStrategy):
         super().__init__(**params)
         p = self.params
         self.scorer = CandidateScorer(p.weights, p.mean, p.scale)  # type: ignore[attr-defined]
+        self.refine_scorer = CandidateScorer(p.refine_weights, p.refine_mean, p.refine_scale,  # type: ignore[attr-defined]
+                                             names=REFINED_FEATURE_NAMES)
+        self._segmenter: Any = None
 
     def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
-        """Propose, score and pick: ``(best or None, candidates, scores)``."""
+        """Propose and score (first stage only) and pick: ``(best or None, candidates, scores)``."""
         p = self.params
         cands = propose_candidates(image, work_size=p.work_size, sigma=p.sigma, quantiles=p.quantiles,  # type: ignore[attr-defined]
                                    min_area=p.min_area, max_area=p.max_area, segments=p.segments,  # type: ignore[attr-defined]
@@ -350,12 +486,39 @@ class CandidatePromptStrategy(PromptStrategy):
         if not cands:
             return None, cands, np.zeros(0)
         scores = self.scorer(candidate_features(image, cands, cam, sigma=p.sigma))  # type: ignore[attr-defined]
-        if p.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():  # type: ignore[attr-defined]
+        scores = self._gate(cands, scores, pseudo_mask)
+        return cands[int(np.argmax(scores))], cands, scores
+
+    def _gate(self, cands: Sequence[Candidate], scores: NDArray[np.float64],
+              pseudo_mask: NDArray[np.bool_] | None) -> NDArray[np.float64]:
+        if self.params.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():  # type: ignore[attr-defined]
             pm = resize(pseudo_mask.astype(np.float32), cands[0].mask.shape, order=0) > 0.5
             hit = np.array([np.any(c.mask & pm) for c in cands])
             if hit.any():
                 scores = np.where(hit, scores, -np.inf)
-        return cands[int(np.argmax(scores))], cands, scores
+        return scores
+
+    def choose(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
+               ) -> tuple[NDArray[np.bool_] | None, float]:
+        """The chosen region at the original resolution and its score (``(None, -inf)`` without one)."""
+        p = self.params
+        H, W = _grey(image).shape
+        best, cands, scores = self.select(image, cam, pseudo_mask)
+        if best is None:
+            return None, float("-inf")
+        if p.refine_top_k == 0:  # type: ignore[attr-defined]
+            return best.full_mask((H, W)), float(np.max(scores))
+        if self._segmenter is None:
+            from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415
+
+            self._segmenter = ClassicalSegmenter(stretch_to_box=False)
+        finite = np.isfinite(scores)
+        keep = [c for c, f in zip(cands, finite) if f]
+        refined, full, F = refine_candidates(image, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
+                                             margin=p.refine_margin, segmenter=self._segmenter, sigma=p.sigma)  # type: ignore[attr-defined]
+        s2 = self.refine_scorer(F)
+        i = int(np.argmax(s2))
+        return full[i], float(s2[i])
 
     def make_prompt(  # type: ignore[override]
         self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
@@ -365,17 +528,19 @@ class CandidatePromptStrategy(PromptStrategy):
         p = self.params
         H, W = mask.shape
         region = None
+        output = p.output  # type: ignore[attr-defined]
         if image is not None:
-            best, _, _ = self.select(image, cam, mask)
-            if best is not None:
-                region = best.full_mask((H, W))
-                if not region.any():
-                    region = None
+            region, score = self.choose(image, cam, mask)
+            if region is not None and not region.any():
+                region = None
+            if (region is not None and p.point_min_score is not None and score < p.point_min_score  # type: ignore[attr-defined]
+                    and output in ("box_point", "box_points")):
+                output = "box"
         if region is None:
             if p.fallback == "none" or not mask.any():  # type: ignore[attr-defined]
                 return None
             region = keep_components(mask, "largest")
-        return region_prompt(region, p.output, p.n_points, p.n_negative, p.margin)  # type: ignore[attr-defined]
+        return region_prompt(region, output, p.n_points, p.n_negative, p.margin)  # type: ignore[attr-defined]
 
 
 def spread_points(region: NDArray[np.bool_], n: int) -> NDArray[np.float32]:

@@ -95,8 +95,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                                                       "flips": ["h"]}},
                     "masker": {"name": "threshold", "params": {"value": 0.8}},
                     "prompts": [
-                        {"name": "candidates", "params": {"output": "box"}},
-                        {"name": "candidates", "params": {"output": "box_points"}, "label": "candidates_points"},
+                        {"name": "candidates", "params": {"output": "box_point"}},
+                        {"name": "candidates", "params": {"output": "box"}, "label": "candidates_box"},
                         {"name": "box", "params": {"margin": 5}},
                     ],
                     "segmenter": {"name": "classical"},
