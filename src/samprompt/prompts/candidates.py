@@ -28,21 +28,36 @@ plus shape, size, position and contrast features. The chosen region's box (and p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 from scipy import ndimage as ndi
-from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.transform import resize
 
-from samprompt._arrays import as_image
 from samprompt.component import ComponentParams
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.prompts.base import Prompt, PromptStrategy
 from samprompt.prompts.builtin import inside_point
+from samprompt.prompts.candidate_regions import (
+    CAM_FEATURES,
+    DEFAULT_MEAN,
+    DEFAULT_SCALE,
+    DEFAULT_WEIGHTS,
+    FEATURE_NAMES,
+    REFINED_DEFAULT_MEAN,
+    REFINED_DEFAULT_SCALE,
+    REFINED_DEFAULT_WEIGHTS,
+    REFINED_FEATURE_NAMES,
+    Candidate,
+    CandidateScorer,
+    _grey,
+    cam_features,
+    candidate_features,
+    propose_candidates,
+    refine_candidates,
+)
 from samprompt.regions import clip_box, keep_components, mask_to_box
 
 __all__ = [
@@ -60,355 +75,12 @@ __all__ = [
     "CandidateScorer",
     "cam_features",
     "candidate_features",
+    "negative_points",
     "propose_candidates",
     "refine_candidates",
+    "region_prompt",
+    "spread_points",
 ]
-
-#: Names of the entries of :func:`candidate_features`, in order (index 0 is the constant 1).
-FEATURE_NAMES: tuple[str, ...] = (
-    "bias", "log_area", "log_area_sq", "solidity", "extent", "aspect", "cx_dev", "cy", "cy_sq",
-    "border_touch", "border_dist", "contrast", "contrast_z", "local_contrast", "mean_int", "below_above",
-    "n_thresholds", "cam_mean", "cam_max", "cam_mass", "cam_rank",
-)
-#: Indices of the CAM features (filled by :func:`cam_features`; zero without a CAM).
-CAM_FEATURES: tuple[int, ...] = tuple(range(FEATURE_NAMES.index("cam_mean"), len(FEATURE_NAMES)))
-
-#: Features of a REFINED candidate (:func:`refine_candidates`): :data:`FEATURE_NAMES` computed on the
-#: refined region (``n_thresholds`` = log of how many of the top-k refined regions agree with it, IoU >
-#: 0.6), then: the first-stage score and ``1 / (1 + rank)``, the polar segmenter's confidence, IoU of the
-#: refined region with its candidate, mean gradient magnitude on the refined boundary, intensity spread
-#: inside, brightness below the region minus beside it (posterior enhancement / shadowing), log area
-#: growth.
-REFINED_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + (
-    "stage1_score", "stage1_rank", "polar_score", "stability", "edge", "homogeneity", "posterior_side", "growth",
-)
-
-#: Default scorer: a logistic multiple-instance model over :data:`FEATURE_NAMES`, on features standardised
-#: with :data:`DEFAULT_MEAN` / :data:`DEFAULT_SCALE`, fit on the BUSI train split (samprompt split, seed 0)
-#: with IMAGE LABELS ONLY (lesion vs normal image; an image's score is the log-sum-exp of its candidates'
-#: scores), L2 = 1e-3 chosen by validation image-level AUC (labels only). Image features only: the CAM
-#: weights are 0 because the CAM features of a from-scratch classifier did not help (docs/quality.md).
-DEFAULT_WEIGHTS: tuple[float, ...] = (
-    -8.102, 1.007, -0.6664, 0.7941, 0.804, -1.362, -0.2243, -0.3693, -0.8301, -1.357, 0.5307, 0.4924, 1.371, -0.1034, -1.079, 0.0259, 0.33, 0, 0, 0, 0,
-)
-DEFAULT_MEAN: tuple[float, ...] | None = (
-    0, -4.285, 20.42, 0.8019, 0.5818, 0.66, 0.2521, 0.5063, 0.3324, 0.702, 0.07132, 0.4052, -4.435e-18, 0.5385, 0.6846, -0.3891, 0.07519, 0, 0, 0, 0,
-)
-DEFAULT_SCALE: tuple[float, ...] | None = (
-    1, 1.435, 11.17, 0.145, 0.1449, 1.005, 0.1533, 0.2757, 0.2861, 0.8525, 0.09459, 0.3299, 1, 0.3351, 0.3819, 0.665, 0.2396, 1, 1, 1, 1,
-)
-
-#: Default second-stage scorer over :data:`REFINED_FEATURE_NAMES` (see :func:`refine_candidates`): the same
-#: labels-only multiple-instance logistic model, fit on the refined top-k regions of the BUSI train split
-#: (lesion vs normal image labels only), L2 = 1e-2 chosen by validation image-level AUC (labels only); CAM
-#: weights 0. ``benchmarks/quality_prompts.py eval2`` prints them.
-REFINED_DEFAULT_WEIGHTS: tuple[float, ...] = (
-    -1.798, 0.1855, -0.1526, 0.07286, -0.155, -0.08341, 0.01743, -0.009583, -0.09537, -0.101, -0.03107, 0.3063, 0.2564, 0.03949, -0.151, -0.1207, 0.2054, 0.0, 0.0, 0.0, 0.0, 0.8221, 0.2913, 0.3705, 0.07294, 0.5087, 0.08222, 0.3466, 0.04085,
-)
-REFINED_DEFAULT_MEAN: tuple[float, ...] | None = (
-    0.0, -2.716, 9.544, 0.9578, 0.777, 0.3439, 0.142, 0.442, 0.2318, 0.5339, 0.09735, 0.8604, -1.813e-17, 0.5856, 0.6582, -0.6991, 0.672, 0.0, 0.0, 0.0, 0.0, -1.889, 0.4083, 0.4794, 0.6463, 0.9661, 0.4644, 0.02548, 0.3535,
-)
-REFINED_DEFAULT_SCALE: tuple[float, ...] | None = (
-    1.0, 1.471, 8.75, 0.01826, 0.05362, 0.3876, 0.1201, 0.1907, 0.1794, 0.8866, 0.09911, 0.4156, 1.0, 0.4209, 0.2847, 0.9466, 0.5648, 1.0, 1.0, 1.0, 1.0, 2.426, 0.2861, 0.1532, 0.1343, 0.5302, 0.2027, 0.5659, 0.239,
-)
-
-
-@dataclass(frozen=True, eq=False)
-class Candidate:
-    """One candidate region.
-
-    Attributes:
-        mask: (h, w) bool at the WORKING resolution (see ``scale``).
-        scale: ``(sy, sx)`` working pixels per original pixel.
-        hits: How many thresholds produced (nearly) this region.
-    """
-
-    mask: NDArray[np.bool_]
-    scale: tuple[float, float]
-    hits: int = 1
-
-    def box(self) -> NDArray[np.float32]:
-        """Bounding box in ORIGINAL pixels (pixel edges)."""
-        b = mask_to_box(self.mask)
-        assert b is not None
-        sy, sx = self.scale
-        return np.array([b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy], np.float32)
-
-    def full_mask(self, shape: tuple[int, int]) -> NDArray[np.bool_]:
-        """The region at the original (H, W)."""
-        return resize(self.mask.astype(np.float32), shape, order=1) > 0.5
-
-
-def _grey(image: Any) -> NDArray[np.float32]:
-    arr = np.asarray(image)
-    if arr.ndim == 2 and arr.dtype != np.uint8:
-        return arr.astype(np.float32)
-    return as_image(arr).astype(np.float32).mean(axis=2) / 255.0
-
-
-def _work(grey: NDArray[np.float32], work_size: int, sigma: float) -> tuple[NDArray[np.float32], tuple[float, float]]:
-    H, W = grey.shape
-    s = min(1.0, work_size / max(H, W))
-    shape = (max(8, round(H * s)), max(8, round(W * s)))
-    small = resize(grey, shape, order=1, anti_aliasing=s < 1).astype(np.float32)
-    if sigma > 0:
-        small = ndi.gaussian_filter(small, sigma)
-    return small, (shape[0] / H, shape[1] / W)
-
-
-def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
-    inter = np.count_nonzero(a & b)
-    return inter / max(1, np.count_nonzero(a | b))
-
-
-def propose_candidates(
-    image: Any,
-    *,
-    work_size: int = 128,
-    sigma: float = 1.5,
-    quantiles: Sequence[float] = (0.1, 0.2, 0.3, 0.4),
-    local_sigma: float = 0.15,
-    min_area: float = 0.002,
-    max_area: float = 0.4,
-    opening: Sequence[int] | int = (1,),
-    max_candidates: int = 60,
-    segments: Sequence[float] = (50.0, 200.0),
-) -> list[Candidate]:
-    """Dark compact candidate regions of one image (see the module docstring).
-
-    Args:
-        image: (H, W) or (H, W, 3) uint8, or (H, W) float grey in [0, 1].
-        work_size: Long side of the working image.
-        sigma: Gaussian smoothing (working pixels) before thresholding.
-        quantiles: Dark quantile levels of the global and local-darkness maps.
-        local_sigma: Width of the blur subtracted for the local-darkness map, as a fraction of the long side.
-        min_area: Smallest candidate, fraction of the image area.
-        max_area: Largest candidate, fraction of the image area.
-        opening: Binary-opening iteration counts applied to each thresholded map (each gives its own
-            components; larger openings split regions joined by thin bridges).
-        max_candidates: Keep at most this many (most often re-found first).
-        segments: Also propose the darker-than-median regions of a Felzenszwalb over-segmentation at
-            each of these scales (empty = none).
-
-    Returns:
-        Candidates (possibly empty).
-    """
-    small, scale = _work(_grey(image), work_size, sigma)
-    n = small.size
-    local = small - ndi.gaussian_filter(small, local_sigma * max(small.shape))
-    levels: list[NDArray[np.bool_]] = []
-    for q in quantiles:
-        levels.append(small <= np.quantile(small, q))
-        levels.append(local <= np.quantile(local, q))
-    if float(np.ptp(small)) > 1e-3:
-        levels.append(small <= threshold_otsu(small))
-        try:
-            levels.append(small <= threshold_multiotsu(small, classes=3)[0])
-        except ValueError:
-            pass
-        levels.append(local <= threshold_otsu(local))
-    found: list[list[Any]] = []  # [mask, hits]
-    openings = (opening,) if isinstance(opening, int) else tuple(opening)
-    labelled = []
-    for lev in levels:
-        for it in openings:
-            labelled.append(ndi.label(ndi.binary_opening(lev, iterations=it) if it else lev))
-    if segments:
-        from skimage.segmentation import felzenszwalb  # noqa: PLC0415
-
-        med = float(np.median(small))
-        for sc in segments:
-            seg = felzenszwalb(small, scale=sc, sigma=0.0, min_size=max(4, int(min_area * n)))
-            means = ndi.mean(small, seg, np.arange(seg.max() + 1))
-            dark = np.asarray(means) < med
-            labelled.append((np.where(dark[seg], seg + 1, 0), int(seg.max()) + 1))
-    for lab, k in labelled:
-        if k == 0:
-            continue
-        areas = np.bincount(lab.ravel(), minlength=k + 1)
-        for j in range(1, k + 1):
-            if not (min_area * n <= areas[j] <= max_area * n):
-                continue
-            region = ndi.binary_fill_holes(lab == j)
-            for entry in found:
-                if _iou(entry[0], region) > 0.85:
-                    entry[1] += 1
-                    break
-            else:
-                found.append([region, 1])
-    found.sort(key=lambda e: -e[1])
-    return [Candidate(mask=m, scale=scale, hits=h) for m, h in found[:max_candidates]]
-
-
-def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32]) -> NDArray[np.float64]:
-    """(K, len(CAM_FEATURES)) CAM features: mean and max CAM on the candidate, its share of the CAM
-    mass, and ``1 / (1 + rank)`` of its mean CAM among the image's candidates."""
-    if not candidates:
-        return np.zeros((0, len(CAM_FEATURES)))
-    cam_s = resize(np.asarray(cam, np.float32), candidates[0].mask.shape, order=1).astype(np.float64)
-    total = cam_s.sum() + 1e-6
-    out = np.array([[cam_s[c.mask].mean(), cam_s[c.mask].max(), cam_s[c.mask].sum() / total, 0.0]
-                    for c in candidates])
-    order = np.argsort(-out[:, 0], kind="stable")
-    rank = np.empty(len(order))
-    rank[order] = np.arange(len(order))
-    out[:, 3] = 1.0 / (1.0 + rank)
-    return out
-
-
-def candidate_features(
-    image: Any, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None = None, *, sigma: float = 1.5
-) -> NDArray[np.float64]:
-    """(K, len(FEATURE_NAMES)) features of ``candidates`` of ``image`` (CAM features are 0 without a CAM)."""
-    from skimage.morphology import convex_hull_image  # noqa: PLC0415 - heavy import, only here
-
-    if not candidates:
-        return np.zeros((0, len(FEATURE_NAMES)))
-    shape = candidates[0].mask.shape
-    small = resize(_grey(image), shape, order=1, anti_aliasing=True).astype(np.float32)
-    small = ndi.gaussian_filter(small, sigma)
-    std = float(small.std()) + 1e-3
-    local = small - ndi.gaussian_filter(small, 0.15 * max(shape))
-    h, w = shape
-    rows = []
-    for c in candidates:
-        m = c.mask
-        a = np.count_nonzero(m)
-        ys, xs = np.nonzero(m)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        hull = np.count_nonzero(convex_hull_image(m[y0:y1, x0:x1]))
-        ring = ndi.binary_dilation(m, iterations=max(2, int(0.2 * np.sqrt(a)))) & ~m
-        inside = float(small[m].mean())
-        out = float(small[ring].mean()) if ring.any() else inside
-        bh = max(2, (y1 - y0) // 2)
-        below = small[y1:min(h, y1 + bh), x0:x1]
-        above = small[max(0, y0 - bh):y0, x0:x1]
-        below_above = (float(below.mean()) - float(above.mean())) / std if below.size and above.size else 0.0
-        border = int(y0 == 0) + int(x0 == 0) + int(y1 == h) + int(x1 == w)
-        bdist = min(y0, x0, h - y1, w - x1) / max(h, w)
-        la = np.log(a / (h * w))
-        cy = (ys.mean() + 0.5) / h
-        rows.append([1.0, la, la**2, a / max(hull, 1), a / ((y1 - y0) * (x1 - x0)),
-                     np.log(max(y1 - y0, 1) / max(x1 - x0, 1)) ** 2, abs((xs.mean() + 0.5) / w - 0.5), cy, cy**2,
-                     border, bdist, (out - inside) / std, 0.0, -float(local[m].mean()) / std,
-                     inside / (float(small.mean()) + 1e-3), below_above, np.log(c.hits), 0.0, 0.0, 0.0, 0.0])
-    F = np.array(rows, np.float64)
-    k = FEATURE_NAMES.index("contrast")
-    F[:, k + 1] = (F[:, k] - F[:, k].mean()) / (F[:, k].std() + 1e-6)
-    if cam is not None:
-        F[:, list(CAM_FEATURES)] = cam_features(candidates, cam)
-    return F
-
-
-class CandidateScorer:
-    """Linear (logistic) candidate score ``features @ weights``; higher = more lesion-like.
-
-    Args:
-        weights: One weight per feature; default :data:`DEFAULT_WEIGHTS` (or :data:`REFINED_DEFAULT_WEIGHTS`
-            when ``names`` is :data:`REFINED_FEATURE_NAMES`).
-        mean: Optional per-feature mean subtracted before weighting (standardisation), same length.
-        scale: Optional per-feature scale divided before weighting, same length.
-        names: The feature names the weights refer to (:data:`FEATURE_NAMES` or :data:`REFINED_FEATURE_NAMES`).
-    """
-
-    def __init__(self, weights: Sequence[float] | None = None, mean: Sequence[float] | None = None,
-                 scale: Sequence[float] | None = None, names: Sequence[str] = FEATURE_NAMES) -> None:
-        n = len(names)
-        if weights is None:
-            refined = tuple(names) == REFINED_FEATURE_NAMES
-            weights = REFINED_DEFAULT_WEIGHTS if refined else DEFAULT_WEIGHTS
-            mean = (REFINED_DEFAULT_MEAN if refined else DEFAULT_MEAN) if mean is None else mean
-            scale = (REFINED_DEFAULT_SCALE if refined else DEFAULT_SCALE) if scale is None else scale
-        self.weights = np.asarray(weights, np.float64)
-        self.mean = np.zeros(n) if mean is None else np.asarray(mean, np.float64)
-        self.scale = np.ones(n) if scale is None else np.asarray(scale, np.float64)
-        for name, v in (("weights", self.weights), ("mean", self.mean), ("scale", self.scale)):
-            if v.shape != (n,):
-                raise ValueError(f"CandidateScorer {name} must have {n} entries, got {v.shape}")
-
-    def __call__(self, features: NDArray[np.float64]) -> NDArray[np.float64]:
-        """(K,) scores of (K, F) features."""
-        z = (features - self.mean) / np.where(self.scale > 0, self.scale, 1.0)
-        z[:, 0] = 1.0
-        return z @ self.weights
-
-
-def refine_candidates(
-    image: Any,
-    candidates: Sequence[Candidate],
-    scores: NDArray[np.float64],
-    *,
-    top_k: int = 6,
-    margin: float = 0.1,
-    segmenter: Any = None,
-    sigma: float = 1.5,
-) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
-    """Refine the ``top_k`` best-scored candidates with the weight-free polar segmenter.
-
-    Each candidate's box, enlarged by ``margin`` x its size on every side, is decoded as a LOOSE box (the
-    contour may shrink inside it but not leave it) by ``segmenter`` (default: ``classical`` with
-    ``stretch_to_box=False``); the contour replaces the thresholded region.
-
-    Returns:
-        ``(refined, full_masks, features)``: refined candidates at the working resolution (best first
-        stage score first), their masks at the original resolution, and (k, len(REFINED_FEATURE_NAMES))
-        features (see :data:`REFINED_FEATURE_NAMES`).
-    """
-    from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415 - avoids an import cycle
-
-    if not candidates:
-        return [], [], np.zeros((0, len(REFINED_FEATURE_NAMES)))
-    seg = segmenter if segmenter is not None else ClassicalSegmenter(stretch_to_box=False)
-    grey = _grey(image)
-    H, W = grey.shape
-    emb = seg.embed(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
-    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:top_k]
-    prompts = []
-    for j in order:
-        b = candidates[j].box().astype(np.float64)
-        mx, my = margin * (b[2] - b[0]), margin * (b[3] - b[1])
-        bb = np.clip(b + [-mx, -my, mx, my], 0, [W, H, W, H])
-        prompts.append(Prompt(box=bb.astype(np.float32)))
-    out = seg.decode(emb, prompts)
-    shape = candidates[0].mask.shape
-    h, w = shape
-    small_masks, full_masks = [], []
-    for i, j in enumerate(order):
-        full = np.asarray(out.masks[i], bool)
-        sm = resize(full.astype(np.float32), shape, order=1) > 0.5 if full.any() else np.zeros(shape, bool)
-        if not sm.any():  # nothing survived: keep the thresholded region
-            sm = candidates[j].mask
-            full = candidates[j].full_mask((H, W))
-        small_masks.append(sm)
-        full_masks.append(full)
-    n = len(order)
-    inter = np.array([[np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b)) for b in small_masks]
-                      for a in small_masks])
-    agree = (inter > 0.6).sum(axis=1)
-    refined = [Candidate(mask=m, scale=candidates[0].scale, hits=int(a)) for m, a in zip(small_masks, agree)]
-    F = candidate_features(image, refined, sigma=sigma)
-    small = ndi.gaussian_filter(resize(grey, shape, order=1, anti_aliasing=True).astype(np.float32), sigma)
-    grad = ndi.gaussian_gradient_magnitude(small, 1.0)
-    gscale = float(np.percentile(grad, 90)) + 1e-4
-    std = float(small.std()) + 1e-3
-    extra = np.zeros((n, len(REFINED_FEATURE_NAMES) - len(FEATURE_NAMES)))
-    for i, (m, j) in enumerate(zip(small_masks, order)):
-        orig = candidates[j].mask
-        edge_px = m & ~ndi.binary_erosion(m)
-        ys, xs = np.nonzero(m)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        bh, bw = max(2, (y1 - y0) // 2), max(2, x1 - x0)
-        below = small[y1:min(h, y1 + bh), x0:x1]
-        side = np.concatenate([small[y1:min(h, y1 + bh), max(0, x0 - bw):x0].ravel(),
-                               small[y1:min(h, y1 + bh), x1:min(w, x1 + bw)].ravel()])
-        extra[i] = [
-            scores[j], 1.0 / (1.0 + i), float(out.scores[i]), _iou(m, orig),
-            float(grad[edge_px].mean()) / gscale if edge_px.any() else 0.0,
-            float(small[m].std()) / std,
-            (float(below.mean()) - float(side.mean())) / std if below.size and side.size else 0.0,
-            np.log(max(1, np.count_nonzero(m)) / max(1, np.count_nonzero(orig))),
-        ]
-    return refined, full_masks, np.concatenate([F, extra], axis=1)
 
 
 class CandidatePromptStrategy(PromptStrategy):
