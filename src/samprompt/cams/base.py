@@ -102,7 +102,7 @@ class CamExtractor(Component, abc.ABC):
         images: Sequence[NDArray[np.uint8]],
         *,
         preprocessing: Preprocessing | None = None,
-        targets: Target | Sequence[Target] = "predicted",
+        targets: Target | Sequence[Target] | None = None,
     ) -> list[CamResult]:
         """Compute one CAM per image.
 
@@ -112,13 +112,17 @@ class CamExtractor(Component, abc.ABC):
             images: Original images, each (H, W) or (H, W, 3) uint8; sizes may differ.
             preprocessing: How the classifier's inputs are made (default: 224 x 224 resize, ImageNet
                 normalisation).
-            targets: Target policy, one for all images or one per image (see the module docstring).
+            targets: Target policy, one for all images or one per image (see the module docstring);
+                ``None`` uses the extractor's ``target`` parameter when it has one, else ``"predicted"``.
 
         Returns:
             One :class:`CamResult` per image, in order; each CAM has its image's (H, W).
         """
         if len(images) == 0:
             return []
+        if targets is None:
+            default = getattr(self.params, "target", "predicted")
+            targets = tuple(default) if isinstance(default, list) else default
         return self.extract(model, list(images), preprocessing or Preprocessing(), targets)
 
     @abc.abstractmethod

@@ -58,19 +58,6 @@ class TTACamExtractor(CamExtractor):
         target: Literal["predicted"] | int | list[int] = "predicted"
         batch_size: int = Field(default=16, ge=1)
 
-    def __call__(  # noqa: D102 - documented on the base class
-        self,
-        model: torch.nn.Module,
-        images: Sequence[NDArray[np.uint8]],
-        *,
-        preprocessing: Preprocessing | None = None,
-        targets: Target | Sequence[Target] | None = None,
-    ) -> list[CamResult]:
-        if targets is None:
-            t = self.params.target  # type: ignore[attr-defined]
-            targets = tuple(t) if isinstance(t, list) else t
-        return super().__call__(model, images, preprocessing=preprocessing, targets=targets)
-
     def extract(
         self,
         model: torch.nn.Module,

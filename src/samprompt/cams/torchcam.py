@@ -55,19 +55,6 @@ class TorchCamExtractor(CamExtractor):
         fusion: Literal["max", "mean"] = "max"
         target: Literal["predicted"] | int | list[int] = "predicted"
 
-    def __call__(  # noqa: D102 - documented on the base class
-        self,
-        model: torch.nn.Module,
-        images: Sequence[NDArray[np.uint8]],
-        *,
-        preprocessing: Preprocessing | None = None,
-        targets: Target | Sequence[Target] | None = None,
-    ) -> list[CamResult]:
-        if targets is None:
-            t = self.params.target
-            targets = tuple(t) if isinstance(t, list) else t
-        return super().__call__(model, images, preprocessing=preprocessing, targets=targets)
-
     def _make(self, model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Any:
         cls = getattr(tcm, self.method)
         kwargs: dict[str, Any] = {"input_shape": input_shape}
