@@ -20,3 +20,16 @@ def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+def _hypothesis_profile() -> None:
+    """Property tests are derandomised (the same examples every run, no time deadline) so CI is stable;
+    ``pytest --hypothesis-seed=N`` or ``HYPOTHESIS_PROFILE=explore`` explores new examples."""
+    from hypothesis import settings
+
+    settings.register_profile("stable", derandomize=True, deadline=None, print_blob=True)
+    settings.register_profile("explore", deadline=None, print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "stable"))
+
+
+_hypothesis_profile()

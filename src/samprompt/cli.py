@@ -2,8 +2,9 @@
 
 Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``list``, ``presets``; see ``samprompt -h`` and
 ``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
-``failures.jsonl``); 2 usage, configuration, data or checkpoint error (the message names the file, key or
-stage; ``--debug`` shows the traceback); 130 interrupted (rerun the same command to resume a run).
+``failures.jsonl``); 2 usage, configuration, data or checkpoint error, or a file that cannot be read or
+written (the message names the file, key or stage; ``--debug`` shows the traceback); 130 interrupted
+(rerun the same command to resume a run).
 """
 
 from __future__ import annotations
@@ -322,6 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     except SampromptError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:  # the file system refused (not writable, disk full, ...): not a bug of samprompt
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)

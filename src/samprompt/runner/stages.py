@@ -29,7 +29,7 @@ from samprompt.classifiers import (
     train_classifier,
 )
 from samprompt.config import ComponentSpec
-from samprompt.data import Dataset, Split, audit_dataset, image_size, make_split, open_dataset
+from samprompt.data import Dataset, Split, audit_dataset, make_split, open_dataset
 from samprompt.errors import ConfigError, DataError, SampromptError
 from samprompt.maskers import MASKERS
 from samprompt.pipeline import PromptPipeline, resolve_device
@@ -78,9 +78,20 @@ def prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
     """Create or check the run folder; return whether it already held this run (a resume).
 
     Raises:
-        ConfigError: If the folder holds a run made with a different config and ``force`` is false; the
-            message lists the differing keys.
+        ConfigError: If the folder holds a run made with a different config and ``force`` is false (the
+            message lists the differing keys), or it cannot be created or written (a path under a file,
+            a read-only or virtual file system); the message names the folder.
     """
+    try:
+        return _prepare_folder(out, config, force=force)
+    except OSError as exc:
+        raise ConfigError(
+            f"run folder {str(out)!r} cannot be created or written ({exc.strerror or type(exc).__name__}: "
+            f"{exc.filename or exc}); choose another --out"
+        ) from exc
+
+
+def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
     mine = config.identity()
@@ -213,11 +224,15 @@ def get_classifier(
 
 
 def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
-    """The ids whose image file has a readable header; the others are logged and added to ``skipped``."""
+    """The ids whose image decodes; the others are logged and added to ``skipped``.
+
+    The image is decoded fully, not just its header: a truncated file has a valid header and would
+    otherwise stop the training (and the whole run) at its first epoch.
+    """
     ok = []
     for i in ids:
         try:
-            image_size(ds[ds.position(i)].image_path)
+            ds.load_image(i)
         except DataError as exc:
             log.warning("left out of training: %s", exc)
             skipped.append(i)

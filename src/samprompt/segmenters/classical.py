@@ -261,12 +261,15 @@ class ClassicalSegmenter(Segmenter):
         seeds[[0, -1], :] = np.where(seeds[[0, -1], :] == 1, 1, 2)
         seeds[:, [0, -1]] = np.where(seeds[:, [0, -1]] == 1, 1, 2)
         walk = psmall
-        if (seeds == 1).any() and (seeds == 2).any() and (seeds == 0).any():
-            lo, hi = float(small.min()), float(small.max())
-            norm = (small - lo) / (hi - lo) if hi > lo else small * 0
+        lo, hi = float(small.min()), float(small.max())
+        # A flat crop has no edges to walk along (skimage would divide by its zero std): keep the prior.
+        if (seeds == 1).any() and (seeds == 2).any() and (seeds == 0).any() and hi - lo > 1e-6:
+            norm = (small - lo) / (hi - lo)
             try:
                 walk = random_walker(norm, seeds, beta=self.params.beta, mode="cg_j", return_full_prob=True)[0]  # type: ignore[attr-defined]
             except Exception:  # noqa: BLE001 - degenerate systems fall back to the prior
+                walk = psmall
+            if not np.all(np.isfinite(walk)):
                 walk = psmall
         w = self.params.prior_weight  # type: ignore[attr-defined]
         prob_small = w * psmall + (1.0 - w) * walk.astype(np.float32)
