@@ -43,7 +43,7 @@ extensions = [
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 root_doc = "index"
-exclude_patterns = ["_build", "plugin_example/**", "**/.pytest_cache", "Thumbs.db", ".DS_Store"]
+exclude_patterns = ["_build", "plugin_example/**", "results/**", "**/.pytest_cache", "Thumbs.db", ".DS_Store"]
 # Pages written separately that may not exist yet; the index lists them, and while one is missing it is
 # taken out of the toctree (see _ext/samprompt_docs.py).
 samprompt_optional_pages = ["quality"]
