@@ -99,9 +99,10 @@ class Split:
             if extra:
                 parts.append(f"{len(extra)} ids of the split are not in the data (e.g. {extra[0]!r})")
             raise DataError(f"split does not match data set {str(ds.source)!r}: {'; '.join(parts)}")
-        if self.fingerprint and self.fingerprint != ds.fingerprint():
+        current = ds.fingerprint() if self.fingerprint else ""
+        if self.fingerprint and self.fingerprint != current:
             msg = (
-                f"data set {str(ds.source)!r} has fingerprint {ds.fingerprint()[:12]}, the split was made "
+                f"data set {str(ds.source)!r} has fingerprint {current[:12]}, the split was made "
                 f"on {self.fingerprint[:12]}: files or labels changed since"
             )
             if strict:
