@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,14 +17,6 @@ FAST = ["--set", "classifier.train.arch=tiny_cnn", "--set", "classifier.train.ep
         "--set", "classifier.train.preprocessing.input_size=32", "--set", "device=cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _small_data(root: Path, per_class: int = 3) -> Path:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-import torch
 
 from samprompt.classifiers import TaskSpec
 from samprompt.classifiers.inputs import Example
@@ -28,13 +25,6 @@ def synthetic_examples(n: int, seed: int = 0, size: tuple[int, int] = (36, 44)) 
     return out
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """Tiny tensors run far faster on one thread (and a busy 2-core machine makes 2 threads spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -12,7 +12,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samprompt.report.figures import CAM_COLORS, colorize, data_uri, draw_prompt, histograms, outline, thumbnail
+from samprompt.report.figures import (
+    CAM_COLORS,
+    colorize,
+    data_uri,
+    draw_prompt,
+    histograms,
+    outline,
+    thumbnail,
+)
 from samprompt.report.html import render_report
 from samprompt.report.tables import summarize_rows
 

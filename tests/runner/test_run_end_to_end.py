@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from runner_helpers import fast_config, make_dataset
 from PIL import Image
+from runner_helpers import fast_config, make_dataset
 
 from samprompt.data import Split, open_dataset
 from samprompt.metrics import dice, iou, pixel_accuracy, summarize

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from runner_helpers import fast_config, make_dataset
 from PIL import Image
+from runner_helpers import fast_config, make_dataset
 
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.prompts.builtin import BoxStrategy

@@ -6,12 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
-from runner_helpers import fast_config
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from runner_helpers import fast_config
 
 from samprompt.errors import ConfigError
-from samprompt.runner import PRESETS, RunConfig, apply_overrides, load_run_config, preset, preset_names, run_experiment
+from samprompt.runner import (
+    PRESETS,
+    RunConfig,
+    apply_overrides,
+    load_run_config,
+    preset,
+    preset_names,
+    run_experiment,
+)
 from samprompt.runner.outputs import atomic_write_text, inside, safe_name
 from samprompt.runner.presets import sample_data_path, segmenter_spec
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from segment_anything.modeling.image_encoder import Attention, get_rel_pos
@@ -15,15 +13,6 @@ from samprompt.segmenters._sam_fast import (
     rel_pos_table,
 )
 from samprompt.testing import tiny_sam
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models are 100x slower with 2 OpenMP threads on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

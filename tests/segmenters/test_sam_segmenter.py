@@ -7,7 +7,6 @@ Reference protocol: ``SamPredictor(tiny_sam(seed)).set_image(image)`` then ONE `
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,6 @@ from samprompt.testing import random_image, save_tiny_sam_checkpoint, tiny_sam
 SEED = 7
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny models are 100x slower with 2 OpenMP threads on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
