@@ -133,3 +133,15 @@ def test_train_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
             "--input-size", "32", "--device", "cpu", "--set", "batch_size=4"]
     assert main(args) == 0
     assert (out / "classifier.pt").exists() and "checkpoint:" in capsys.readouterr().out
+
+
+def test_closed_stdout_pipe_is_quiet() -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m samprompt.cli list | head -1",
+        shell=True, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.stdout.strip() == "classifiers:"
+    assert "Broken pipe" not in proc.stderr and "error" not in proc.stderr

@@ -10,6 +10,7 @@ written (the message names the file, key or stage; ``--debug`` shows the traceba
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import logging
 import sys
@@ -322,6 +323,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (e.g. `samprompt list | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail again
+        return 0
     except SampromptError as exc:
         if args.debug:
             raise
