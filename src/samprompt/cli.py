@@ -10,9 +10,9 @@ written (the message names the file, key or stage; ``--debug`` shows the traceba
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
