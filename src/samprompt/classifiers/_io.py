@@ -14,7 +14,7 @@ import torch
 
 from samprompt.errors import CheckpointError
 
-__all__ = ["atomic_save", "load_failure", "safe_load"]
+__all__ = ["atomic_save", "describe_key_mismatch", "load_failure", "safe_load"]
 
 _PICKLED_OBJECT = re.compile(r"unsupported global", re.IGNORECASE)
 _UNPICKLER_CAUSE = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
@@ -94,3 +94,25 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return p
+
+
+def describe_key_mismatch(
+    missing: list[str], unexpected: list[str], shapes: dict[str, tuple[tuple[int, ...], tuple[int, ...]]]
+) -> str:
+    """One line describing how a state dict differs from a model's (empty when it does not).
+
+    Args:
+        missing: Keys the model has and the file lacks.
+        unexpected: Keys the file has and the model lacks.
+        shapes: Key → (shape in the file, shape in the model) for keys whose shapes differ.
+    """
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+    if shapes:
+        ex = [f"{k}: file {a} vs model {b}" for k, (a, b) in list(shapes.items())[:3]]
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {ex})")
+    return "; ".join(parts)
+

@@ -39,7 +39,7 @@ import torch
 import torchvision
 from torch import nn
 
-from samprompt.classifiers._io import safe_load
+from samprompt.classifiers._io import describe_key_mismatch, safe_load
 from samprompt.errors import CheckpointError, ConfigError
 from samprompt.registry import Registry
 
@@ -179,24 +179,18 @@ def load_initial_weights(
     file_head = {k: v for k, v in state_dict.items() if k.startswith(prefix) or k == head_name}
     backbone = {k: v for k, v in state_dict.items() if k not in file_head}
     unexpected = sorted(k for k in backbone if k not in own)
-    shapes = sorted(
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in backbone.items()
+    shapes = {
+        k: (tuple(v.shape), tuple(own[k].shape))
+        for k, v in sorted(backbone.items())
         if k in own and own[k].shape != v.shape
-    )
+    }
     missing = sorted(
         k for k in own if k not in own_head and k not in backbone and not k.endswith("num_batches_tracked")
     )
     if unexpected or shapes or missing:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-        if shapes:
-            parts.append(f"wrong shapes (e.g. {shapes[:3]})")
         raise CheckpointError(
-            f"weights {source!r} do not fit {type(model).__name__}: " + "; ".join(parts)
+            f"weights {source!r} do not fit {type(model).__name__}: "
+            + describe_key_mismatch(missing, unexpected, shapes)
         )
     to_load = dict(backbone)
     if set(file_head) == own_head and all(own[k].shape == v.shape for k, v in file_head.items()):

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from samprompt.classifiers._io import atomic_save, safe_load
+from samprompt.classifiers._io import atomic_save, describe_key_mismatch, safe_load
 from samprompt.classifiers.builders import TARGET_LAYER_ATTR, HeadKind, build_classifier
 from samprompt.classifiers.task import TaskSpec
 from samprompt.component import format_validation_error
@@ -198,17 +198,10 @@ def _mismatch(model: nn.Module, state: dict[str, torch.Tensor], info: Classifier
             f"classifier checkpoint {p!r}: its weights have {stored} outputs but its metadata lists "
             f"{info.num_classes} classes {list(info.class_names)} (wrong number of classes)"
         )
-    parts = []
-    if missing:
-        parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
-    if unexpected:
-        parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
-    if shapes:
-        ex = [f"{k}: file {a} vs model {b}" for k, (a, b) in list(shapes.items())[:3]]
-        parts.append(f"{len(shapes)} shape mismatches (e.g. {ex})")
     return (
         f"classifier checkpoint {p!r}: weights do not fit architecture {info.arch!r} with head "
-        f"{info.head!r} and {info.num_classes} classes (wrong architecture?): " + "; ".join(parts)
+        f"{info.head!r} and {info.num_classes} classes (wrong architecture?): "
+        + describe_key_mismatch(missing, unexpected, shapes)
     )
 
 
