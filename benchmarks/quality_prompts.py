@@ -55,6 +55,21 @@ HAND_WEIGHTS = (0.0, 0.0, -0.5, 0.7, 0.5, -0.3, -0.7, 0.0, 0.0, -0.7, 0.3, 0.5, 
                 1.0, 0.0, 0.3, 0.3)
 
 
+def select_mil(Z, lab, tr, va, l2s, tag):  # type: ignore[no-untyped-def]
+    """Fit the labels-only MIL scorer for each L2 in ``l2s`` on ``tr``; keep the best val image-AUC.
+
+    Returns ``(auc, weights, l2)``; prints each candidate's AUC under ``tag``.
+    """
+    best = None
+    for l2 in l2s:
+        w = fit_logistic([Z[k] for k in tr], lab[tr], l2, mil=True)
+        a = auc([float(np.max(Z[k] @ w)) for k in va], lab[va])
+        print(f"{tag} l2={l2} val image-AUC {a:.3f}", flush=True)
+        if best is None or a > best[0]:
+            best = (a, w, l2)
+    return best
+
+
 def stage_candidates() -> None:
     from skimage.transform import resize
 
@@ -207,15 +222,9 @@ def stage_eval(cam_variant: str = "gcpp_l34_tta", segment: bool = True, splits=(
     scorers = {}
     scorers["prior (hand weights)"] = (np.asarray(HAND_WEIGHTS), "none")
     # MIL, label only; model selection on val by image AUC (labels only)
-    best = None
-    for l2 in (1e-4, 1e-3, 1e-2):
-        w = fit_logistic([Z[k] for k in tr], lab[tr], l2, mil=True)
-        va = [k for k, r in enumerate(recs) if r["split"] == "val" and len(Z[k])]
-        a = auc([float(np.max(Z[k] @ w)) for k in va], lab[va])
-        print(f"mil l2={l2} val image-AUC {a:.3f}", flush=True)
-        if best is None or a > best[0]:
-            best = (a, w, l2)
-    scorers["mil (labels only)"] = (best[1], f"l2={best[2]}, val AUC {best[0]:.3f}")
+    va = [k for k, r in enumerate(recs) if r["split"] == "val" and len(Z[k])]
+    a, w, l2 = select_mil(Z, lab, tr, va, (1e-4, 1e-3, 1e-2), "mil")
+    scorers["mil (labels only)"] = (w, f"l2={l2}, val AUC {a:.3f}")
     # supervised reference (uses train masks, val masks for l2)
     trl = [k for k in tr if lab[k] == 1]
     best = None
@@ -357,14 +366,8 @@ def stage_eval2(splits=("val",), point_quantile: float = 0.5) -> dict:
 
     Z = [z(x) if len(x) else x[:, cols] for x in X]
     scorers = {}
-    best = None
-    for l2 in (1e-3, 1e-2, 3e-2):
-        w = fit_logistic([Z[k] for k in tr], lab[tr], l2, mil=True)
-        a = auc([float(np.max(Z[k] @ w)) for k in va], lab[va])
-        print(f"mil2 l2={l2} val image-AUC {a:.3f}", flush=True)
-        if best is None or a > best[0]:
-            best = (a, w, l2)
-    scorers["refined + MIL (labels only)"] = (best[1], f"l2={best[2]}, val AUC {best[0]:.3f}")
+    a, w, l2 = select_mil(Z, lab, tr, va, (1e-3, 1e-2, 3e-2), "mil2")
+    scorers["refined + MIL (labels only)"] = (w, f"l2={l2}, val AUC {a:.3f}")
     trl = [k for k in tr if lab[k] == 1]
     best = None
     for l2 in (1e-3, 1e-2):
