@@ -97,6 +97,9 @@ class PipelineConfig(BaseModel):
         prompts: Prompt strategies, all applied to the same CAM and decoded on the same embedding.
         segmenter: Promptable segmenter.
         device: Device of the classifier (``"auto"`` = CUDA when available).
+        skip_classes: Class names; an image whose predicted class (arg-max of the classifier) is one of
+            them gets no CAM-derived prompt (empty masks), e.g. ``["normal"]``. The ground-truth-prompt
+            baseline is unaffected. Needs a classifier whose class names are known.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -108,6 +111,7 @@ class PipelineConfig(BaseModel):
     prompts: list[ComponentSpec] = Field(default_factory=_default_prompts, min_length=1)
     segmenter: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="classical"))
     device: str = "auto"
+    skip_classes: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> PipelineConfig:

@@ -77,12 +77,15 @@ class PipelineResult:
         strategies: Strategy label → result of the CAM-derived prompt.
         gt: Strategy label → result of the same strategy run on the ground-truth mask (empty when no
             ground truth was given).
+        skipped: True when the image's predicted class is one of the pipeline's ``skip_classes``: every
+            CAM-derived strategy then has no prompt and an all-False mask.
     """
 
     cam: CamResult
     pseudo_mask: NDArray[np.bool_]
     strategies: dict[str, StrategyResult]
     gt: dict[str, StrategyResult] = field(default_factory=dict)
+    skipped: bool = False
 
 
 @contextmanager
@@ -116,6 +119,9 @@ class PromptPipeline:
         classifier: Classifier returning (B, C) logits, or ``None`` if CAMs are always passed in.
         preprocessing: The classifier's preprocessing (inputs and CAM geometry).
         class_names: Output class names of the classifier, if known.
+        skip_classes: Images whose predicted class (arg-max) is one of these names get no CAM-derived
+            prompt (see :attr:`PipelineResult.skipped`); needs ``class_names``. Ignored for images whose
+            CAM is passed in (``cams=``), which carry no class probabilities.
 
     Example:
         >>> import numpy as np
@@ -139,6 +145,7 @@ class PromptPipeline:
         class_names: Sequence[str] | None = None,
         classifier_spec: ClassifierSpec | None = None,
         device: str = "auto",
+        skip_classes: Sequence[str] = (),
     ) -> None:
         checks = ((cam, CamExtractor, "cam"), (masker, PseudoMasker, "masker"), (segmenter, Segmenter, "segmenter"))
         for obj, base, what in checks:
@@ -164,6 +171,7 @@ class PromptPipeline:
         self.classifier = classifier
         self.preprocessing = preprocessing or Preprocessing()
         self.class_names = list(class_names) if class_names is not None else None
+        self.skip_classes = _check_skip_classes(skip_classes, self.class_names)
         self._classifier_spec = classifier_spec
         self.device = device
 
@@ -199,6 +207,7 @@ class PromptPipeline:
             class_names=class_names,
             classifier_spec=cfg.classifier,
             device=cfg.device,
+            skip_classes=cfg.skip_classes,
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -222,6 +231,7 @@ class PromptPipeline:
             "prompts": prompts,
             "segmenter": self.segmenter.to_config(),
             "device": self.device,
+            "skip_classes": list(self.skip_classes),
         }
 
     def save_config(self, path: str | Path) -> Path:
@@ -315,7 +325,11 @@ class PromptPipeline:
             cam = cam_results[i].cam
             with _stage("masker", self.masker):
                 pseudo = self.masker(cam)
-            cam_prompts = self.prompts_for(pseudo, cam, image=imgs[i])
+            skipped = self.is_skipped(cam_results[i])
+            if skipped:
+                cam_prompts: dict[str, Prompt | None] = dict.fromkeys(self.strategies)
+            else:
+                cam_prompts = self.prompts_for(pseudo, cam, image=imgs[i])
             gt_prompts: dict[str, Prompt | None] = {}
             gt = gt_masks[i] if gt_masks is not None else None
             if gt is not None:
@@ -334,8 +348,31 @@ class PromptPipeline:
             for src, k, p in keyed:
                 m, s = decoded.get((src, k), (empty, 0.0))
                 per[src][k] = StrategyResult(prompt=p, mask=m, score=s)
-            results.append(PipelineResult(cam_results[i], pseudo, per["cam"], per["gt"]))
+            results.append(PipelineResult(cam_results[i], pseudo, per["cam"], per["gt"], skipped))
         return results
+
+    def is_skipped(self, cam: CamResult) -> bool:
+        """Whether an image with this CAM result gets no CAM-derived prompt (its predicted class is in
+        :attr:`skip_classes`; never when the result has no class probabilities)."""
+        if not self.skip_classes or cam.probabilities.size == 0 or self.class_names is None:
+            return False
+        return self.class_names[cam.predicted] in self.skip_classes
+
+
+def _check_skip_classes(skip: Sequence[str], class_names: list[str] | None) -> tuple[str, ...]:
+    if isinstance(skip, str):
+        raise ConfigError(f"skip_classes must be a list of class names, got the string {skip!r}")
+    out = tuple(skip)
+    if not out:
+        return out
+    if class_names is None:
+        raise ConfigError(f"skip_classes {list(out)} needs a classifier with known class names "
+                          "(a samprompt checkpoint, or classifier.class_names)")
+    unknown = [c for c in out if c not in class_names]
+    if unknown:
+        raise ConfigError(f"skip_classes: unknown class name(s) {unknown}; the classifier's classes are "
+                          f"{class_names}")
+    return out
 
 
 def _load_classifier(

@@ -150,3 +150,64 @@ def test_classical_segmenter_handles_degenerate_prompts() -> None:
     assert dice(out.masks[1], prior) > 0.95
     with pytest.raises(ValueError, match="outside"):
         seg.segment(img, [Prompt(box=[0, 0, 41, 30])])
+
+
+def _biased_classifier(favoured: int):  # type: ignore[no-untyped-def]
+    """``tiny_cnn`` whose last layer's bias makes class ``favoured`` the arg-max for any input."""
+    import torch
+
+    from samprompt.testing import tiny_classifier
+
+    model = tiny_classifier(3)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.zero_()
+        last.bias[favoured] = 50.0
+    return model
+
+
+def _skip_pipeline(favoured: int, skip: list[str]) -> PromptPipeline:
+    from samprompt.preprocess import Preprocessing
+
+    base = PromptPipeline.from_config({**CONFIG, "masker": {"name": "threshold", "params": {"value": 0.3}}})
+    return PromptPipeline(cam=base.cam, masker=base.masker, prompts=base.strategies, segmenter=base.segmenter,
+                          classifier=_biased_classifier(favoured), preprocessing=Preprocessing(input_size=32),
+                          class_names=["benign", "malignant", "normal"], skip_classes=skip)
+
+
+def test_skip_classes_empties_cam_prompts_of_images_predicted_in_them() -> None:
+    img = np.full((40, 60), 150, np.uint8)
+    img[10:25, 20:40] = 40
+    gt = img < 100
+    skipped = _skip_pipeline(2, ["normal"])(img, gt_mask=gt)  # predicted "normal"
+    assert skipped.skipped and skipped.cam.predicted == 2
+    for r in skipped.strategies.values():
+        assert r.prompt is None and not r.mask.any() and r.mask.shape == (40, 60)
+    assert skipped.gt["box"].prompt.box.tolist() == [15.0, 5.0, 45.0, 30.0]  # GT baseline unaffected (margin 5)
+    assert skipped.pseudo_mask.shape == (40, 60)
+
+    kept = _skip_pipeline(0, ["normal"])(img, gt_mask=gt)  # predicted "benign": same as without skipping
+    plain = _skip_pipeline(0, [])(img, gt_mask=gt)
+    assert not kept.skipped and kept.cam.predicted == 0
+    for label, r in plain.strategies.items():
+        assert r.prompt is not None
+        assert kept.strategies[label].prompt.to_dict() == r.prompt.to_dict()
+        assert np.array_equal(kept.strategies[label].mask, r.mask)
+    # precomputed CAMs carry no class probabilities: never skipped
+    cam = np.zeros((40, 60), np.float32)
+    cam[10:25, 20:40] = 1.0
+    assert not _skip_pipeline(2, ["normal"])(img, cam=cam).skipped
+
+
+def test_skip_classes_config_round_trip_and_errors() -> None:
+    pipe = _skip_pipeline(2, ["normal"])
+    assert pipe.to_config()["skip_classes"] == ["normal"]
+    assert PromptPipeline.from_config(CONFIG).to_config()["skip_classes"] == []
+    with pytest.raises(ConfigError, match=r"skip_classes: unknown class name\(s\) \['Normal'\].*'normal'"):
+        _skip_pipeline(2, ["Normal"])
+    with pytest.raises(ConfigError, match="skip_classes must be a list"):
+        _skip_pipeline(2, "normal")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"skip_classes \['normal'\] needs a classifier with known class names"):
+        PromptPipeline.from_config({**CONFIG, "skip_classes": ["normal"]})
+    with pytest.raises(ConfigError, match="skip_classes"):
+        PromptPipeline.from_config({**CONFIG, "skip_classes": "normal"})

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from runner_helpers import fast_config, make_dataset
 
+from samprompt import ConfigError
 from samprompt.data import Split, open_dataset
 from samprompt.metrics import dice, iou, pixel_accuracy, summarize
 from samprompt.regions import box_iou, ellipse_in_box, mask_to_box
@@ -146,3 +147,26 @@ def test_safe_output_names_for_unusual_ids(tmp_path: Path) -> None:
     assert all(out in p.resolve().parents for p in files)
     assert all(p.name.isascii() for p in files)
     assert res.done == len(mapping)
+
+
+def test_skip_classes_in_a_run(synth_data: Path, tmp_path: Path, finished_run: tuple[Path, object]) -> None:
+    """Images predicted in ``skip_classes`` get empty CAM masks (a miss on lesion images), others are unchanged."""
+    base_out, _ = finished_run
+    cfg = fast_config(synth_data)
+    cfg["pipeline"]["skip_classes"] = ["normal", "benign", "malignant"]  # every image is skipped
+    out = tmp_path / "skip"
+    run_experiment(load_run_config(cfg), out)
+    rows = _rows(out)
+    cam_rows = [r for r in rows if r["source"] == "cam"]
+    assert cam_rows and all(r["has_prompt"] == "0" and float(r["pred_fraction"]) == 0.0 for r in cam_rows)
+    gt_rows = {(r["image"], r["strategy"]): r for r in rows if r["source"] == "gt"}
+    base_gt = {(r["image"], r["strategy"]): r for r in _rows(base_out) if r["source"] == "gt"}
+    assert gt_rows == base_gt  # the ground-truth baseline is not affected
+    records = [json.loads(p.read_text()) for p in (out / "records").rglob("*.json")]
+    assert records and all(r["skipped"] for r in records)
+    summary = (out / "summary.md").read_text()
+    assert "skipped (predicted class in skip_classes" in summary and "normal 2 / 2" in summary
+
+    cfg["pipeline"]["skip_classes"] = ["Normal"]
+    with pytest.raises(ConfigError, match=r"pipeline\.skip_classes: unknown class name"):
+        run_experiment(load_run_config(cfg), tmp_path / "bad")

@@ -101,7 +101,7 @@ def write_image(
     write_png(inside(out, out / "pseudo_masks" / f"{stem}.png"), result.pseudo_mask)
     record = {
         "image": image_id, "file": stem, "label": meta["label"], "split": meta["split"],
-        "predicted": predicted,
+        "predicted": predicted, "skipped": bool(result.skipped),
         "probabilities": {class_names[k]: float(v) for k, v in enumerate(cam.probabilities)},
         "target": [class_names[k] for k in cam.target],
         "has_mask": gt is not None, "size": list(result.pseudo_mask.shape),

@@ -309,6 +309,12 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
     if records:
         right = sum(task.class_of(r["label"]) == r["predicted"] for r in records)
         notes.append(f"classifier accuracy on these images: {right / len(records):.3f} ({right} / {len(records)})")
+    if p.skip_classes:
+        by_label: dict[str, list[int]] = {}
+        for r in records:
+            by_label.setdefault(str(r["label"]), []).append(int(bool(r.get("skipped"))))
+        counts = ", ".join(f"{lab} {sum(v)} / {len(v)}" for lab, v in sorted(by_label.items()))
+        notes.append(f"skipped (predicted class in skip_classes {p.skip_classes}, no CAM prompt): {counts}")
     return notes
 
 

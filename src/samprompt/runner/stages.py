@@ -269,10 +269,14 @@ def build_pipeline(
         (s.label or s.name): _create(PROMPT_STRATEGIES, s, f"prompts.{i}", {}) for i, s in enumerate(p.prompts)
     }
     segmenter = _create(SEGMENTERS, p.segmenter, "segmenter", {"device": config.device})
-    return PromptPipeline(
-        cam=cam, masker=masker, prompts=strategies, segmenter=segmenter, classifier=model,
-        preprocessing=info.preprocessing, class_names=info.class_names, device=config.device,
-    )
+    try:
+        return PromptPipeline(
+            cam=cam, masker=masker, prompts=strategies, segmenter=segmenter, classifier=model,
+            preprocessing=info.preprocessing, class_names=info.class_names, device=config.device,
+            skip_classes=p.skip_classes,
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"pipeline.{exc}") from exc
 
 
 def resolve_targets(config: RunConfig, info: ClassifierInfo, labels: Sequence[str]) -> list[Target]:
