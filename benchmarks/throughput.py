@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--e2e", default="32:4:on,32:4:off,32:0:on",
+                   help="end-to-end settings BATCH:WORKERS:OVERLAP(on|off), comma list; '' = skip (needs torchcam)")
     args = p.parse_args(argv)
     args.n_images = args.n_images or (4 if args.quick else 32)
     args.batch_size = args.batch_size if args.batch_size == "auto" else int(args.batch_size)
@@ -296,6 +298,98 @@ def equivalence(model: Any, segs: dict[str, Any], images: list[Any]) -> dict[str
     return out
 
 
+# ---------------------------------------------------------------------------------------- end to end
+E2E_PROMPTS = [
+    {"name": "box", "params": {"margin": 5}},
+    {"name": "center_point"},
+    {"name": "max_point"},
+    {"name": "box_center_point", "params": {"margin": 5}},
+    {"name": "box_max_point", "params": {"margin": 5}},
+]
+
+
+def encoded_samples(images: list[Any]) -> list[tuple[bytes, bytes]]:
+    """PNG bytes of each image and of an elliptic ground-truth mask (decoded again inside the timing)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for im in images:
+        h, w = im.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w]
+        mask = ((xx - 0.5 * w) / (0.2 * w)) ** 2 + ((yy - 0.45 * h) / (0.15 * h)) ** 2 <= 1
+        blobs = []
+        for arr in (im, mask.astype(np.uint8) * 255):
+            buf = io.BytesIO()
+            Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+            blobs.append(buf.getvalue())
+        out.append((blobs[0], blobs[1]))
+    return out
+
+
+def decode_sample(blobs: tuple[bytes, bytes]) -> tuple[Any, Any]:
+    """(H, W, 3) uint8 image and (H, W) bool mask from PNG bytes (what the runner's readers do)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(blobs[0])) as im:
+        image = np.asarray(im.convert("RGB"))
+    with Image.open(io.BytesIO(blobs[1])) as m:
+        mask = np.asarray(m) > 127
+    return image, mask
+
+
+def time_end_to_end(seg: Any, samples: list[tuple[bytes, bytes]], device: Any, *, batch: int, workers: int,
+                    overlap: bool) -> dict[str, Any]:
+    """The whole per-image path: PNG decode (``workers`` read-ahead threads), GradCAM of a random ResNet18
+    at 224 px on ``device``, threshold masker, 5 CAM strategies + the same 5 on the ground truth, SAM
+    encoder and ONE decoder call per image, (H, W) masks at the original size; ``batch`` images per
+    ``PromptPipeline.run_batch``. One warm-up batch, then all samples timed."""
+    import torch
+    import torchvision
+
+    from samprompt import PromptPipeline
+    from samprompt.cams import CAM_EXTRACTORS
+    from samprompt.data import prefetch
+    from samprompt.maskers import MASKERS
+    from samprompt.preprocess import Preprocessing
+    from samprompt.prompts import PROMPT_STRATEGIES
+
+    torch.manual_seed(0)
+    classifier = torchvision.models.resnet18(num_classes=3).to(device).eval()
+    pipe = PromptPipeline(
+        cam=CAM_EXTRACTORS.create("gradcam", {"target_layer": "layer4"}),
+        masker=MASKERS.create("threshold", {"value": 0.5}),
+        prompts={p["name"]: PROMPT_STRATEGIES.create(p["name"], p.get("params", {})) for p in E2E_PROMPTS},
+        segmenter=seg, classifier=classifier, preprocessing=Preprocessing(input_size=224),
+        class_names=["benign", "malignant", "normal"], overlap=overlap,
+    )
+
+    def run(items: list[tuple[bytes, bytes]]) -> int:
+        done, chunk = 0, []
+        for k, (image, mask) in enumerate(prefetch(items, decode_sample, workers=workers, ahead=2 * batch), 1):
+            chunk.append((image, mask))
+            if len(chunk) == batch or k == len(items):
+                res = pipe.run_batch([c[0] for c in chunk], gt_masks=[c[1] for c in chunk])
+                done += sum(len(r.strategies) + len(r.gt) for r in res)
+                chunk = []
+        return done
+
+    t0 = time.perf_counter()
+    run(samples[:batch])
+    warmup_s = time.perf_counter() - t0
+    with Timer(device) as t:
+        masks = run(samples)
+    return {
+        "images_per_s": len(samples) / t.seconds, "seconds": t.seconds, "masks_per_image": masks / len(samples),
+        "batch": batch, "workers": workers, "overlap": overlap, "warmup_s": warmup_s, "peak_gpu_gib": t.peak_gib,
+    }
+
+
 # ---------------------------------------------------------------------------------------- post-CAM
 def post_cam_cpu(n: int, size: tuple[int, int] = (500, 600)) -> dict[str, Any]:
     """Per-image CPU milliseconds of every built-in pseudo masker and prompt strategy (default params)."""
@@ -338,6 +432,25 @@ def post_cam_cpu(n: int, size: tuple[int, int] = (500, 600)) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------- main
+def end_to_end(seg: Any, images: list[Any], args: argparse.Namespace, device: Any, name: str) -> list[Any]:
+    """Every ``--e2e`` setting with the last pipeline segmenter; [] when skipped or torchcam is missing."""
+    settings = [s.strip() for s in args.e2e.split(",") if s.strip()]
+    if not settings:
+        return []
+    if importlib.util.find_spec("torchcam") is None:
+        log.info("%s  end to end: skipped (torchcam is not installed; copy it like segment_anything)", name)
+        return [{"skipped": "torchcam missing"}]
+    samples = encoded_samples(images)
+    out = []
+    for s in settings:
+        b, w, o = s.split(":")
+        res = time_end_to_end(seg, samples, device, batch=int(b), workers=int(w), overlap=o == "on")
+        log.info("%s  end to end [batch %s, %s read threads, overlap %s]: %.2f img/s (%.1f masks per image), "
+                 "peak %s GiB", name, b, w, o, res["images_per_s"], res["masks_per_image"], _fmt(res["peak_gpu_gib"]))
+        out.append(res)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run every model, print a summary, save JSON; returns the results."""
     require_dependencies()
@@ -405,6 +518,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 _fmt(res["peak_gpu_gib"]),
             )
             eq_segs[f"fast_{mode}_{res['precision']}"] = seg
+        r["end_to_end"] = end_to_end(seg, images, args, device, name)
         for prec in ("fp32", "bf16"):  # fp32 isolates the kernels; bf16 adds the autocast rounding
             if f"fast_{modes[0]}_{prec}" not in eq_segs:
                 eq_segs[f"fast_{modes[0]}_{prec}"] = make_segmenter(

@@ -96,8 +96,8 @@ _THIRD_PARTY = (
 nitpick_ignore_regex = [
     (r"py:.*", rf"({_STDLIB})(\..*)?"),
     (r"py:.*", rf"({_THIRD_PARTY})(\..*)?"),
-    # samprompt's own: private modules (not documented) and the registry's type variable.
-    (r"py:.*", r"samprompt\._.*|samprompt\.registry\.T"),
+    # samprompt's own: private modules (not documented) and type variables.
+    (r"py:.*", r"samprompt\._.*|samprompt\.registry\.T|samprompt\.data\.prefetch\._[TR]"),
 ]
 
 # -- HTML -------------------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ class PipelineConfig(BaseModel):
         skip_classes: Class names; an image whose predicted class (arg-max of the classifier) is one of
             them gets no CAM-derived prompt (empty masks), e.g. ``["normal"]``. The ground-truth-prompt
             baseline is unaffected. Needs a classifier whose class names are known.
+        overlap: Make each batch's pseudo masks and prompts in a helper thread while the segmenter embeds
+            the batch (identical results; off = one thread, simpler to profile).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -112,6 +114,7 @@ class PipelineConfig(BaseModel):
     segmenter: ComponentSpec = Field(default_factory=lambda: ComponentSpec(name="classical"))
     device: str = "auto"
     skip_classes: list[str] = Field(default_factory=list)
+    overlap: bool = True
 
     @model_validator(mode="after")
     def _unique_labels(self) -> PipelineConfig:

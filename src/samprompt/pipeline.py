@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,6 +123,8 @@ class PromptPipeline:
         skip_classes: Images whose predicted class (arg-max) is one of these names get no CAM-derived
             prompt (see :attr:`PipelineResult.skipped`); needs ``class_names``. Ignored for images whose
             CAM is passed in (``cams=``), which carry no class probabilities.
+        overlap: Make the pseudo masks and prompts of a batch (CPU) in a helper thread while the segmenter
+            embeds it (:meth:`run_batch`); results are identical either way.
 
     Example:
         >>> import numpy as np
@@ -146,6 +149,7 @@ class PromptPipeline:
         classifier_spec: ClassifierSpec | None = None,
         device: str = "auto",
         skip_classes: Sequence[str] = (),
+        overlap: bool = True,
     ) -> None:
         checks = ((cam, CamExtractor, "cam"), (masker, PseudoMasker, "masker"), (segmenter, Segmenter, "segmenter"))
         for obj, base, what in checks:
@@ -172,6 +176,7 @@ class PromptPipeline:
         self.preprocessing = preprocessing or Preprocessing()
         self.class_names = list(class_names) if class_names is not None else None
         self.skip_classes = _check_skip_classes(skip_classes, self.class_names)
+        self.overlap = bool(overlap)
         self._classifier_spec = classifier_spec
         self.device = device
 
@@ -208,6 +213,7 @@ class PromptPipeline:
             classifier_spec=cfg.classifier,
             device=cfg.device,
             skip_classes=cfg.skip_classes,
+            overlap=cfg.overlap,
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -232,6 +238,7 @@ class PromptPipeline:
             "segmenter": self.segmenter.to_config(),
             "device": self.device,
             "skip_classes": list(self.skip_classes),
+            "overlap": self.overlap,
         }
 
     def save_config(self, path: str | Path) -> Path:
@@ -318,26 +325,21 @@ class PromptPipeline:
                 if arr.shape != imgs[i].shape[:2]:
                     raise ValueError(f"cams[{i}] shape {arr.shape} differs from image shape {imgs[i].shape[:2]}")
                 cam_results.append(CamResult(np.clip(arr, 0, 1), (), np.zeros(0, np.float32)))
-        with _stage("embed", self.segmenter):
-            embeddings = self.segmenter.embed_batch(imgs)
+        if self.overlap:
+            # The masker and the strategies (CPU) run in a helper thread while the segmenter embeds the
+            # batch (on a GPU, mostly waiting for kernels); an embedding failure is reported first.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="samprompt-prompts") as pool:
+                future = pool.submit(self._prepare, imgs, cam_results, gt_masks)
+                with _stage("embed", self.segmenter):
+                    embeddings = self.segmenter.embed_batch(imgs)
+                prepared = future.result()
+        else:
+            with _stage("embed", self.segmenter):
+                embeddings = self.segmenter.embed_batch(imgs)
+            prepared = self._prepare(imgs, cam_results, gt_masks)
         results = []
-        for i in range(n):
+        for i, (pseudo, skipped, cam_prompts, gt_prompts) in enumerate(prepared):
             cam = cam_results[i].cam
-            with _stage("masker", self.masker):
-                pseudo = self.masker(cam)
-            skipped = self.is_skipped(cam_results[i])
-            if skipped:
-                cam_prompts: dict[str, Prompt | None] = dict.fromkeys(self.strategies)
-            else:
-                cam_prompts = self.prompts_for(pseudo, cam, image=imgs[i])
-            gt_prompts: dict[str, Prompt | None] = {}
-            gt = gt_masks[i] if gt_masks is not None else None
-            if gt is not None:
-                gt_arr = as_bool_mask(gt, f"gt_masks[{i}]")
-                if gt_arr.shape != cam.shape:
-                    raise ValueError(f"gt_masks[{i}] shape {gt_arr.shape} differs from image shape {cam.shape}")
-                # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
-                gt_prompts = self.prompts_for(gt_arr, gt_arr.astype(np.float32))
             keyed = [("cam", k, p) for k, p in cam_prompts.items()] + [("gt", k, p) for k, p in gt_prompts.items()]
             todo = [(src, k, p) for src, k, p in keyed if p is not None]
             with _stage("decode", self.segmenter):
@@ -350,6 +352,34 @@ class PromptPipeline:
                 per[src][k] = StrategyResult(prompt=p, mask=m, score=s)
             results.append(PipelineResult(cam_results[i], pseudo, per["cam"], per["gt"], skipped))
         return results
+
+    def _prepare(
+        self,
+        imgs: list[NDArray[np.uint8]],
+        cam_results: list[CamResult],
+        gt_masks: Sequence[NDArray[np.bool_] | None] | None,
+    ) -> list[tuple[NDArray[np.bool_], bool, dict[str, Prompt | None], dict[str, Prompt | None]]]:
+        """Pseudo mask, skip flag, CAM prompts and ground-truth prompts of every image (CPU work)."""
+        out = []
+        for i, img in enumerate(imgs):
+            cam = cam_results[i].cam
+            with _stage("masker", self.masker):
+                pseudo = self.masker(cam)
+            skipped = self.is_skipped(cam_results[i])
+            if skipped:
+                cam_prompts: dict[str, Prompt | None] = dict.fromkeys(self.strategies)
+            else:
+                cam_prompts = self.prompts_for(pseudo, cam, image=img)
+            gt_prompts: dict[str, Prompt | None] = {}
+            gt = gt_masks[i] if gt_masks is not None else None
+            if gt is not None:
+                gt_arr = as_bool_mask(gt, f"gt_masks[{i}]")
+                if gt_arr.shape != cam.shape:
+                    raise ValueError(f"gt_masks[{i}] shape {gt_arr.shape} differs from image shape {cam.shape}")
+                # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
+                gt_prompts = self.prompts_for(gt_arr, gt_arr.astype(np.float32))
+            out.append((pseudo, skipped, cam_prompts, gt_prompts))
+        return out
 
     def is_skipped(self, cam: CamResult) -> bool:
         """Whether an image with this CAM result gets no CAM-derived prompt (its predicted class is in

@@ -211,3 +211,58 @@ def test_skip_classes_config_round_trip_and_errors() -> None:
         PromptPipeline.from_config({**CONFIG, "skip_classes": ["normal"]})
     with pytest.raises(ConfigError, match="skip_classes"):
         PromptPipeline.from_config({**CONFIG, "skip_classes": "normal"})
+
+
+def test_overlap_makes_prompts_in_a_helper_thread_with_identical_results() -> None:
+    import threading
+
+    from samprompt.prompts.builtin import BoxStrategy
+
+    seen: list[str] = []
+
+    class Recording(BoxStrategy):
+        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+            seen.append(threading.current_thread().name)
+            return super().make_prompt(mask, cam)
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.integers(0, 255, (40, 60), dtype=np.uint8) for _ in range(3)]
+    cams = [rng.random((40, 60)).astype(np.float32) for _ in range(3)]
+    gts = [c > 0.7 for c in cams]
+    out = {}
+    for overlap in (False, True):
+        base = PromptPipeline.from_config({**CONFIG, "overlap": overlap})
+        assert base.to_config()["overlap"] is overlap
+        pipe = PromptPipeline(cam=base.cam, masker=base.masker, segmenter=base.segmenter, overlap=overlap,
+                              prompts={**base.strategies, "rec": Recording()})
+        seen.clear()
+        out[overlap] = pipe.run_batch(imgs, cams=cams, gt_masks=gts)
+        main = threading.main_thread().name
+        assert seen and all((name != main) is overlap for name in seen)
+    for a, b in zip(out[False], out[True]):
+        assert np.array_equal(a.pseudo_mask, b.pseudo_mask)
+        for src in ("strategies", "gt"):
+            for label, r in getattr(a, src).items():
+                other = getattr(b, src)[label]
+                assert np.array_equal(r.mask, other.mask) and r.score == other.score
+                assert (r.prompt is None and other.prompt is None) or r.prompt.to_dict() == other.prompt.to_dict()
+
+
+def test_overlap_reports_an_embedding_failure_before_a_prompt_failure() -> None:
+    from samprompt.prompts.builtin import BoxStrategy
+
+    class BadEmbed(ClassicalSegmenter):
+        def embed(self, image):  # type: ignore[no-untyped-def]
+            raise RuntimeError("embed broke")
+
+    class BadPrompt(BoxStrategy):
+        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+            raise RuntimeError("prompt broke")
+
+    cam = np.zeros((20, 30), np.float32)
+    cam[5:10, 5:10] = 1
+    base = PromptPipeline.from_config(CONFIG)
+    for seg, match in ((BadEmbed(), "stage 'embed'.*embed broke"), (base.segmenter, "stage 'prompt'.*prompt broke")):
+        pipe = PromptPipeline(cam=base.cam, masker=base.masker, segmenter=seg, prompts=[BadPrompt()])
+        with pytest.raises(StageError, match=match):
+            pipe(np.zeros((20, 30), np.uint8), cam=cam)

@@ -239,6 +239,19 @@ def test_embed_batch_of_different_sizes_equals_embed(checkpoint: Path) -> None:
         torch.testing.assert_close(emb.data.features, single.data.features, rtol=1e-5, atol=1e-5)
 
 
+def test_read_only_image_is_embedded_without_warning(checkpoint: Path) -> None:
+    import warnings
+
+    image = random_image(60, 80, 4)
+    frozen = image.copy()
+    frozen.flags.writeable = False  # what np.asarray(PIL image) gives
+    seg = make(checkpoint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb = seg.embed(frozen)
+    torch.testing.assert_close(emb.data.features, seg.embed(image).data.features, rtol=0, atol=0)
+
+
 def test_bf16_encoder_on_cpu(checkpoint: Path, caplog: pytest.LogCaptureFixture) -> None:
     image = random_image(96, 128)
     with caplog.at_level("WARNING", logger="samprompt.segmenters.sam"):

@@ -5,6 +5,7 @@
 * :func:`load_image` / :func:`load_mask` turn any image file into a (H, W, 3) uint8 RGB array or a
   (H, W) bool mask.
 * :func:`audit_dataset` counts classes and masks and finds exact and near duplicate images.
+* :func:`prefetch` loads the next items in worker threads while the caller works on the current ones.
 * :func:`make_split` makes a seeded, stratified, duplicate- and group-aware train / val / test
   :class:`Split`.
 """
@@ -15,6 +16,7 @@ from samprompt.data.audit import AuditReport, ClassCounts, DuplicateGroup, audit
 from samprompt.data.datasets import Dataset, Sample, open_dataset, sample_id
 from samprompt.data.hashing import hamming_distance, near_pairs, perceptual_hash, pixel_hash
 from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask
+from samprompt.data.prefetch import prefetch
 from samprompt.data.readers import read_class_folders, read_manifest
 from samprompt.data.splits import SPLIT_NAMES, Split, make_split
 
@@ -37,6 +39,7 @@ __all__ = [
     "open_dataset",
     "perceptual_hash",
     "pixel_hash",
+    "prefetch",
     "read_class_folders",
     "read_manifest",
     "sample_id",

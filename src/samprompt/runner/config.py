@@ -139,6 +139,9 @@ class RunConfig(BaseModel):
             ``[benign, malignant]`` = "abnormal").
         seed: Seeds the split, the training and the bootstrap intervals.
         batch_size: Images per pipeline batch (CAM + embedding).
+        workers: Threads that read and decode the next images (up to two batches ahead) while the
+            pipeline works on the current batch; 0 = read in the main thread. Not part of the run's
+            identity (results do not depend on it).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         limit: Process at most this many images of the split (not part of the run's identity: a
             rerun without it completes the run).
@@ -156,6 +159,7 @@ class RunConfig(BaseModel):
     target: Literal["predicted", "label"] | list[str] = "predicted"
     seed: int = 0
     batch_size: int = Field(default=8, ge=1)
+    workers: int = Field(default=2, ge=0, le=64)
     device: str = "auto"
     limit: int | None = Field(default=None, ge=1)
     report: ReportSpec = Field(default_factory=ReportSpec)
@@ -194,8 +198,12 @@ class RunConfig(BaseModel):
         return self.seed if self.split.seed is None else self.split.seed
 
     def identity(self) -> dict[str, Any]:
-        """The JSON form that decides whether a run folder belongs to this config (``limit`` excluded)."""
-        return self.model_dump(mode="json", exclude={"limit"})
+        """The JSON form that decides whether a run folder belongs to this config.
+
+        Settings that do not change any result are left out: ``limit``, ``workers`` and
+        ``pipeline.overlap``.
+        """
+        return self.model_dump(mode="json", exclude={"limit": True, "workers": True, "pipeline": {"overlap"}})
 
     def resolved(self, base: Path) -> RunConfig:
         """A copy with every relative path made absolute against ``base``."""

@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samprompt.cams import Target
+from samprompt.data import prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PromptPipeline, resolve_device
 from samprompt.runner.config import RunConfig
@@ -133,6 +134,9 @@ def _failure(image_id: str, exc: BaseException, stage: str) -> dict[str, str]:
     return {"image": image_id, "stage": stage, "reason": reason}
 
 
+_Item = tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]
+
+
 class _Batcher:
     """Runs the pipeline on batches of images and writes their outputs, isolating failing images."""
 
@@ -148,21 +152,31 @@ class _Batcher:
         self.computed = 0
 
     def __call__(self, ids: Sequence[str]) -> None:
+        self.process([self.load(sid) for sid in ids])
+
+    def load(self, sid: str) -> _Item | dict[str, str]:
+        """Read one image, its mask and its CAM target (thread-safe): the item, or a failure record."""
         ds = self.data.dataset
-        items: list[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]] = []
-        for sid in ids:
-            try:
-                target = self.targets([ds[ds.position(sid)].label])[0]
-            except SampromptError as exc:
-                self.failures.append(_failure(sid, exc, "target"))
-                continue
-            try:
-                items.append((sid, ds.load_image(sid), ds.load_mask(sid), target))
-            except SampromptError as exc:
-                self.failures.append(_failure(sid, exc, "load"))
+        try:
+            target = self.targets([ds[ds.position(sid)].label])[0]
+        except SampromptError as exc:
+            return _failure(sid, exc, "target")
+        try:
+            return (sid, ds.load_image(sid), ds.load_mask(sid), target)
+        except SampromptError as exc:
+            return _failure(sid, exc, "load")
+
+    def process(self, loaded: Sequence[_Item | dict[str, str]]) -> None:
+        """Record the failures among ``loaded`` (results of :meth:`load`) and run the pipeline on the rest."""
+        items: list[_Item] = []
+        for it in loaded:
+            if isinstance(it, dict):
+                self.failures.append(it)
+            else:
+                items.append(it)
         self._run(items)
 
-    def _run(self, items: list[tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]]) -> None:
+    def _run(self, items: list[_Item]) -> None:
         if not items:
             return
         start = time.perf_counter()
@@ -264,12 +278,16 @@ def run_experiment(
     done_now = 0
     if progress:
         progress("images", 0, len(todo))
-    for k in range(0, len(todo), config.batch_size):
-        chunk = todo[k: k + config.batch_size]
-        batcher(chunk)
-        done_now += len(chunk)
-        if progress:
-            progress("images", done_now, len(todo))
+    loaded = prefetch(todo, batcher.load, workers=config.workers, ahead=2 * config.batch_size)
+    chunk: list[_Item | dict[str, str]] = []
+    for k, item in enumerate(loaded, 1):
+        chunk.append(item)
+        if len(chunk) == config.batch_size or k == len(todo):
+            batcher.process(chunk)
+            done_now += len(chunk)
+            chunk = []
+            if progress:
+                progress("images", done_now, len(todo))
 
     records = [r for r in (read_record(out, i) for i in data.ids) if r is not None]
     rows = assemble(out, records, batcher.failures)

@@ -199,7 +199,9 @@ class SamSegmenter(Segmenter):
         H, W = image.shape[:2]
         scale = self.image_size / max(H, W)
         h, w = int(H * scale + 0.5), int(W * scale + 0.5)  # ResizeLongestSide.get_preprocess_shape
-        x = torch.from_numpy(image).to(self.device).permute(2, 0, 1)[None].float()
+        # A read-only array (np.asarray of a PIL image) is copied: torch.from_numpy needs a writable one.
+        host = torch.from_numpy(image if image.flags.writeable else image.copy())
+        x = host.to(self.device).permute(2, 0, 1)[None].float()
         # Like SAM's reference path (PIL bilinear on uint8): horizontal pass, round, vertical pass, round.
         for size in ((H, w), (h, w)):
             if tuple(x.shape[-2:]) != size:
