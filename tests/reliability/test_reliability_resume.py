@@ -84,8 +84,13 @@ def test_killed_run_resumes_to_identical_results(tmp_path: Path) -> None:
     assert not (victim / "metrics.csv").exists()  # run-level files are written only at the end
     _visible_files_are_complete(victim)
     stamps = {p.name: p.stat().st_mtime_ns for p in _records(victim)}
+    # what a kill during a write leaves (whether or not this kill did): removed by the next run;
+    # a user's own file of another name is kept
+    (victim / "masks" / ".box.png.k3j_x.tmp").write_bytes(b"partial")
+    (victim / "mine.tmp").write_bytes(b"keep me")
 
     _run_here(cfg, victim)
+    assert not list(victim.rglob(".*.tmp")) and (victim / "mine.tmp").read_bytes() == b"keep me"
 
     # finished images were not recomputed; the rest were; nothing is missing
     assert {p.name: p.stat().st_mtime_ns for p in _records(victim) if p.name in stamps} == stamps

@@ -102,7 +102,10 @@ def test_render_report_is_self_contained_and_escaped() -> None:
                          panels=2, gallery=2, thumb=48, notice="cite me")
     assert "<script>" not in page and "&lt;script&gt;" in page and "t &amp; &lt;x&gt;" in page
     uris = re.findall(r'src="(data:image/png;base64,[^"]+)"', page)
-    assert len(uris) == 1 + 2 + 2  # histogram, 2 panels, best and worst galleries
-    panel = _decode(uris[1])
+    # histogram, 2 panels of 2 rows (CAM prompts; ground-truth prompts), best and worst galleries
+    assert len(uris) == 1 + 2 * 2 + 2
+    panel, gt_row = _decode(uris[1]), _decode(uris[2])
     assert panel.height <= 48 + 14 and panel.width > 4 * 40  # image, CAM, pseudo, GT + 2 strategies
+    assert gt_row.height <= 48 + 14 and 2 * 40 < gt_row.width < panel.width  # the 2 strategies, GT prompts
+    assert page.count(": ground-truth prompts") == 2
     assert "bad&lt;1&gt;" in page and "cite me" in page and "http" not in page

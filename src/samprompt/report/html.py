@@ -135,8 +135,18 @@ class _Painter:
             draw_prompt(t, _prompt_of(rec, strategy, "cam"), scale)
             d = _dice_of(rec, strategy, "cam")
             tiles.append(caption(t, f"{strategy}" + ("" if math.isnan(d) else f" D={d:.2f}")))
-        return (f'<div class="panel"><div class="id">{html.escape(sid)}</div>'
-                f'<img alt="{html.escape(sid)}" src="{data_uri(strip(tiles))}"></div>')
+        strips = [f'<img alt="{html.escape(sid)}" src="{data_uri(strip(tiles))}">']
+        if g is not None and any(p.get("source") == "gt" for p in rec.get("prompts", [])):
+            # Second row: the same strategies prompted from the ground truth (the baseline), same segmenter.
+            gt_tiles = []
+            for strategy in rec["strategies"]:
+                pred = resize_mask(self.view.mask(sid, strategy, "gt"), size)
+                t = thumbnail(outline(outline(arr, g, GT_COLOR), pred, PRED_COLOR, fill=0.3), self.thumb)[0]
+                draw_prompt(t, _prompt_of(rec, strategy, "gt"), scale)
+                d = _dice_of(rec, strategy, "gt")
+                gt_tiles.append(caption(t, f"{strategy}, GT prompt" + ("" if math.isnan(d) else f" D={d:.2f}")))
+            strips.append(f'<img alt="{html.escape(sid)}: ground-truth prompts" src="{data_uri(strip(gt_tiles))}">')
+        return f'<div class="panel"><div class="id">{html.escape(sid)}</div>{"".join(strips)}</div>'
 
     def gallery(self, items: Sequence[tuple[Mapping[str, Any], str, float]]) -> str:
         tiles = []

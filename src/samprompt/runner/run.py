@@ -126,6 +126,21 @@ class RunFolder:
         return read_png(mask_path(self.out, strategy, source, image_id)) > 0
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete the hidden ``.<name>.*.tmp`` files an interrupted run left behind (never read; see
+    :func:`~samprompt.runner.outputs.atomic_write_bytes`). Only plain files with that pattern are removed."""
+    removed = 0
+    for p in out.rglob(".*.tmp"):
+        if p.is_file() and not p.is_symlink():
+            try:
+                p.unlink()
+                removed += 1
+            except OSError as exc:
+                log.warning("could not remove stale temporary file %s: %s", p, exc)
+    if removed:
+        log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
+
+
 def _failure(image_id: str, exc: BaseException, stage: str) -> dict[str, str]:
     if isinstance(exc, StageError):
         stage = exc.stage
@@ -257,6 +272,7 @@ def run_experiment(
     out = Path(out).absolute()
     started = _now()
     prepare_folder(out, config, force=force)
+    _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
     previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
     data = prepare_data(config, out, progress)
