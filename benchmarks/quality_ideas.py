@@ -8,6 +8,7 @@ image, their features, boxes and scores against the ground truth) and the from-s
     .venv/bin/python benchmarks/quality_ideas.py selftrain r1 0.0    # segmentation net on all pseudo masks
     .venv/bin/python benchmarks/quality_ideas.py selftrain r1q 0.4   # ... on the 60 % most confident ones
     .venv/bin/python benchmarks/quality_ideas.py selfeval r1         # its val figures
+    .venv/bin/python benchmarks/quality_ideas.py selfagree r1q --test # agreement re-scoring (val; test once)
     .venv/bin/python benchmarks/quality_ideas.py cropmil             # MIL: linear features + crop CNN
     .venv/bin/python benchmarks/quality_ideas.py occlusion           # classifier occlusion test per region
 
@@ -15,7 +16,8 @@ image, their features, boxes and scores against the ground truth) and the from-s
   by the ``classical`` segmenter, is a pseudo mask (normal images: empty); a ResNet18 (initialised from the
   classifier) with an FPN decoder is trained on them at 128 px (BCE + Dice, flips, 20 epochs), and on val
   its map gives (a) a box (component of map > 0.5 with the most mass), (b) a re-scoring of the 6 refined
-  regions (mean map in the ellipse of each box).
+  regions (mean map in the ellipse of each box); ``selfagree`` adds ``lam`` x (box IoU of each refined
+  region with the net's box) to the shipped score, ``lam`` chosen on val.
 * ``cropmil`` — a multiple-instance scorer trained on image labels only (lesion vs normal image,
   log-sum-exp over the 6 refined regions): linear in the refined features (initialised at the shipped
   weights) plus a small CNN on a 64 px crop of each region's box with 25 % context; epoch chosen by val
@@ -228,6 +230,33 @@ def stage_selfeval(tag: str, split: str = "val") -> None:
     print(f"selftrain {tag} {split} normal images: mean area of map > 0.5 {np.mean(normal_area):.3f}")
 
 
+def stage_selfagree(tag: str, splits: tuple[str, ...] = ("val",)) -> None:
+    """Re-score the 6 refined regions by agreement with the net's box: shipped score + lam x box IoU."""
+    recs, ref = load_records(), load_refined()
+    net = _net(from_classifier=False)
+    net.load_state_dict(torch.load(CACHE / f"selftrain_{tag}.pt", map_location="cpu", weights_only=True))
+    net.eval()
+    for split in splits:
+        rows = []
+        for k, r in enumerate(recs):
+            if r["split"] != split or r["label"] == "normal" or not r["mask"].any() or ref[k] is None:
+                continue
+            x = torch.from_numpy(_to_input(r["grey"]))[None]
+            with torch.no_grad():
+                p = ((torch.sigmoid(net(x)) + torch.sigmoid(net(x.flip(-1))).flip(-1)) / 2)[0, 0].numpy()
+            P = resize(p, r["grey"].shape, order=1)
+            lab, n = ndi.label(P > 0.5)
+            net_box = mask_to_box(lab == 1 + int(np.argmax(ndi.sum(P, lab, range(1, n + 1))))) if n else None
+            agree = np.array([box_iou(b, net_box) if net_box is not None else 0.0 for b in ref[k]["boxes"]])
+            rows.append((shipped_scores(ref[k]), agree, ref[k]["biou"], ref[k]["inside"]))
+        for lam in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0):
+            ch = [int(np.argmax(s + lam * a)) for s, a, _, _ in rows]
+            bi = np.array([row[2][j] for row, j in zip(rows, ch)])
+            ins = np.array([row[3][j] for row, j in zip(rows, ch)])
+            print(f"selfagree {tag} {split} lambda {lam:g}: box IoU {bi.mean():.3f} hit50 {(bi > 0.5).mean():.2f} "
+                  f"inside {ins.mean():.2f} (n={len(rows)})")
+
+
 # ---------------------------------------------------------------------------------------- crop MIL
 class CropMIL(nn.Module):
     """Instance score = linear(standardised refined features) + CNN(64 px crop)."""
@@ -366,6 +395,8 @@ if __name__ == "__main__":
         stage_selftrain(args[0], float(args[1]))
     elif stage == "selfeval":
         stage_selfeval(args[0], args[1] if len(args) > 1 else "val")
+    elif stage == "selfagree":  # selfagree TAG [--test]
+        stage_selfagree(args[0], ("val", "test") if "--test" in args else ("val",))
     elif stage == "cropmil":
         stage_cropmil()
     elif stage == "occlusion":
