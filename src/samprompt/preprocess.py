@@ -93,38 +93,45 @@ class Preprocessing(BaseModel):
         top, left = (h - ch) // 2, (w - cw) // 2
         return Geometry((H, W), (h, w), (float(left), float(top), float(left + cw), float(top + ch)))
 
-    def to_tensor(self, image: NDArray[np.uint8]) -> tuple[torch.Tensor, Geometry]:
+    def to_tensor(
+        self, image: NDArray[np.uint8], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, Geometry]:
         """Turn one image into a normalised (3, h, w) float32 tensor.
 
         Args:
             image: (H, W) or (H, W, 3) uint8 (other layouts per :func:`samprompt._arrays.as_image`).
+            device: Where to resize and normalise (the uint8 image is moved there first, e.g. to a GPU);
+                ``None`` = CPU.
 
         Returns:
-            ``(tensor, geometry)``.
+            ``(tensor on device, geometry)``.
         """
         img = as_image(image)
         H, W = img.shape[:2]
         geo = self.geometry((H, W))
         # torch.tensor copies, so read-only arrays (e.g. from the data loaders) are fine.
-        x = torch.tensor(img).permute(2, 0, 1).float().div_(255.0)[None]
+        x = torch.tensor(img).to(device or "cpu").permute(2, 0, 1).float().div_(255.0)[None]
         h, w = self.input_size
         if self.mode == "resize":
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         else:
             left, top, right, bottom = (int(v) for v in geo.content)
             x = F.interpolate(x, size=(bottom - top, right - left), mode="bilinear", align_corners=False, antialias=True)
-            canvas = torch.full((1, 3, h, w), float(self.pad_value))
+            canvas = torch.full((1, 3, h, w), float(self.pad_value), device=x.device)
             canvas[:, :, top:bottom, left:right] = x
             x = canvas
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std)[0], geo
 
-    def batch(self, images: Sequence[NDArray[np.uint8]]) -> tuple[torch.Tensor, list[Geometry]]:
-        """Stack several images into a (B, 3, h, w) tensor plus one :class:`Geometry` each."""
+    def batch(
+        self, images: Sequence[NDArray[np.uint8]], device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, list[Geometry]]:
+        """Stack several images into a (B, 3, h, w) tensor on ``device`` (see :meth:`to_tensor`) plus one
+        :class:`Geometry` each."""
         if len(images) == 0:
             raise ValueError("images must not be empty")
-        pairs = [self.to_tensor(im) for im in images]
+        pairs = [self.to_tensor(im, device) for im in images]
         return torch.stack([p[0] for p in pairs]), [p[1] for p in pairs]
 
     @staticmethod

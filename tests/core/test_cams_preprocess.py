@@ -102,3 +102,20 @@ def test_preprocessing_geometry_and_inverse_are_exact() -> None:
     assert torch.allclose(back[0, 1:-1], (torch.arange(1, 199) + 0.5) * 0.5, atol=1e-4)
     with pytest.raises(ValueError):
         Preprocessing(input_size=4)
+
+
+@pytest.mark.parametrize("mode", ["resize", "letterbox"])
+def test_preprocessing_on_a_device_equals_the_cpu_path(mode: str) -> None:
+    img = np.random.default_rng(0).integers(0, 256, (70, 130, 3), dtype=np.uint8)
+    img.flags.writeable = False
+    prep = Preprocessing(input_size=(48, 64), mode=mode, pad_value=0.5)
+    ref, geo = prep.to_tensor(img)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        x, g = prep.to_tensor(img, device=device)
+        assert g == geo and x.shape == (3, 48, 64) and x.device.type == device
+        torch.testing.assert_close(x.cpu(), ref, rtol=0, atol=1e-4 if device == "cuda" else 0)
+        xb, geos = prep.batch([img, img], device=device)
+        assert xb.shape == (2, 3, 48, 64) and geos == [geo, geo] and xb.device.type == device
+    if mode == "letterbox":
+        assert float(ref[0, 0, 0]) == pytest.approx((0.5 - 0.485) / 0.229)  # the pad value, normalised

@@ -83,8 +83,8 @@ class TorchCamExtractor(CamExtractor):
             bs = self.params.batch_size
             for start in range(0, len(images), bs):
                 chunk = images[start : start + bs]
-                x, geos = preprocessing.batch(chunk)
-                x = x.to(device).requires_grad_(True)
+                x, geos = preprocessing.batch(chunk, device=device)  # resized on the classifier's device
+                x = x.requires_grad_(True)
                 with torch.enable_grad():
                     scores = model(x)
                     if scores.ndim != 2:
