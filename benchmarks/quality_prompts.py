@@ -9,6 +9,7 @@ Stages (each caches to $QUALITY_CACHE, default /tmp/qcache):
     .venv/bin/python benchmarks/quality_prompts.py refine       # polar refinement of the top-k candidates
     .venv/bin/python benchmarks/quality_prompts.py eval2 [--report]
         # second-stage scorer on the refined regions (MIL labels only; supervised reference)
+    .venv/bin/python benchmarks/quality_prompts.py shadow       # wrong choices; shadow_penalty grid (train/val)
     .venv/bin/python benchmarks/quality_prompts.py strategy val [refine_top_k=0 ...]
         # the shipped strategy end to end on one split (fresh proposals; params as key=JSON)
 
@@ -434,6 +435,43 @@ def stage_eval2(splits=("val",), point_quantile: float = 0.5) -> dict:
     return report
 
 
+def stage_shadow(penalties=(0.0, 0.5, 1.0, 2.0, 4.0)) -> None:
+    """Where the shipped second-stage choice goes wrong (train + val), and the ``shadow_penalty`` grid:
+    shipped refined score minus ``penalty`` x :func:`under_smaller_region` of the 6 refined boxes."""
+    from samprompt.prompts.candidates import under_smaller_region
+
+    recs = load_records()
+    with open(REFINED, "rb") as f:
+        ref = pickle.load(f)
+    scorer = CandidateScorer(names=REFINED_FEATURE_NAMES)
+    rows = []
+    for k, r in enumerate(recs):
+        if r["split"] not in ("train", "val") or r["label"] == "normal" or not r["mask"].any() or ref[k] is None:
+            continue
+        e = ref[k]
+        j = int(np.argmax(scorer(e["F"])))
+        b, g = e["boxes"][j], mask_to_box(r["mask"])
+        gw, gh = g[2] - g[0], g[3] - g[1]
+        rows.append((e["biou"][j], ((b[0] + b[2]) - (g[0] + g[2])) / 2 / gw, ((b[1] + b[3]) - (g[1] + g[3])) / 2 / gh,
+                     (b[2] - b[0]) * (b[3] - b[1]) / (gw * gh), e["biou"].max()))
+    a = np.array(rows)
+    wrong = a[:, 0] < 0.1
+    print(f"train+val lesion images {len(a)}: chosen box IoU < 0.1 on {wrong.mean():.1%}; of those "
+          f"{np.mean(a[wrong, 4] > 0.5):.0%} have a refined region with IoU > 0.5, "
+          f"{np.mean((a[wrong, 2] > 0.5) & (np.abs(a[wrong, 1]) < 1)):.0%} lie under the lesion, "
+          f"{np.mean(np.abs(a[wrong, 1]) >= 1):.0%} beside it, {np.mean((a[wrong, 2] < -0.5) & (np.abs(a[wrong, 1]) < 1)):.0%} "
+          f"above it; median area ratio to the lesion's box {np.median(a[wrong, 3]):.1f}")
+    for split in ("train", "val"):
+        ids = [k for k, r in enumerate(recs) if r["split"] == split and r["label"] != "normal" and r["mask"].any()
+               and ref[k] is not None]
+        for pen in penalties:
+            ch = [int(np.argmax(scorer(ref[k]["F"]) - pen * under_smaller_region(ref[k]["boxes"]))) for k in ids]
+            bi = np.array([ref[k]["biou"][j] for k, j in zip(ids, ch)])
+            ins = np.array([ref[k]["inside"][j] for k, j in zip(ids, ch)])
+            print(f"shadow_penalty {pen:g} {split} (n={len(ids)}): box IoU {bi.mean():.3f} hit50 {(bi > 0.5).mean():.2f} "
+                  f"inside {ins.mean():.2f} wrong place {(bi < 0.1).mean():.3f}")
+
+
 def stage_strategy(split: str = "val", **params) -> dict:
     """The SHIPPED ``candidates`` strategy end to end (fresh proposals, module defaults + ``params``), as the
     runner calls it (no CAM, empty pseudo mask), then the ``classical`` segmenter on its prompt.
@@ -489,6 +527,8 @@ if __name__ == "__main__":
     elif stage == "strategy":  # strategy SPLIT [key=json-value ...]
         stage_strategy(sys.argv[2] if len(sys.argv) > 2 else "val",
                        **{a.split("=", 1)[0]: json.loads(a.split("=", 1)[1]) for a in sys.argv[3:]})
+    elif stage == "shadow":
+        stage_shadow()
     elif stage == "eval2":
         stage_eval2(splits=("val", "test") if "--report" in sys.argv else ("val",))
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from samprompt.errors import ConfigError
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.prompts.base import Prompt
 from samprompt.prompts.candidates import (
@@ -131,3 +132,44 @@ def test_point_emitted_only_when_confident() -> None:
     unsure = CandidatePromptStrategy(output="box_point", point_min_score=1e9)(cam > 0.5, cam, image=img)
     assert len(sure.points) == 1 and len(unsure.points) == 0
     assert unsure.box is not None and np.allclose(unsure.box, sure.box)
+
+
+def test_under_smaller_region_flags_the_region_under_a_smaller_one() -> None:
+    from samprompt.prompts.candidates import under_smaller_region
+
+    lesion, shadow = [100, 50, 160, 90], [95, 95, 165, 180]
+    assert under_smaller_region([lesion, shadow]).tolist() == [False, True]
+    assert under_smaller_region([shadow, lesion]).tolist() == [True, False]  # order does not matter
+    assert under_smaller_region([[200, 50, 240, 90], shadow]).tolist() == [False, False]  # beside, not above
+    assert under_smaller_region([[100, 0, 160, 40], shadow]).tolist() == [False, False]  # gap 55 > 0.5 x 40
+    assert under_smaller_region([[100, 0, 160, 40], shadow], gap=2.0).tolist() == [False, True]
+    big_above = [60, 10, 200, 94]
+    assert under_smaller_region([big_above, shadow]).tolist() == [False, False]  # the upper one is larger
+    assert under_smaller_region([None, shadow, lesion]).tolist() == [False, True, False]
+    assert under_smaller_region([]).shape == (0,)
+
+
+def test_shadow_penalty_moves_the_choice_from_the_shadow_to_the_lesion_above() -> None:
+    rng = np.random.default_rng(3)
+    H, W = 220, 260
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    lesion = ((xx - 130) / 30) ** 2 + ((yy - 70) / 18) ** 2 <= 1
+    shadow = (xx > 95) & (xx < 165) & (yy > 100) & (yy < 190)
+    img = 165 + 15 * rng.standard_normal((H, W))
+    img[lesion] = 50 + 10 * rng.standard_normal(lesion.sum())
+    img[shadow] = 55 + 10 * rng.standard_normal(shadow.sum())
+    img = np.clip(img, 0, 255).astype(np.uint8)
+    from samprompt.prompts.candidates import REFINED_FEATURE_NAMES
+
+    prefer_big = [0.0] * len(REFINED_FEATURE_NAMES)
+    prefer_big[REFINED_FEATURE_NAMES.index("log_area")] = 1.0  # a score that prefers the larger region
+    boxes = {}
+    for penalty in (0.0, 100.0):
+        strat = CandidatePromptStrategy(refine_weights=prefer_big, shadow_penalty=penalty)
+        p = strat(np.zeros((H, W), bool), np.zeros((H, W), np.float32), image=np.stack([img] * 3, -1))
+        boxes[penalty] = p.box
+    assert box_iou(boxes[0.0], mask_to_box(shadow)) > 0.6  # without the penalty: the big shadow
+    assert box_iou(boxes[100.0], mask_to_box(lesion)) > 0.6  # with it: the lesion above the shadow
+    assert CandidatePromptStrategy().params.shadow_penalty == 2.0
+    with pytest.raises(ConfigError, match="shadow_penalty"):
+        CandidatePromptStrategy(shadow_penalty=-1)
