@@ -62,7 +62,7 @@ def load_refined() -> list:
 
 
 def shipped_scores(entry) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """The shipped second-stage scores of one image's refined regions."""
+    """The built-in second-stage scores of one image's refined regions (without ``shadow_penalty``)."""
     return CandidateScorer(names=REFINED_FEATURE_NAMES)(entry["F"])
 
 
