@@ -129,37 +129,32 @@ class _Painter:
         g = None if gt is None else resize_mask(gt, size)
         tiles.append(caption(thumbnail(outline(arr, g, GT_COLOR, fill=0.35), self.thumb)[0],
                              "ground truth" if gt is not None else "no ground truth"))
-        for strategy in rec["strategies"]:
-            pred = resize_mask(self.view.mask(sid, strategy, "cam"), size)
-            t = thumbnail(outline(outline(arr, g, GT_COLOR), pred, PRED_COLOR, fill=0.3), self.thumb)[0]
-            draw_prompt(t, _prompt_of(rec, strategy, "cam"), scale)
-            d = _dice_of(rec, strategy, "cam")
-            tiles.append(caption(t, f"{strategy}" + ("" if math.isnan(d) else f" D={d:.2f}")))
+        tiles += [self._result(rec, strategy, "cam", arr, g, scale, strategy) for strategy in rec["strategies"]]
         strips = [f'<img alt="{html.escape(sid)}" src="{data_uri(strip(tiles))}">']
         if g is not None and any(p.get("source") == "gt" for p in rec.get("prompts", [])):
             # Second row: the same strategies prompted from the ground truth (the baseline), same segmenter.
-            gt_tiles = []
-            for strategy in rec["strategies"]:
-                pred = resize_mask(self.view.mask(sid, strategy, "gt"), size)
-                t = thumbnail(outline(outline(arr, g, GT_COLOR), pred, PRED_COLOR, fill=0.3), self.thumb)[0]
-                draw_prompt(t, _prompt_of(rec, strategy, "gt"), scale)
-                d = _dice_of(rec, strategy, "gt")
-                gt_tiles.append(caption(t, f"{strategy}, GT prompt" + ("" if math.isnan(d) else f" D={d:.2f}")))
+            gt_tiles = [self._result(rec, strategy, "gt", arr, g, scale, f"{strategy}, GT prompt")
+                        for strategy in rec["strategies"]]
             strips.append(f'<img alt="{html.escape(sid)}: ground-truth prompts" src="{data_uri(strip(gt_tiles))}">')
         return f'<div class="panel"><div class="id">{html.escape(sid)}</div>{"".join(strips)}</div>'
 
+    def _result(self, rec: Mapping[str, Any], strategy: str, source: str, arr: NDArray[np.uint8],
+                g: NDArray[np.bool_] | None, scale: float, label: str) -> Any:
+        """One strategy's mask (and its prompt) over the ground truth, captioned with ``label`` and Dice."""
+        pred = resize_mask(self.view.mask(rec["image"], strategy, source), (arr.shape[1], arr.shape[0]))
+        t = thumbnail(outline(outline(arr, g, GT_COLOR), pred, PRED_COLOR, fill=0.3), self.thumb)[0]
+        draw_prompt(t, _prompt_of(rec, strategy, source), scale)
+        d = _dice_of(rec, strategy, source)
+        return caption(t, label + ("" if math.isnan(d) else f" D={d:.2f}"))
+
     def gallery(self, items: Sequence[tuple[Mapping[str, Any], str, float]]) -> str:
         tiles = []
-        for rec, strategy, d in items:
+        for rec, strategy, _ in items:
             sid = rec["image"]
             base, scale = thumbnail(self.view.image(sid), self.thumb)
-            arr = np.asarray(base)
             gt = self.view.gt(sid)
             g = None if gt is None else resize_mask(gt, base.size)
-            pred = resize_mask(self.view.mask(sid, strategy, "cam"), base.size)
-            t = thumbnail(outline(outline(arr, g, GT_COLOR), pred, PRED_COLOR, fill=0.3), self.thumb)[0]
-            draw_prompt(t, _prompt_of(rec, strategy, "cam"), scale)
-            tiles.append(caption(t, f"{sid}\n{strategy} D={d:.2f}"))
+            tiles.append(self._result(rec, strategy, "cam", np.asarray(base), g, scale, f"{sid}\n{strategy}"))
         return f'<img alt="gallery" src="{data_uri(strip(tiles))}">' if tiles else "<p>none</p>"
 
 
