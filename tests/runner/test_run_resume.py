@@ -83,3 +83,26 @@ def test_changed_config_is_refused_unless_forced(synth_data: Path, tmp_path: Pat
     assert res.computed == 1
     assert json.loads((out / "config.json").read_text())["pipeline"]["masker"]["params"]["value"] == 0.7
     assert (out / "unrelated.txt").read_text() == "keep me"  # --force removes only the run's own files
+
+
+def test_moved_data_resumes_and_changed_data_is_refused(synth_data: Path, tmp_path: Path) -> None:
+    """The data folder's path is not part of the run's identity; its fingerprint (content) is."""
+    import shutil
+
+    from samprompt.errors import DataError
+
+    first = tmp_path / "data-a"
+    shutil.copytree(synth_data, first)
+    out = tmp_path / "r"
+    run_experiment(load_run_config(fast_config(first, limit=2)), out)
+    moved = tmp_path / "elsewhere" / "data-b"
+    shutil.move(str(first), moved)
+    res = run_experiment(load_run_config(fast_config(moved, limit=2)), out)
+    assert res.computed == 0  # the two finished images are not recomputed
+    assert json.loads((out / "config.json").read_text())["data"]["path"] == str(moved)
+    assert json.loads((out / "manifest.json").read_text())["data"]["path"] == str(moved)
+    # same path, different bytes: refused (DataError names the folder), whatever the path
+    victim = next(p for p in sorted(moved.rglob("*.png")) if "_mask" not in p.name)
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="changed since run folder"):
+        run_experiment(load_run_config(fast_config(moved, limit=2)), out)

@@ -101,7 +101,14 @@ def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
         except (OSError, json.JSONDecodeError) as exc:
             theirs = {"unreadable": str(exc)}
         keys = _diff(theirs, mine)
+        moved = "data.path" in keys
+        # A moved data folder is the same run: the data's fingerprint (relative paths, sizes, bytes) is
+        # compared with the manifest's by the caller, so only the path in config.json is brought up to date.
+        keys = [k for k in keys if k != "data.path"]
         if not keys:
+            if moved:
+                log.info("run folder %s: the data moved to %s (its fingerprint is checked)", out, config.data.path)
+                atomic_write_json(cfg_path, mine)
             return True
         if not force:
             shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
