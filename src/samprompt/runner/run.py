@@ -166,9 +166,6 @@ class _Batcher:
         self.failures: list[dict[str, str]] = []
         self.computed = 0
 
-    def __call__(self, ids: Sequence[str]) -> None:
-        self.process([self.load(sid) for sid in ids])
-
     def load(self, sid: str) -> _Item | dict[str, str]:
         """Read one image, its mask and its CAM target (thread-safe): the item, or a failure record."""
         ds = self.data.dataset
