@@ -522,8 +522,8 @@ if __name__ == "__main__":
         stage_candidates()
     elif stage == "cams":
         stage_cams()
-    elif stage == "refine":
-        stage_refine()
+    elif stage == "refine":  # refine [TOP_K]
+        stage_refine(top_k=int(sys.argv[2]) if len(sys.argv) > 2 else 6)
     elif stage == "strategy":  # strategy SPLIT [key=json-value ...]
         stage_strategy(sys.argv[2] if len(sys.argv) > 2 else "val",
                        **{a.split("=", 1)[0]: json.loads(a.split("=", 1)[1]) for a in sys.argv[3:]})
