@@ -108,7 +108,8 @@ class CandidatePromptStrategy(PromptStrategy):
             :data:`REFINED_FEATURE_NAMES`; ``None`` = the built-in defaults.
         shadow_penalty: Subtracted from the second-stage score of a refined region that has a smaller
             refined region directly above it (:func:`under_smaller_region`: probably the acoustic shadow
-            under the lesion); 0 = off. The default 2.0 was chosen on the BUSI train split (docs: quality).
+            under the lesion); 0 = off. The default 2.0 was chosen by box IoU on the BUSI train split
+            (with its masks; docs: quality).
         point_min_score: Emit positive points (``box_point``, ``box_points``) only when the chosen region's
             score is at least this (the box is always emitted; ``points`` output is unaffected);
             ``None`` (default) = always. With the default scorers, 1.0 (the 60th percentile of the chosen
