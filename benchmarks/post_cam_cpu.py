@@ -1,8 +1,11 @@
 """Per-image CPU cost of everything after the CAM: every pseudo masker and prompt strategy.
 
-Usage: ``python benchmarks/post_cam_cpu.py [--n 20] [--size 500 600] [--threads 1] [--out FILE.json]``.
+Usage: ``python benchmarks/post_cam_cpu.py [--n 20] [--size 500 600] [--threads 1] [--busi DIR [--n-busi 30]]
+[--out FILE.json]``.
 Prints milliseconds per image for each built-in masker and strategy (default parameters, synthetic CAMs of a
-BUSI-like size) and saves them as JSON.
+BUSI-like size) and saves them as JSON. Without an image the ``candidates`` strategy falls back to the mask's
+box, so ``--busi`` (the BUSI folder holding ``benign/`` and ``malignant/``) also times it the way it runs:
+on real images (every 13th lesion image, ``--n-busi`` of them), proposals + refinement + choice.
 """
 
 from __future__ import annotations
@@ -19,11 +22,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput import post_cam_cpu  # noqa: E402  (the same measurement the throughput benchmark makes)
 
 
+def candidates_on_images(root: Path, n: int) -> dict[str, object]:
+    """Milliseconds per image of the ``candidates`` strategy's choice on BUSI lesion images (decoded first)."""
+    import numpy as np
+    from PIL import Image
+
+    from samprompt.data import open_dataset
+    from samprompt.prompts.candidates import CandidatePromptStrategy
+
+    ds = open_dataset(root)
+    lesion = [ds[i] for i in range(len(ds)) if ds[i].label != "normal"]
+    images = [np.asarray(Image.open(s.image_path).convert("RGB")) for s in lesion[::13][:n]]
+    strategy = CandidatePromptStrategy()
+    strategy.choose(images[0], np.zeros(images[0].shape[:2], np.float32))  # warm-up
+    t = time.perf_counter()
+    for im in images:
+        strategy.choose(im, np.zeros(im.shape[:2], np.float32))
+    ms = 1e3 * (time.perf_counter() - t) / len(images)
+    return {"n_images": len(images), "ms_per_image": ms,
+            "mean_size": [float(np.mean([im.shape[0] for im in images])), float(np.mean([im.shape[1] for im in images]))]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20, help="number of synthetic CAMs")
     ap.add_argument("--size", type=int, nargs=2, default=(500, 600), metavar=("H", "W"))
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--busi", type=Path, default=None, help="BUSI folder: also time `candidates` on its images")
+    ap.add_argument("--n-busi", type=int, default=30)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import torch
@@ -31,11 +57,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     post_cam_cpu(2, tuple(args.size))  # warm-up (imports, first-call costs)
     result = post_cam_cpu(args.n, tuple(args.size))
+    if args.busi is not None:
+        result["candidates_on_busi"] = candidates_on_images(args.busi, args.n_busi)
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
                          "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     for kind in ("maskers_ms", "strategies_ms"):
         for name, ms in result[kind].items():
             print(f"{kind[:-3]:>10} {name:<18} {ms if isinstance(ms, str) else f'{ms:7.2f} ms'}")
+    if "candidates_on_busi" in result:
+        c = result["candidates_on_busi"]
+        print(f"  candidates on {c['n_images']} BUSI images ({c['mean_size'][0]:.0f} x {c['mean_size'][1]:.0f} px): "
+              f"{c['ms_per_image']:.1f} ms per image")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"saved {args.out}")

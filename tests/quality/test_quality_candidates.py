@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from samprompt.errors import ConfigError
 from samprompt.prompts import PROMPT_STRATEGIES
@@ -173,3 +175,52 @@ def test_shadow_penalty_moves_the_choice_from_the_shadow_to_the_lesion_above() -
     assert CandidatePromptStrategy().params.shadow_penalty == 2.0
     with pytest.raises(ConfigError, match="shadow_penalty"):
         CandidatePromptStrategy(shadow_penalty=-1)
+
+
+def test_strategy_matches_the_public_functions_step_by_step() -> None:
+    """The strategy prepares the image once and shares it between its stages; the result must be the
+    one the public functions give when each recomputes everything from the image."""
+    from samprompt.prompts.candidates import refine_candidates, under_smaller_region
+
+    img, lesion = _scene(5)
+    rgb = np.stack([img] * 3, -1)
+    cam = np.zeros(lesion.shape, np.float32)
+    strat = CandidatePromptStrategy()
+    region, score = strat.choose(rgb, cam)
+
+    cands = propose_candidates(rgb)
+    scores = strat.scorer(candidate_features(rgb, cands, cam))
+    _, full, F = refine_candidates(rgb, cands, scores, top_k=strat.params.refine_top_k)
+    s2 = strat.refine_scorer(F) - strat.params.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])
+    i = int(np.argmax(s2))
+    assert score == pytest.approx(float(s2[i]), abs=0) and np.array_equal(region, full[i])
+    assert box_iou(mask_to_box(region), mask_to_box(lesion)) > 0.7
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(8, 40), st.integers(8, 40), st.integers(1, 6))
+@settings(max_examples=60, deadline=None)
+def test_cropped_fill_and_ring_equal_the_whole_image_operations(seed: int, h: int, w: int, it: int) -> None:
+    from scipy import ndimage as ndi
+
+    from samprompt.prompts.candidate_regions import _fill_holes, _ring
+
+    rng = np.random.default_rng(seed)
+    m = ndi.binary_dilation(rng.random((h, w)) < 0.08, iterations=1)  # blobs, some touching the border
+    m[rng.integers(h), rng.integers(w)] = True  # never empty
+    assert np.array_equal(_fill_holes(m), ndi.binary_fill_holes(m))
+    assert np.array_equal(_ring(m, it), ndi.binary_dilation(m, iterations=it) & ~m)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(20, 300), st.integers(20, 300), st.integers(8, 64), st.integers(8, 64))
+@settings(max_examples=60, deadline=None)
+def test_shrunk_mask_equals_the_anti_aliased_resize(seed: int, H: int, W: int, h: int, w: int) -> None:
+    from skimage.transform import resize
+
+    from samprompt.prompts.candidate_regions import _shrink_mask
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W]
+    cy, cx = rng.uniform(0, H), rng.uniform(0, W)  # anywhere, also at the border
+    m = ((yy - cy) / rng.uniform(2, H / 2)) ** 2 + ((xx - cx) / rng.uniform(2, W / 2)) ** 2 <= 1
+    expected = resize(m.astype(np.float32), (h, w), order=1) > 0.5 if m.any() else np.zeros((h, w), bool)
+    assert np.array_equal(_shrink_mask(m, (h, w)), expected)

@@ -123,19 +123,85 @@ def _grey(image: Any) -> NDArray[np.float32]:
     return as_image(arr).astype(np.float32).mean(axis=2) / 255.0
 
 
-def _work(grey: NDArray[np.float32], work_size: int, sigma: float) -> tuple[NDArray[np.float32], tuple[float, float]]:
-    H, W = grey.shape
-    s = min(1.0, work_size / max(H, W))
-    shape = (max(8, round(H * s)), max(8, round(W * s)))
-    small = resize(grey, shape, order=1, anti_aliasing=s < 1).astype(np.float32)
-    if sigma > 0:
-        small = ndi.gaussian_filter(small, sigma)
-    return small, (shape[0] / H, shape[1] / W)
+class _Work:
+    """One image prepared once for all stages: its grey version at full size (``grey``), the smoothed
+    working copy (``small``, what :func:`propose_candidates`, :func:`candidate_features` and
+    :func:`refine_candidates` each used to recompute) and its local-darkness maps (``local``)."""
+
+    def __init__(self, image: Any, sigma: float, *, work_size: int = 128,
+                 shape: tuple[int, int] | None = None) -> None:
+        self.grey = _grey(image)
+        H, W = self.grey.shape
+        if shape is None:
+            s = min(1.0, work_size / max(H, W))
+            shape = (max(8, round(H * s)), max(8, round(W * s)))
+        # anti-aliasing is a no-op unless the image is shrunk (its Gaussian width is then 0)
+        small = resize(self.grey, shape, order=1, anti_aliasing=True).astype(np.float32)
+        self.small = ndi.gaussian_filter(small, sigma) if sigma > 0 else small
+        self.sigma = sigma
+        self.scale = (shape[0] / H, shape[1] / W)
+        self._local: dict[float, NDArray[np.float32]] = {}
+
+    def local(self, width: float) -> NDArray[np.float32]:
+        """``small`` minus its blur of width ``width`` x its long side (dark = negative)."""
+        if width not in self._local:
+            self._local[width] = self.small - ndi.gaussian_filter(self.small, width * max(self.small.shape))
+        return self._local[width]
 
 
 def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     inter = np.count_nonzero(a & b)
     return inter / max(1, np.count_nonzero(a | b))
+
+
+def _crop_around(mask: NDArray[np.bool_], pad: int) -> tuple[slice, slice]:
+    """The bounding box of ``mask`` grown by ``pad`` pixels, clipped to the array."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (slice(max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)),
+            slice(max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)))
+
+
+def _fill_holes(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``ndi.binary_fill_holes`` of a non-empty mask, computed on its box plus a 1-pixel frame (the same
+    result: background touching the box's edge reaches the image border around the box)."""
+    sl = _crop_around(region, 1)
+    out = np.zeros_like(region)
+    out[sl] = ndi.binary_fill_holes(region[sl])
+    return out
+
+
+def _ring(mask: NDArray[np.bool_], iterations: int) -> NDArray[np.bool_]:
+    """``binary_dilation(mask, iterations) & ~mask`` of a non-empty mask, computed around its box."""
+    sl = _crop_around(mask, iterations)
+    out = np.zeros_like(mask)
+    out[sl] = ndi.binary_dilation(mask[sl], iterations=iterations) & ~mask[sl]
+    return out
+
+
+def _shrink_mask(full: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """``resize(full.astype(np.float32), shape, order=1) > 0.5`` (scikit-image's anti-aliased linear
+    resize) with the anti-aliasing blur computed only near the mask: away from it the blur of zeros is
+    exactly zero, so the values, and the result, are the same (``tests/quality`` checks it)."""
+    if not full.any():
+        return np.zeros(shape, bool)
+    factors = np.divide(full.shape, shape)
+    sigma = np.maximum(0, (factors - 1) / 2)  # scikit-image's default anti-aliasing width
+    radius = [int(4.0 * s + 0.5) for s in sigma]  # scipy's truncate = 4
+    ys = np.flatnonzero(full.any(axis=1))
+    xs = np.flatnonzero(full.any(axis=0))
+    H, W = full.shape
+    # blur a window of 2 radii around the mask (exact within 1 radius), keep the inner 1-radius part
+    outer = (slice(max(0, ys[0] - 2 * radius[0]), min(H, ys[-1] + 1 + 2 * radius[0])),
+             slice(max(0, xs[0] - 2 * radius[1]), min(W, xs[-1] + 1 + 2 * radius[1])))
+    inner = (slice(max(0, ys[0] - radius[0]), min(H, ys[-1] + 1 + radius[0])),
+             slice(max(0, xs[0] - radius[1]), min(W, xs[-1] + 1 + radius[1])))
+    blurred_outer = ndi.gaussian_filter(full[outer].astype(np.float32), sigma, mode="mirror")
+    blurred = np.zeros(full.shape, np.float32)
+    blurred[inner] = blurred_outer[inner[0].start - outer[0].start:inner[0].stop - outer[0].start,
+                                   inner[1].start - outer[1].start:inner[1].stop - outer[1].start]
+    return resize(blurred, shape, order=1, anti_aliasing=False) > 0.5
 
 
 def propose_candidates(
@@ -170,9 +236,17 @@ def propose_candidates(
     Returns:
         Candidates (possibly empty).
     """
-    small, scale = _work(_grey(image), work_size, sigma)
+    return _propose(_Work(image, sigma, work_size=work_size), quantiles=quantiles, local_sigma=local_sigma,
+                    min_area=min_area, max_area=max_area, opening=opening, max_candidates=max_candidates,
+                    segments=segments)
+
+
+def _propose(work: _Work, *, quantiles: Sequence[float], min_area: float, max_area: float, max_candidates: int,
+             segments: Sequence[float], local_sigma: float = 0.15, opening: Sequence[int] | int = (1,)
+             ) -> list[Candidate]:
+    small, scale = work.small, work.scale
     n = small.size
-    local = small - ndi.gaussian_filter(small, local_sigma * max(small.shape))
+    local = work.local(local_sigma)
     levels: list[NDArray[np.bool_]] = []
     for q in quantiles:
         levels.append(small <= np.quantile(small, q))
@@ -184,7 +258,7 @@ def propose_candidates(
         except ValueError:
             pass
         levels.append(local <= threshold_otsu(local))
-    found: list[list[Any]] = []  # [mask, hits]
+    found: list[list[Any]] = []  # [mask, hits, area]
     openings = (opening,) if isinstance(opening, int) else tuple(opening)
     labelled = []
     for lev in levels:
@@ -206,15 +280,17 @@ def propose_candidates(
         for j in range(1, k + 1):
             if not (min_area * n <= areas[j] <= max_area * n):
                 continue
-            region = ndi.binary_fill_holes(lab == j)
+            region = _fill_holes(lab == j)
+            a = np.count_nonzero(region)
             for entry in found:
-                if _iou(entry[0], region) > 0.85:
+                # IoU <= min(area) / max(area): skip the pixel test where the areas alone rule a match out
+                if min(a, entry[2]) > 0.85 * max(a, entry[2]) and _iou(entry[0], region) > 0.85:
                     entry[1] += 1
                     break
             else:
-                found.append([region, 1])
+                found.append([region, 1, a])
     found.sort(key=lambda e: -e[1])
-    return [Candidate(mask=m, scale=scale, hits=h) for m, h in found[:max_candidates]]
+    return [Candidate(mask=m, scale=scale, hits=h) for m, h, _ in found[:max_candidates]]
 
 
 def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32]) -> NDArray[np.float64]:
@@ -237,16 +313,22 @@ def candidate_features(
     image: Any, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None = None, *, sigma: float = 1.5
 ) -> NDArray[np.float64]:
     """(K, len(FEATURE_NAMES)) features of ``candidates`` of ``image`` (CAM features are 0 without a CAM)."""
+    if not candidates:
+        return np.zeros((0, len(FEATURE_NAMES)))
+    return _features(_Work(image, sigma, shape=candidates[0].mask.shape), candidates, cam)
+
+
+def _features(work: _Work, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None) -> NDArray[np.float64]:
     from skimage.morphology import convex_hull_image  # noqa: PLC0415 - heavy import, only here
 
     if not candidates:
         return np.zeros((0, len(FEATURE_NAMES)))
-    shape = candidates[0].mask.shape
-    small = resize(_grey(image), shape, order=1, anti_aliasing=True).astype(np.float32)
-    small = ndi.gaussian_filter(small, sigma)
+    small = work.small
+    if small.shape != candidates[0].mask.shape:
+        raise ValueError(f"candidates are {candidates[0].mask.shape} but the working image is {small.shape}")
     std = float(small.std()) + 1e-3
-    local = small - ndi.gaussian_filter(small, 0.15 * max(shape))
-    h, w = shape
+    local = work.local(0.15)
+    h, w = small.shape
     rows = []
     for c in candidates:
         m = c.mask
@@ -254,7 +336,7 @@ def candidate_features(
         ys, xs = np.nonzero(m)
         y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
         hull = np.count_nonzero(convex_hull_image(m[y0:y1, x0:x1]))
-        ring = ndi.binary_dilation(m, iterations=max(2, int(0.2 * np.sqrt(a)))) & ~m
+        ring = _ring(m, max(2, int(0.2 * np.sqrt(a))))
         inside = float(small[m].mean())
         out = float(small[ring].mean()) if ring.any() else inside
         bh = max(2, (y1 - y0) // 2)
@@ -331,12 +413,18 @@ def refine_candidates(
         stage score first), their masks at the original resolution, and (k, len(REFINED_FEATURE_NAMES))
         features (see :data:`REFINED_FEATURE_NAMES`).
     """
-    from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415 - avoids an import cycle
-
     if not candidates:
         return [], [], np.zeros((0, len(REFINED_FEATURE_NAMES)))
+    return _refine(_Work(image, sigma, shape=candidates[0].mask.shape), candidates, scores, top_k=top_k,
+                   margin=margin, segmenter=segmenter)
+
+
+def _refine(work: _Work, candidates: Sequence[Candidate], scores: NDArray[np.float64], *, top_k: int,
+            margin: float, segmenter: Any) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
+    from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415 - avoids an import cycle
+
     seg = segmenter if segmenter is not None else ClassicalSegmenter(stretch_to_box=False)
-    grey = _grey(image)
+    grey = work.grey
     H, W = grey.shape
     emb = seg.embed(np.round(np.clip(grey, 0, 1) * 255).astype(np.uint8))
     order = np.argsort(-np.asarray(scores, np.float64), kind="stable")[:top_k]
@@ -352,7 +440,7 @@ def refine_candidates(
     small_masks, full_masks = [], []
     for i, j in enumerate(order):
         full = np.asarray(out.masks[i], bool)
-        sm = resize(full.astype(np.float32), shape, order=1) > 0.5 if full.any() else np.zeros(shape, bool)
+        sm = _shrink_mask(full, shape)
         if not sm.any():  # nothing survived: keep the thresholded region
             sm = candidates[j].mask
             full = candidates[j].full_mask((H, W))
@@ -363,8 +451,8 @@ def refine_candidates(
                       for a in small_masks])
     agree = (inter > 0.6).sum(axis=1)
     refined = [Candidate(mask=m, scale=candidates[0].scale, hits=int(a)) for m, a in zip(small_masks, agree)]
-    F = candidate_features(image, refined, sigma=sigma)
-    small = ndi.gaussian_filter(resize(grey, shape, order=1, anti_aliasing=True).astype(np.float32), sigma)
+    F = _features(work, refined, None)
+    small = work.small
     grad = ndi.gaussian_gradient_magnitude(small, 1.0)
     gscale = float(np.percentile(grad, 90)) + 1e-4
     std = float(small.std()) + 1e-3

@@ -52,7 +52,10 @@ from samprompt.prompts.candidate_regions import (
     REFINED_FEATURE_NAMES,
     Candidate,
     CandidateScorer,
-    _grey,
+    _features,
+    _propose,
+    _refine,
+    _Work,
     cam_features,
     candidate_features,
     propose_candidates,
@@ -158,15 +161,23 @@ class CandidatePromptStrategy(PromptStrategy):
     def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
         """Propose and score (first stage only) and pick: ``(best or None, candidates, scores)``."""
+        best, cands, scores, _ = self._select(image, cam, pseudo_mask)
+        return best, cands, scores
+
+    def _select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None
+                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64], _Work]:
         p = self.params
-        cands = propose_candidates(image, work_size=p.work_size, sigma=p.sigma, quantiles=p.quantiles,  # type: ignore[attr-defined]
-                                   min_area=p.min_area, max_area=p.max_area, segments=p.segments,  # type: ignore[attr-defined]
-                                   max_candidates=p.max_candidates)  # type: ignore[attr-defined]
+        work = _Work(image, p.sigma, work_size=p.work_size)  # type: ignore[attr-defined]
+        cands = _propose(work, quantiles=p.quantiles, min_area=p.min_area,  # type: ignore[attr-defined]
+                         max_area=p.max_area, segments=p.segments,  # type: ignore[attr-defined]
+                         max_candidates=p.max_candidates)  # type: ignore[attr-defined]
         if not cands:
-            return None, cands, np.zeros(0)
-        scores = self.scorer(candidate_features(image, cands, cam, sigma=p.sigma))  # type: ignore[attr-defined]
+            return None, cands, np.zeros(0), work
+        # CAM features cost a resize of the CAM; a scorer that gives them no weight does not need them
+        uses_cam = bool(np.any(self.scorer.weights[list(CAM_FEATURES)] != 0))
+        scores = self.scorer(_features(work, cands, cam if uses_cam else None))
         scores = self._gate(cands, scores, pseudo_mask)
-        return cands[int(np.argmax(scores))], cands, scores
+        return cands[int(np.argmax(scores))], cands, scores, work
 
     def _gate(self, cands: Sequence[Candidate], scores: NDArray[np.float64],
               pseudo_mask: NDArray[np.bool_] | None) -> NDArray[np.float64]:
@@ -181,20 +192,19 @@ class CandidatePromptStrategy(PromptStrategy):
                ) -> tuple[NDArray[np.bool_] | None, float]:
         """The chosen region at the original resolution and its score (``(None, -inf)`` without one)."""
         p = self.params
-        H, W = _grey(image).shape
-        best, cands, scores = self.select(image, cam, pseudo_mask)
+        best, cands, scores, work = self._select(image, cam, pseudo_mask)
         if best is None:
             return None, float("-inf")
         if p.refine_top_k == 0:  # type: ignore[attr-defined]
-            return best.full_mask((H, W)), float(np.max(scores))
+            return best.full_mask(work.grey.shape), float(np.max(scores))
         if self._segmenter is None:
             from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415
 
             self._segmenter = ClassicalSegmenter(stretch_to_box=False)
         finite = np.isfinite(scores)
         keep = [c for c, f in zip(cands, finite) if f]
-        refined, full, F = refine_candidates(image, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
-                                             margin=p.refine_margin, segmenter=self._segmenter, sigma=p.sigma)  # type: ignore[attr-defined]
+        refined, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
+                                   margin=p.refine_margin, segmenter=self._segmenter)  # type: ignore[attr-defined]
         s2 = self.refine_scorer(F)
         if p.shadow_penalty > 0:  # type: ignore[attr-defined]
             s2 = s2 - p.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])  # type: ignore[attr-defined]
