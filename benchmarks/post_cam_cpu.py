@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from throughput import post_cam_cpu  # noqa: E402  (the same measurement the throughput benchmark makes)
+from throughput import post_cam_cpu  # the same measurement the throughput benchmark makes
 
 
 def candidates_on_images(root: Path, n: int) -> dict[str, object]:

@@ -19,8 +19,8 @@ CACHE = Path(os.environ.get("QUALITY_CACHE", "/tmp/qcache"))
 
 def load_split():
     """Return ``(dataset, split)`` (split cached as JSON in CACHE)."""
-    from samprompt.data import open_dataset  # noqa: PLC0415
-    from samprompt.data.splits import Split, make_split  # noqa: PLC0415
+    from samprompt.data import open_dataset
+    from samprompt.data.splits import Split, make_split
 
     ds = open_dataset(BUSI)
     CACHE.mkdir(parents=True, exist_ok=True)

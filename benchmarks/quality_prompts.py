@@ -32,21 +32,21 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_common import CACHE, lesions, load_records  # noqa: E402
+from quality_common import CACHE, lesions, load_records
 
-from samprompt.prompts.candidates import (  # noqa: E402
+from samprompt.prompts.candidates import (
     CAM_FEATURES,
     FEATURE_NAMES,
-    cam_features,
     REFINED_FEATURE_NAMES,
     Candidate,
     CandidateScorer,
+    cam_features,
     candidate_features,
     propose_candidates,
     refine_candidates,
     region_prompt,
 )
-from samprompt.regions import box_iou, mask_to_box  # noqa: E402
+from samprompt.regions import box_iou, mask_to_box
 
 CAND = CACHE / "cands.pkl"
 REFINED = CACHE / "refined.pkl"
@@ -99,7 +99,7 @@ def stage_candidates() -> None:
 def unpack(entry) -> list[Candidate]:
     if entry["masks"] is None:
         return []
-    h, w = entry["shape"]
+    w = entry["shape"][1]
     ms = np.unpackbits(entry["masks"], axis=-1)[..., :w].astype(bool)
     return [Candidate(mask=m, scale=entry["scale"], hits=hh) for m, hh in zip(ms, entry["hits"])]
 
@@ -118,10 +118,10 @@ def stage_cams() -> None:
     lesion = tuple(i for i, n in enumerate(names) if n != "normal")
     recs = load_records()
     variants = {
-        "gcpp_l4": dict(method="gradcampp", target_layer="layer4", flips=[]),
-        "gcpp_l34": dict(method="gradcampp", target_layer=["layer3", "layer4"], flips=[]),
-        "gcpp_l34_tta": dict(method="gradcampp", target_layer=["layer3", "layer4"], flips=["h"]),
-        "layercam_l34_tta": dict(method="layercam", target_layer=["layer3", "layer4"], flips=["h"]),
+        "gcpp_l4": {"method": "gradcampp", "target_layer": "layer4", "flips": []},
+        "gcpp_l34": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": []},
+        "gcpp_l34_tta": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]},
+        "layercam_l34_tta": {"method": "layercam", "target_layer": ["layer3", "layer4"], "flips": ["h"]},
     }
     out = {}
     for vname, kw in variants.items():
@@ -179,7 +179,7 @@ def auc(scores, labels):
     pos, neg = scores[labels == 1], scores[labels == 0]
     if len(pos) == 0 or len(neg) == 0:
         return float("nan")
-    return float(((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean()))
+    return float((pos[:, None] > neg[None]).mean() + 0.5 * (pos[:, None] == neg[None]).mean())
 
 
 def stage_eval(cam_variant: str = "gcpp_l34_tta", segment: bool = True, splits=("val",)) -> dict:
@@ -401,8 +401,8 @@ def stage_eval2(splits=("val",), point_quantile: float = 0.5) -> dict:
             for k in ids:
                 r = recs[k]
                 if not len(Z[k]):
-                    for key in b:
-                        b[key].append(0.0 if key != "score" else -np.inf)
+                    for key, values in b.items():
+                        values.append(0.0 if key != "score" else -np.inf)
                     continue
                 e = ref[k]
                 sc = Z[k] @ (w if w is not None else w_mil)

@@ -20,13 +20,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_common import CACHE, lesions, load_records  # noqa: E402
+from quality_common import CACHE, lesions, load_records
 
-from samprompt.metrics import dice, summarize  # noqa: E402
-from samprompt.prompts.base import Prompt  # noqa: E402
-from samprompt.prompts.builtin import inside_point  # noqa: E402
-from samprompt.regions import ellipse_in_box, mask_to_box  # noqa: E402
-from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: E402
+from samprompt.metrics import dice, summarize
+from samprompt.prompts.base import Prompt
+from samprompt.prompts.builtin import inside_point
+from samprompt.regions import ellipse_in_box, mask_to_box
+from samprompt.segmenters.classical import ClassicalSegmenter
 
 
 def run(recs, method, kind="box"):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from quality_common import CACHE, load_split  # noqa: E402
+from quality_common import CACHE, load_split
 
 
 def main() -> None:

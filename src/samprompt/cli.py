@@ -337,7 +337,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    except Exception as exc:  # noqa: BLE001 - unexpected: short message unless --debug
+    except Exception as exc:  # unexpected: short message unless --debug
         if args.debug:
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",

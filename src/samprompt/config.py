@@ -162,7 +162,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - json/yaml parse errors
+    except Exception as exc:  # json/yaml parse errors
         raise ConfigError(f"cannot parse config file {p}: {exc}") from exc
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {p} must hold a mapping at the top level, got {type(data).__name__}")

@@ -96,7 +96,7 @@ def _stage(stage: str, component: Component | str) -> Iterator[None]:
         yield
     except StageError:
         raise
-    except Exception as exc:  # noqa: BLE001 - re-raised with the stage named, cause chained
+    except Exception as exc:  # re-raised with the stage named, cause chained
         raise StageError(stage, name, f"{type(exc).__name__}: {exc}") from exc
 
 

@@ -186,7 +186,7 @@ class Registry(Generic[T]):
         where = f"distribution {spec.distribution!r}" if spec.distribution else "an unknown distribution"
         try:
             obj = ep.load()
-        except Exception as exc:  # noqa: BLE001 - any import-time failure of third-party code
+        except Exception as exc:  # any import-time failure of third-party code
             raise PluginError(
                 f"{self.kind} plugin {name!r} from {where} failed to load "
                 f"({ep.name} = {ep.value}): {type(exc).__name__}: {exc}",

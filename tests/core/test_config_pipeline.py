@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -67,7 +68,7 @@ def test_bad_config_file(tmp_path: Path) -> None:
 
 class CountingSegmenter(ClassicalSegmenter):
     embeds = 0
-    decodes: list[int] = []
+    decodes: ClassVar[list[int]] = []
 
     def embed(self, image):  # type: ignore[no-untyped-def]
         CountingSegmenter.embeds += 1

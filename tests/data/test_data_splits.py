@@ -140,8 +140,8 @@ def test_save_load_and_check(tmp_path: Path) -> None:
         ('{"format": "samprompt-split", "version": 9}', "version 9"),
         ('{"format": "samprompt-split", "version": 1, "train": []}', "malformed"),
         (
-            '{"format": "samprompt-split", "version": 1, "train": ["a"], "val": ["a"], "test": [], "seed": 0,'
-            ' "fractions": [1, 0, 0], "fingerprint": ""}',
+            ('{"format": "samprompt-split", "version": 1, "train": ["a"], "val": ["a"], "test": [], "seed": 0,'
+             ' "fractions": [1, 0, 0], "fingerprint": ""}'),
             "lists id 'a' more than once",
         ),
     ],

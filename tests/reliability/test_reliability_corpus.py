@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -376,7 +376,7 @@ def _cam_with(fill: float, hot: float) -> np.ndarray:
 class _FixedPrompt(PromptStrategy):
     """A (plugin-like) strategy returning a fixed, possibly bad, prompt."""
 
-    fixed: dict[str, Any] = {}
+    fixed: ClassVar[dict[str, Any]] = {}
 
     def make_prompt(self, mask: Any, cam: Any) -> Prompt | None:
         return Prompt(**type(self).fixed)
@@ -486,7 +486,7 @@ def _mode_png(mode: str) -> bytes:
     if mode == "P":
         Image.fromarray(_IMG).convert("P").save(buf, format="PNG")
     elif mode == "I;16":
-        Image.fromarray((_IMG.astype(np.uint16) * 16)).save(buf, format="PNG")  # 12-bit values in 16 bits
+        Image.fromarray(_IMG.astype(np.uint16) * 16).save(buf, format="PNG")  # 12-bit values in 16 bits
     elif mode == "RGBA":
         rgba = np.dstack([_IMG, _IMG, _IMG, np.full_like(_IMG, 7)])  # nearly transparent everywhere
         Image.fromarray(rgba, "RGBA").save(buf, format="PNG")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias, Union
+from typing import Literal, TypeAlias
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from samprompt.preprocess import Preprocessing
 __all__ = ["CamExtractor", "CamResult", "Target", "normalize_targets"]
 
 #: What one CAM explains: the predicted class, one class index, or the sum of several classes.
-Target: TypeAlias = Union[Literal["predicted"], int, tuple[int, ...]]
+Target: TypeAlias = Literal["predicted"] | int | tuple[int, ...]
 
 
 @dataclass(frozen=True, eq=False)

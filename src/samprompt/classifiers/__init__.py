@@ -51,7 +51,7 @@ __all__ = [
     "read_info",
     "replace_head",
     "save_classifier",
-    "train_config_from_args",
     "train_classifier",
+    "train_config_from_args",
     "train_from_paths",
 ]

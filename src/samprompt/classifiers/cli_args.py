@@ -83,7 +83,7 @@ def _read_config(path: Path) -> dict[str, Any]:
             data = json.loads(text)
     except ConfigError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parser error of JSON/YAML
+    except Exception as exc:  # any parser error of JSON/YAML
         raise ConfigError(f"--config {str(path)!r} is not valid: {exc}") from exc
     if isinstance(data, dict) and isinstance(data.get("train"), dict):
         data = data["train"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +42,8 @@ __all__ = [
     "read_example_image",
 ]
 
-ImageLike = Union[str, os.PathLike[str], NDArray[np.uint8], Callable[[], NDArray[np.uint8]]]
-Example = tuple[ImageLike, Union[str, int]]
+ImageLike = str | os.PathLike[str] | NDArray[np.uint8] | Callable[[], NDArray[np.uint8]]
+Example = tuple[ImageLike, str | int]
 
 
 class AugmentConfig(BaseModel):

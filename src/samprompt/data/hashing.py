@@ -11,7 +11,7 @@ from scipy.fft import dctn
 
 __all__ = ["hamming_distance", "near_pairs", "perceptual_hash", "pixel_hash"]
 
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_POPCOUNT8 = np.array([i.bit_count() for i in range(256)], dtype=np.uint8)
 
 
 def pixel_hash(image: NDArray[np.uint8]) -> str:

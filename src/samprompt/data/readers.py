@@ -63,7 +63,7 @@ def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -
             "images belong in class folders",
             base,
             len(loose),
-            sorted(loose)[0],
+            min(loose),
         )
     folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if wanted is not None:

@@ -27,7 +27,7 @@ class ThresholdMasker(PseudoMasker):
     class Params(MaskerParams):
         value: float = Field(default=0.5, ge=0.0, le=1.0)
 
-    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:  # noqa: D102
+    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
         return cam > self.params.value  # type: ignore[attr-defined,no-any-return]
 
 
@@ -38,7 +38,7 @@ class OtsuMasker(PseudoMasker):
     A constant CAM has no threshold and gives an empty mask.
     """
 
-    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:  # noqa: D102
+    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
         lo, hi = float(cam.min()), float(cam.max())
         if hi - lo <= 1e-6:
             return np.zeros(cam.shape, dtype=bool)
@@ -60,5 +60,5 @@ class PercentileMasker(PseudoMasker):
     class Params(MaskerParams):
         q: float = Field(default=90.0, gt=0.0, lt=100.0)
 
-    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:  # noqa: D102
+    def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
         return cam > np.percentile(cam, self.params.q)  # type: ignore[attr-defined,no-any-return]

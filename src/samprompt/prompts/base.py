@@ -70,9 +70,9 @@ class Prompt:
         if not np.all(np.isfinite(points)):
             raise ValueError("Prompt.points must be finite")
         labels_in = np.asarray(self.point_labels)
-        if labels_in.size and not np.issubdtype(labels_in.dtype, np.integer) and labels_in.dtype != np.bool_:
-            if not np.all(np.equal(np.mod(labels_in, 1), 0)):
-                raise ValueError("Prompt.point_labels must be integers (1 foreground, 0 background)")
+        if (labels_in.size and not np.issubdtype(labels_in.dtype, np.integer) and labels_in.dtype != np.bool_
+                and not np.all(np.equal(np.mod(labels_in, 1), 0))):
+            raise ValueError("Prompt.point_labels must be integers (1 foreground, 0 background)")
         labels = labels_in.astype(np.int64).reshape(-1) if labels_in.size else np.zeros((0,), np.int64)
         if labels.shape != (points.shape[0],):
             raise ValueError(

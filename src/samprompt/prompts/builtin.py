@@ -116,7 +116,7 @@ class BoxStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
         return _prompt(_box(region, self.params.margin), None)  # type: ignore[attr-defined]
 
@@ -130,7 +130,7 @@ class CenterPointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         box = _box(_region(mask, cam, self.params.component), 0.0)  # type: ignore[attr-defined]
         return None if box is None else _prompt(None, _center(box))
 
@@ -141,7 +141,7 @@ class InsidePointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         return _prompt(None, inside_point(_region(mask, cam, self.params.component)))  # type: ignore[attr-defined]
 
 
@@ -151,7 +151,7 @@ class MaxPointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         return _prompt(None, max_point(cam, _region(mask, cam, self.params.component)))  # type: ignore[attr-defined]
 
 
@@ -161,7 +161,7 @@ class BoxCenterPointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
         box = _box(region, self.params.margin)  # type: ignore[attr-defined]
         return None if box is None else _prompt(box, _center(_box(region, 0.0)))  # type: ignore[arg-type]
@@ -173,7 +173,7 @@ class BoxInsidePointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
         return _prompt(_box(region, self.params.margin), inside_point(region))  # type: ignore[attr-defined]
 
@@ -184,6 +184,6 @@ class BoxMaxPointStrategy(PromptStrategy):
 
     Params = StrategyParams
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:  # noqa: D102
+    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
         region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
         return _prompt(_box(region, self.params.margin), max_point(cam, region))  # type: ignore[attr-defined]

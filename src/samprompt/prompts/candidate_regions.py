@@ -265,7 +265,7 @@ def _propose(work: _Work, *, quantiles: Sequence[float], min_area: float, max_ar
         for it in openings:
             labelled.append(ndi.label(ndi.binary_opening(lev, iterations=it) if it else lev))
     if segments:
-        from skimage.segmentation import felzenszwalb  # noqa: PLC0415
+        from skimage.segmentation import felzenszwalb
 
         med = float(np.median(small))
         for sc in segments:
@@ -319,7 +319,7 @@ def candidate_features(
 
 
 def _features(work: _Work, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None) -> NDArray[np.float64]:
-    from skimage.morphology import convex_hull_image  # noqa: PLC0415 - heavy import, only here
+    from skimage.morphology import convex_hull_image  # heavy import, only here
 
     if not candidates:
         return np.zeros((0, len(FEATURE_NAMES)))
@@ -421,7 +421,7 @@ def refine_candidates(
 
 def _refine(work: _Work, candidates: Sequence[Candidate], scores: NDArray[np.float64], *, top_k: int,
             margin: float, segmenter: Any) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
-    from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415 - avoids an import cycle
+    from samprompt.segmenters.classical import ClassicalSegmenter  # avoids an import cycle
 
     seg = segmenter if segmenter is not None else ClassicalSegmenter(stretch_to_box=False)
     grey = work.grey

@@ -198,13 +198,13 @@ class CandidatePromptStrategy(PromptStrategy):
         if p.refine_top_k == 0:  # type: ignore[attr-defined]
             return best.full_mask(work.grey.shape), float(np.max(scores))
         if self._segmenter is None:
-            from samprompt.segmenters.classical import ClassicalSegmenter  # noqa: PLC0415
+            from samprompt.segmenters.classical import ClassicalSegmenter
 
             self._segmenter = ClassicalSegmenter(stretch_to_box=False)
         finite = np.isfinite(scores)
         keep = [c for c, f in zip(cands, finite) if f]
-        refined, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
-                                   margin=p.refine_margin, segmenter=self._segmenter)  # type: ignore[attr-defined]
+        _, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
+                              margin=p.refine_margin, segmenter=self._segmenter)  # type: ignore[attr-defined]
         s2 = self.refine_scorer(F)
         if p.shadow_penalty > 0:  # type: ignore[attr-defined]
             s2 = s2 - p.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])  # type: ignore[attr-defined]
@@ -217,7 +217,6 @@ class CandidatePromptStrategy(PromptStrategy):
         """Pick the best candidate of ``image`` ((H, W, 3) uint8, validated by the caller) and prompt on it;
         without an image (or candidates), fall back to the pseudo mask's largest component."""
         p = self.params
-        H, W = mask.shape
         region = None
         output = p.output  # type: ignore[attr-defined]
         if image is not None:

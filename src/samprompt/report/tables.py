@@ -164,8 +164,8 @@ def format_summary_md(table: Sequence[Mapping[str, Any]], *, title: str = "run",
     level = f"{confidence * 100:.0f} %"
     lines = [f"# Summary: {title}", ""]
     lines += [f"- {n}" for n in notes] + ([""] if notes else [])
-    lines += [f"Means over images with {level} bootstrap intervals; \"(x %)\" = CAM-prompt result as a "
-              "percentage of the ground-truth-prompt result on the same images.", ""]
+    lines += [(f"Means over images with {level} bootstrap intervals; \"(x %)\" = CAM-prompt result as a "
+               "percentage of the ground-truth-prompt result on the same images."), ""]
     if lesion:
         lines += ["## Segmentation (images with a lesion)", "",
                   "| Class | Strategy | n | Dice CAM | Dice GT | IoU CAM | IoU GT | Pixel acc. CAM | Pixel acc. GT |",
@@ -176,8 +176,8 @@ def format_summary_md(table: Sequence[Mapping[str, Any]], *, title: str = "run",
                 f" | {_ci(r, 'cam_iou', True)} | {_ci(r, 'gt_iou', False)} | {_ci(r, 'cam_pixel_accuracy', True)}"
                 f" | {_ci(r, 'gt_pixel_accuracy', False)} |")
         lines += ["", "## Prompt quality (images with a lesion)", "",
-                  "| Class | Strategy | box IoU vs GT box | points inside lesion | box-prior Dice CAM "
-                  "| box-prior Dice GT | no prompt |", "|---|---|---|---|---|---|---|"]
+                  ("| Class | Strategy | box IoU vs GT box | points inside lesion | box-prior Dice CAM "
+                   "| box-prior Dice GT | no prompt |"), "|---|---|---|---|---|---|---|"]
         for r in lesion:
             lines.append(
                 f"| {r['class']} | {r['strategy']} | {_fmt(r['cam_box_iou']) or '–'} | "
@@ -185,8 +185,8 @@ def format_summary_md(table: Sequence[Mapping[str, Any]], *, title: str = "run",
                 f"{_fmt(r['gt_box_prior_dice']) or '–'} | {r['cam_no_prompt']} / {r['n']} |")
     if normal:
         lines += ["", "## False positives (images without a lesion)", "",
-                  "| Class | Strategy | n | mean predicted area (fraction of image) | images with any prediction "
-                  "| no prompt |", "|---|---|---|---|---|---|"]
+                  ("| Class | Strategy | n | mean predicted area (fraction of image) | images with any prediction "
+                   "| no prompt |"), "|---|---|---|---|---|---|"]
         for r in normal:
             lines.append(f"| {r['class']} | {r['strategy']} | {r['n']} | {_fmt(r['fp_area'], 4)} | "
                          f"{_fmt(r['fp_images'], 2)} | {r['cam_no_prompt']} / {r['n']} |")

@@ -282,8 +282,5 @@ def load_run_config(
         data, where, root = load_config_file(path), str(path), base or path.absolute().parent
     if overrides:
         data = apply_overrides(data, overrides)
-    try:
-        cfg: RunConfig = validate_model(RunConfig, data, where)
-    except ConfigError:
-        raise
+    cfg: RunConfig = validate_model(RunConfig, data, where)
     return cfg.resolved(root)

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -325,10 +325,10 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
            failures: list[dict[str, str]], task: Any) -> list[str]:
     """Counts, the classifier's accuracy on the processed images, and its training outcome."""
     p = config.pipeline
-    notes = [f"data: {config.data.path} ({len(data.dataset)} images), split {config.split.use!r}: "
-             f"{len(records)} of {len(data.ids)} images finished, {len(failures)} failed",
-             f"pipeline: CAM {p.cam.name}, masker {p.masker.name} {p.masker.params or ''}, segmenter "
-             f"{p.segmenter.name}, target {config.target}"]
+    notes = [(f"data: {config.data.path} ({len(data.dataset)} images), split {config.split.use!r}: "
+              f"{len(records)} of {len(data.ids)} images finished, {len(failures)} failed"),
+             (f"pipeline: CAM {p.cam.name}, masker {p.masker.name} {p.masker.params or ''}, segmenter "
+              f"{p.segmenter.name}, target {config.target}")]
     trained = out / "train_result.json"
     if trained.exists() and config.classifier.checkpoint is None:
         t = json.loads(trained.read_text(encoding="utf-8"))

@@ -41,8 +41,8 @@ from samprompt.segmenters import SEGMENTERS
 
 __all__ = [
     "ARTEFACTS",
-    "Progress",
     "PreparedData",
+    "Progress",
     "build_pipeline",
     "file_sha256",
     "get_classifier",
@@ -251,7 +251,7 @@ def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
 def _create(registry: Registry[Any], spec: ComponentSpec, where: str, extra: dict[str, Any]) -> Any:
     params = dict(spec.params)
     try:
-        fields = getattr(registry.get(spec.name), "Params").model_fields
+        fields = registry.get(spec.name).Params.model_fields
         params.update({k: v for k, v in extra.items() if k in fields and k not in params})
         return registry.create(spec.name, params)
     except SampromptError as exc:

@@ -160,7 +160,7 @@ class ClassicalSegmenter(Segmenter):
         boxes = []
         for x, y in pos:
             win = np.array([x - rad, y - rad, x + rad, y + rad])
-            small, (wx0, wy0, wx1, wy1), sx, sy = self._crop(img, win)
+            small, (wx0, wy0, _, _), sx, sy = self._crop(img, win)
             h, w = small.shape
             px, py = (x - wx0) * sx, (y - wy0) * sy
             ix, iy = int(np.clip(px, 0, w - 1)), int(np.clip(py, 0, h - 1))

@@ -147,7 +147,7 @@ def polar_contour(
         for x, y in np.asarray(pts, np.float64):
             ang = np.arctan2((y - cy) / ry, (x - cx) / rx) % (2 * np.pi)
             r_pt = float(np.hypot((x - cx) / rx, (y - cy) / ry))
-            a = int(round(ang / (2 * np.pi) * p.n_angles)) % p.n_angles
+            a = round(ang / (2 * np.pi) * p.n_angles) % p.n_angles
             for da in (-1, 0, 1):
                 row = (a + da) % p.n_angles
                 if positive:

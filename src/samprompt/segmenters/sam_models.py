@@ -221,13 +221,13 @@ def guess_model_type(state_dict: dict[str, Any]) -> str | None:
 
 def _read_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
     where = f"SAM checkpoint {str(path)!r} (model_type={model_type!r})"
-    from samprompt.classifiers._io import load_failure  # noqa: PLC0415 - the one reading of .pt files
+    from samprompt.classifiers._io import load_failure  # the one reading of .pt files
 
     if not path.is_file():
         raise CheckpointError(f"{where} does not exist or is not a file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any failure of torch.load is a bad file here
+    except Exception as exc:  # any failure of torch.load is a bad file here
         raise CheckpointError(
             f"{where} cannot be read safely (torch.load weights_only=True): it "
             f"{load_failure(exc, 'as the segment_anything checkpoints are')}"
