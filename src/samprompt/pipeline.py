@@ -337,14 +337,23 @@ class PromptPipeline:
             with _stage("embed", self.segmenter):
                 embeddings = self.segmenter.embed_batch(imgs)
             prepared = self._prepare(imgs, cam_results, gt_masks)
-        results = []
-        for i, (pseudo, skipped, cam_prompts, gt_prompts) in enumerate(prepared):
-            cam = cam_results[i].cam
+        keyed_all, todo_all = [], []
+        for _, _, cam_prompts, gt_prompts in prepared:
             keyed = [("cam", k, p) for k, p in cam_prompts.items()] + [("gt", k, p) for k, p in gt_prompts.items()]
-            todo = [(src, k, p) for src, k, p in keyed if p is not None]
-            with _stage("decode", self.segmenter):
-                seg = self.segmenter.decode(embeddings[i], [p for _, _, p in todo])
-            decoded = {(src, k): (seg.masks[j], float(seg.scores[j])) for j, (src, k, _) in enumerate(todo)}
+            keyed_all.append(keyed)
+            todo_all.append([(src, k, p) for src, k, p in keyed if p is not None])
+        # every prompt of the batch in as few decoder calls as the segmenter allows
+        with _stage("decode", self.segmenter):
+            segs = self.segmenter.decode_batch(embeddings, [[p for _, _, p in todo] for todo in todo_all])
+            counts = [len(s.masks) for s in segs]
+            if counts != [len(todo) for todo in todo_all]:
+                raise ValueError(f"decode_batch returned {counts} masks per image for "
+                                 f"{[len(todo) for todo in todo_all]} prompts")
+        results = []
+        for i, (pseudo, skipped, _, _) in enumerate(prepared):
+            cam = cam_results[i].cam
+            seg, keyed = segs[i], keyed_all[i]
+            decoded = {(src, k): (seg.masks[j], float(seg.scores[j])) for j, (src, k, _) in enumerate(todo_all[i])}
             empty = np.zeros(cam.shape, dtype=bool)
             per: dict[str, dict[str, StrategyResult]] = {"cam": {}, "gt": {}}
             for src, k, p in keyed:

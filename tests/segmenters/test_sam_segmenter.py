@@ -316,3 +316,86 @@ def test_config_errors(params: dict[str, Any], error: type[Exception], match: st
 def test_wrong_model_type_through_registry(checkpoint: Path) -> None:
     with pytest.raises(CheckpointError, match=r"tiny\.pth.*model_type='vit_b'"):
         SEGMENTERS.create("sam", {"model_type": "vit_b", "checkpoint": str(checkpoint)})
+
+
+@pytest.mark.parametrize("decoder_batch", [64, 3])
+@pytest.mark.parametrize("batching", ["exact", "pad"])
+def test_decode_batch_matches_decode_per_image(checkpoint: Path, decoder_batch: int, batching: str) -> None:
+    """All prompts of several images in shared decoder calls (each on its own embedding) give what
+    decoding each image alone gives; images of different sizes, an image without prompts, a mask prompt."""
+    seg = make(checkpoint, decoder_batch=decoder_batch, prompt_batching=batching)
+    sizes = [(60, 80), (96, 128), (40, 30), (70, 90)]
+    images = [random_image(h, w, seed=20 + k) for k, (h, w) in enumerate(sizes)]
+    prompts = [prompts_for(h, w) for h, w in sizes]
+    prompts[2] = []
+    prompts[3] = prompts[3][:2] + [Prompt(mask_logits=np.full(sizes[3], -5.0, np.float32))]
+    embs = seg.embed_batch(images)
+    calls: list[int] = []
+    seg.model.mask_decoder.register_forward_hook(lambda *_: calls.append(1))
+    together = seg.decode_batch(embs, prompts)
+    low_together = seg._low_res_many(embs, prompts)
+    n_together = len(calls) // 2
+    calls.clear()
+    alone = [seg.decode(emb, ps) for emb, ps in zip(embs, prompts)]
+    n_alone = len(calls)
+    for k, ps in enumerate(prompts):
+        assert together[k].masks.shape == alone[k].masks.shape == (len(ps), *sizes[k])
+        if ps:
+            np.testing.assert_allclose(together[k].scores, alone[k].scores, atol=1e-5)
+            assert (together[k].masks == alone[k].masks).mean() >= 0.999
+            low_alone = seg.decode_low_res(embs[k], ps)[0]
+            torch.testing.assert_close(low_together[k][0], low_alone, atol=1e-4, rtol=1e-4)
+    if decoder_batch == 64:
+        # exact: token counts 2, 4 and 0 (the mask prompt) over all images -> 3 calls instead of 6;
+        # pad: each image padded to its longest prompt: 4, 4 and 2 tokens -> 2 calls instead of 3
+        assert (n_together, n_alone) == ((3, 6) if batching == "exact" else (2, 3))
+    else:
+        assert n_together >= 4  # 11 prompts, at most 3 per call
+
+
+def test_decode_batch_checks_its_inputs(checkpoint: Path) -> None:
+    seg = make(checkpoint)
+    emb = seg.embed(random_image(30, 40))
+    with pytest.raises(ValueError, match="2 embeddings but 1 prompt lists"):
+        seg.decode_batch([emb, emb], [[]])
+    with pytest.raises(ValueError, match=r"prompts\[1\]\[0\].mask_logits"):
+        seg.decode_batch([emb, emb], [[], [Prompt(mask_logits=np.zeros((5, 5), np.float32))]])
+    with pytest.raises(TypeError, match="not made by a SAM segmenter"):
+        seg.decode_batch([ImageEmbedding((30, 40), np.zeros((30, 40)))], [[Prompt(box=[1, 1, 5, 5])]])
+    assert [r.masks.shape for r in seg.decode_batch([emb, emb], [[], []])] == [(0, 30, 40), (0, 30, 40)]
+
+
+def test_pipeline_decodes_a_batch_in_shared_calls(checkpoint: Path) -> None:
+    """The pipeline hands every prompt of a batch (5 paper strategies on the CAM and on the ground truth,
+    3 images) to ONE ``decode_batch``; each mask is the one decoding that prompt alone gives."""
+    from samprompt import PromptPipeline
+    from samprompt.cams import CAM_EXTRACTORS
+    from samprompt.maskers import MASKERS
+    from samprompt.prompts import PROMPT_STRATEGIES
+
+    seg = make(checkpoint)
+    names = ["box", "center_point", "max_point", "box_center_point", "box_max_point"]
+    pipe = PromptPipeline(  # CAMs are passed in: the extractor is never called
+        cam=CAM_EXTRACTORS.create("gradcam"), masker=MASKERS.create("threshold"),
+        prompts=[PROMPT_STRATEGIES.create(n) for n in names], segmenter=seg,
+    )
+    sizes = [(60, 80), (96, 128), (70, 90)]
+    images = [random_image(h, w, seed=40 + k) for k, (h, w) in enumerate(sizes)]
+    cams, gts = [], []
+    for h, w in sizes:
+        yy, xx = np.mgrid[0:h, 0:w]
+        cam = np.exp(-(((xx - 0.5 * w) / (0.2 * w)) ** 2 + ((yy - 0.4 * h) / (0.2 * h)) ** 2))
+        cams.append(cam.astype(np.float32))
+        gts.append(((xx - 0.55 * w) / (0.2 * w)) ** 2 + ((yy - 0.45 * h) / (0.15 * h)) ** 2 <= 1)
+    calls: list[int] = []
+    seg.model.mask_decoder.register_forward_hook(lambda *_: calls.append(1))
+    results = pipe.run_batch(images, cams=cams, gt_masks=gts)
+    # token counts: point + pad (2), box (2), box + point (3): 2 calls for 30 prompts of 3 images
+    assert len(calls) == 2
+    for img, res in zip(images, results):
+        emb = seg.embed(img)
+        for per in (res.strategies, res.gt):
+            for r in per.values():
+                alone = seg.decode(emb, [r.prompt])
+                np.testing.assert_array_equal(r.mask, alone.masks[0])
+                assert r.score == pytest.approx(float(alone.scores[0]), abs=1e-5)

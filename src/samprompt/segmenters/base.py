@@ -3,7 +3,8 @@
 A promptable segmenter separates the expensive per-image work (:meth:`Segmenter.embed`, e.g. SAM's
 image encoder) from the cheap per-prompt work (:meth:`Segmenter.decode`), so ONE embedding serves every
 prompt set of an image. :meth:`Segmenter.embed_batch` is the batched path (the default loops; backends
-override it to stack images), and :meth:`Segmenter.segment` is the one-call convenience.
+override it to stack images), :meth:`Segmenter.decode_batch` its counterpart for prompts (the default
+loops over :meth:`Segmenter.decode`), and :meth:`Segmenter.segment` is the one-call convenience.
 """
 
 from __future__ import annotations
@@ -86,6 +87,29 @@ class Segmenter(Component, abc.ABC):
         Returns:
             A :class:`Segmentation` with K = ``len(prompts)`` masks at ``embedding.original_size``.
         """
+
+    def decode_batch(
+        self, embeddings: Sequence[ImageEmbedding], prompts: Sequence[Sequence[Prompt]]
+    ) -> list[Segmentation]:
+        """Decode the prompts of several images: ``prompts[i]`` on ``embeddings[i]``.
+
+        The default decodes image by image; backends whose decoder can take the prompts of many images
+        at once (the ``sam`` segmenter) override it, which is what the pipeline calls for a batch.
+
+        Args:
+            embeddings: One embedding per image.
+            prompts: One prompt list per image (may be empty), original-image pixels.
+
+        Returns:
+            One :class:`Segmentation` per image, in order, with ``len(prompts[i])`` masks at
+            ``embeddings[i].original_size``.
+
+        Raises:
+            ValueError: If the two sequences differ in length.
+        """
+        if len(embeddings) != len(prompts):
+            raise ValueError(f"decode_batch got {len(embeddings)} embeddings but {len(prompts)} prompt lists")
+        return [self.decode(e, ps) for e, ps in zip(embeddings, prompts)]
 
     def segment(self, image: NDArray[np.uint8], prompts: Sequence[Prompt]) -> Segmentation:
         """Embed ``image`` once and decode ``prompts`` on it.

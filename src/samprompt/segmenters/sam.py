@@ -14,7 +14,9 @@ with separable antialiased bilinear passes rounded to the uint8 grid (matching S
 ``decode`` encodes all prompts of the image and runs the mask decoder once per batch of equal token
 count (see :func:`~samprompt.segmenters.sam_prompts.batch_prompts`), picks the mask with the highest
 predicted IoU (``multimask=True``), upsamples the low-res logits to the original size
-(``Sam.postprocess_masks``) and thresholds at ``mask_threshold`` (0).
+(``Sam.postprocess_masks``) and thresholds at ``mask_threshold`` (0). ``decode_batch`` does the same for
+the prompts of MANY images at once: all prompts with the same token count, whatever their image, go
+through one decoder call (up to ``decoder_batch`` prompts), each on its own image's embedding.
 
 Precision: the decoder always runs in fp32. ``precision="bf16"`` runs the image encoder under bf16
 autocast (embeddings are stored in fp32); it is allowed on CPU too (slow without AMX; a warning is
@@ -58,6 +60,16 @@ log = logging.getLogger(__name__)
 _AUTO_MAX_BATCH, _AUTO_CPU_BATCH = 32, 2
 #: Masks are upsampled to the original size this many prompts at a time (bounds GPU memory).
 _POSTPROCESS_CHUNK = 16
+
+
+def _to_host(x: torch.Tensor) -> torch.Tensor:
+    """Copy a device tensor to the host (through pinned memory on CUDA: one DMA, then one sync)."""
+    if x.device.type != "cuda":
+        return x.cpu()
+    out = torch.empty(x.shape, dtype=x.dtype, pin_memory=True)
+    out.copy_(x, non_blocking=True)
+    torch.cuda.current_stream(x.device).synchronize()
+    return out
 
 
 def resolve_device(device: str) -> torch.device:
@@ -120,6 +132,8 @@ class SamSegmenter(Segmenter):
                 so shapes stay static).
             prompt_batching: ``"exact"`` (one decoder call per distinct token count; equal to
                 per-prompt SAM) or ``"pad"`` (always one call; pads with SAM's not-a-point token).
+            decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch` (bounds the
+                decoder's memory: about 50 MB per prompt in fp32 at the official sizes).
         """
 
         model_type: Literal["vit_b", "vit_l", "vit_h", "tiny"] = "vit_b"
@@ -132,6 +146,7 @@ class SamSegmenter(Segmenter):
         attention_bias: Literal["mask", "fold"] = "mask"
         compile: bool = False
         prompt_batching: Literal["exact", "pad"] = "exact"
+        decoder_batch: int = Field(default=64, ge=1)
 
     params: Params
 
@@ -295,39 +310,92 @@ class SamSegmenter(Segmenter):
             square grid (L = 256 for official models; the image occupies the top-left
             ``input_size * L / image_size``), and (K,) float32 predicted IoU, both on the device.
         """
-        data = self._features(embedding)
+        return self._low_res_many([embedding], [prompts])[0]
+
+    def _low_res_many(
+        self, embeddings: Sequence[ImageEmbedding], prompt_lists: Sequence[Sequence[Prompt]]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`decode_low_res` of several images, with one decoder call per token count (and chunk)."""
         L = 4 * self.model.prompt_encoder.image_embedding_size[0]
-        logits = torch.empty((len(prompts), L, L), device=self.device)
-        scores = torch.empty((len(prompts),), device=self.device)
-        if not prompts:
-            return logits, scores
+        out = [
+            (torch.empty((len(ps), L, L), device=self.device), torch.empty((len(ps),), device=self.device))
+            for ps in prompt_lists
+        ]
+        # token count -> [(image index, batch of that image's prompts)]
+        groups: dict[int, list[tuple[int, Any]]] = {}
         with torch.inference_mode():
-            batches = batch_prompts(
-                self.model.prompt_encoder,
-                prompts,
-                embedding.original_size,
-                data.input_size,
-                self.image_size,
-                self.params.prompt_batching,
+            for i, (emb, ps) in enumerate(zip(embeddings, prompt_lists)):
+                if not ps:
+                    continue
+                data = self._features(emb)
+                for b in batch_prompts(
+                    self.model.prompt_encoder, ps, emb.original_size, data.input_size, self.image_size,
+                    self.params.prompt_batching,
+                ):
+                    groups.setdefault(int(b.sparse.shape[1]), []).append((i, b))
+            for items in groups.values():
+                images = sorted({i for i, _ in items})
+                feats = torch.cat([self._features(embeddings[i]).features for i in images])  # (n, C, h, w)
+                slot = {i: k for k, i in enumerate(images)}
+                row_image = torch.tensor([slot[i] for i, b in items for _ in b.indices], device=self.device)
+                sparse = torch.cat([b.sparse for _, b in items])
+                dense = torch.cat([b.dense for _, b in items])
+                low, iou = self._decode_rows(feats, row_image, sparse, dense)
+                start = 0
+                for i, b in items:
+                    n = len(b.indices)
+                    idx = torch.as_tensor(b.indices, device=self.device)
+                    out[i][0][idx] = low[start : start + n]
+                    out[i][1][idx] = iou[start : start + n]
+                    start += n
+        return out
+
+    def _decode_rows(
+        self, feats: torch.Tensor, row_image: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mask-decoder calls for G prompts, each on its OWN image, ``decoder_batch`` prompts per call.
+
+        SAM's decoder repeats ONE image embedding for all prompts of a call and adds the dense prompt
+        embedding to it. Handing it a zero (1, C, 1, 1) "image" and ``feats[row_image] + dense`` as the
+        dense embedding gives exactly the same sum (adding zero is exact) with a different image per row.
+
+        Args:
+            feats: (n, C, h, w) embeddings of the images involved.
+            row_image: (G,) which of them each prompt belongs to.
+            sparse: (G, T, C) sparse prompt embeddings.
+            dense: (G, C, h, w) dense prompt embeddings.
+
+        Returns:
+            (G, L, L) float32 logits of the chosen mask and (G,) predicted IoU.
+        """
+        zero = feats.new_zeros((1, feats.shape[1], 1, 1))
+        lows, ious = [], []
+        G, step = sparse.shape[0], self.params.decoder_batch
+        for s in range(0, G, step):
+            rows = slice(s, s + step)
+            low, iou = self.model.mask_decoder(
+                image_embeddings=zero,
+                image_pe=self._dense_pe,
+                sparse_prompt_embeddings=sparse[rows],
+                dense_prompt_embeddings=feats[row_image[rows]] + dense[rows],
+                multimask_output=self.params.multimask,
             )
-            for b in batches:
-                low, iou = self.model.mask_decoder(
-                    image_embeddings=data.features,
-                    image_pe=self._dense_pe,
-                    sparse_prompt_embeddings=b.sparse,
-                    dense_prompt_embeddings=b.dense,
-                    multimask_output=self.params.multimask,
+            best = iou.argmax(dim=1) if self.params.multimask else torch.zeros_like(iou[:, 0], dtype=torch.long)
+            r = torch.arange(low.shape[0], device=low.device)
+            lows.append(low[r, best].float())
+            ious.append(iou[r, best].float())
+        return torch.cat(lows), torch.cat(ious)
+
+    @staticmethod
+    def _check_prompts(embedding: ImageEmbedding, prompts: Sequence[Prompt], where: str = "prompts") -> None:
+        for i, p in enumerate(prompts):
+            if not isinstance(p, Prompt):
+                raise TypeError(f"{where}[{i}] must be a Prompt, got {type(p).__name__}")
+            if p.mask_logits is not None and p.mask_logits.shape != tuple(embedding.original_size):
+                raise ValueError(
+                    f"{where}[{i}].mask_logits has shape {p.mask_logits.shape}, "
+                    f"expected the image size {tuple(embedding.original_size)}"
                 )
-                best = (
-                    iou.argmax(dim=1)
-                    if self.params.multimask
-                    else torch.zeros_like(iou[:, 0], dtype=torch.long)
-                )
-                rows = torch.arange(low.shape[0], device=low.device)
-                idx = torch.as_tensor(b.indices, device=low.device)
-                logits[idx] = low[rows, best].float()
-                scores[idx] = iou[rows, best].float()
-        return logits, scores
 
     def decode(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> Segmentation:
         """Decode all ``prompts`` of one image (one decoder call per token-count batch).
@@ -343,24 +411,59 @@ class SamSegmenter(Segmenter):
         Raises:
             TypeError: If ``embedding`` was not made by a SAM segmenter.
         """
-        for i, p in enumerate(prompts):
-            if not isinstance(p, Prompt):
-                raise TypeError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
-            if p.mask_logits is not None and p.mask_logits.shape != tuple(embedding.original_size):
-                raise ValueError(
-                    f"prompts[{i}].mask_logits has shape {p.mask_logits.shape}, "
-                    f"expected the image size {tuple(embedding.original_size)}"
-                )
-        if not prompts:
-            return self.empty(embedding)
-        data = self._features(embedding)
-        logits, scores = self.decode_low_res(embedding, prompts)
-        H, W = embedding.original_size
-        masks = np.empty((len(prompts), H, W), dtype=bool)
+        return self.decode_batch([embedding], [prompts])[0]
+
+    def decode_batch(
+        self, embeddings: Sequence[ImageEmbedding], prompts: Sequence[Sequence[Prompt]]
+    ) -> list[Segmentation]:
+        """Decode the prompts of several images, all prompts of equal token count in one decoder call.
+
+        Each mask is the one :meth:`decode` gives for its image alone (to float rounding: the decoder
+        runs on a larger batch; ``tests/segmenters`` checks logits and masks).
+
+        Args:
+            embeddings: From :meth:`embed` / :meth:`embed_batch` of THIS segmenter, one per image.
+            prompts: One list per image (may be empty), original-image pixels.
+
+        Returns:
+            One :class:`Segmentation` per image: (K_i, H_i, W_i) bool masks at the original size and
+            (K_i,) float32 predicted IoU.
+
+        Raises:
+            ValueError: If the sequences differ in length or a mask prompt has the wrong size.
+            TypeError: If an embedding was not made by a SAM segmenter or a prompt is not a Prompt.
+        """
+        if len(embeddings) != len(prompts):
+            raise ValueError(f"decode_batch got {len(embeddings)} embeddings but {len(prompts)} prompt lists")
+        for k, (emb, ps) in enumerate(zip(embeddings, prompts)):
+            self._check_prompts(emb, ps, "prompts" if len(prompts) == 1 else f"prompts[{k}]")
+            if ps:
+                self._features(emb)
+        low_res = self._low_res_many(embeddings, prompts)
+        # Masks are thresholded on the device and copied to the host in ONE transfer for the whole batch
+        # (one synchronisation instead of one per image and chunk).
+        flat: list[torch.Tensor] = []
         with torch.inference_mode():
-            for s in range(0, len(prompts), _POSTPROCESS_CHUNK):
-                up = self.model.postprocess_masks(
-                    logits[s : s + _POSTPROCESS_CHUNK, None], data.input_size, (H, W)
-                )
-                masks[s : s + _POSTPROCESS_CHUNK] = (up[:, 0] > self.model.mask_threshold).cpu().numpy()
-        return Segmentation(masks, scores.cpu().numpy().astype(np.float32))
+            for emb, ps, (logits, scores) in zip(embeddings, prompts, low_res):
+                if not ps:
+                    continue
+                data = self._features(emb)
+                for s in range(0, len(ps), _POSTPROCESS_CHUNK):
+                    up = self.model.postprocess_masks(
+                        logits[s : s + _POSTPROCESS_CHUNK, None], data.input_size, emb.original_size
+                    )
+                    flat.append((up[:, 0] > self.model.mask_threshold).reshape(-1).view(torch.uint8))
+                flat.append(scores.float().view(torch.uint8))  # the scores travel in the same buffer
+            host = _to_host(torch.cat(flat)).numpy() if flat else np.zeros(0, np.uint8)
+        results, at = [], 0
+        for emb, ps in zip(embeddings, prompts):
+            if not ps:
+                results.append(self.empty(emb))
+                continue
+            H, W = emb.original_size
+            n = len(ps) * H * W
+            masks = host[at : at + n].view(bool).reshape(len(ps), H, W)
+            scores = host[at + n : at + n + 4 * len(ps)].view(np.float32).copy()
+            results.append(Segmentation(masks, scores))
+            at += n + 4 * len(ps)
+        return results
