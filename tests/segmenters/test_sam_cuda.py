@@ -41,7 +41,8 @@ def test_cuda_matches_cpu_fp32(checkpoint: Path, precision: str, min_agreement: 
     images = [random_image(120, 160, k) for k in range(5)]
     cpu = _seg(checkpoint, "cpu", precision="fp32", fast_attention=False)
     gpu = _seg(checkpoint, "cuda", precision=precision, fast_attention=True)
-    for image, e_cpu, e_gpu in zip(images, cpu.embed_batch(images), gpu.embed_batch(images)):
+    embs_gpu = gpu.embed_batch(images)
+    for image, e_cpu, e_gpu in zip(images, cpu.embed_batch(images), embs_gpu):
         f_cpu, f_gpu = e_cpu.data.features.float(), e_gpu.data.features.float().cpu()
         rel = float((f_gpu - f_cpu).norm() / f_cpu.norm())
         assert rel < (1e-3 if precision == "fp32" else 3e-2), rel
@@ -49,6 +50,12 @@ def test_cuda_matches_cpu_fp32(checkpoint: Path, precision: str, min_agreement: 
         m_cpu, m_gpu = cpu.decode(e_cpu, ps).masks, gpu.decode(e_gpu, ps).masks
         assert m_gpu.shape == m_cpu.shape == (3, *image.shape[:2]) and m_gpu.dtype == bool
         assert float((m_cpu == m_gpu).mean()) >= min_agreement
+    # all images' prompts in shared decoder calls on the GPU == image by image on the GPU
+    batch = gpu.decode_batch(embs_gpu, [_prompts(*im.shape[:2]) for im in images])
+    for image, e_gpu, got in zip(images, embs_gpu, batch):
+        alone = gpu.decode(e_gpu, _prompts(*image.shape[:2]))
+        assert float((got.masks == alone.masks).mean()) >= 0.999
+        np.testing.assert_allclose(got.scores, alone.scores, atol=1e-3)
 
 
 def test_pipeline_end_to_end_on_cuda(checkpoint: Path) -> None:
