@@ -11,6 +11,7 @@ image, their features, boxes and scores against the ground truth) and the from-s
     .venv/bin/python benchmarks/quality_ideas.py selfagree r1q --test # agreement re-scoring (val; test once)
     .venv/bin/python benchmarks/quality_ideas.py cropmil             # MIL: linear features + crop CNN
     .venv/bin/python benchmarks/quality_ideas.py occlusion           # classifier occlusion test per region
+    .venv/bin/python benchmarks/quality_ideas.py anomaly 128         # patch anomaly vs normal images
 
 * ``selftrain`` — self-training: the shipped ``candidates`` strategy's region of every TRAIN image, decoded
   by the ``classical`` segmenter, is a pseudo mask (normal images: empty); a ResNet18 (initialised from the
@@ -26,6 +27,8 @@ image, their features, boxes and scores against the ground truth) and the from-s
   (filled with a mask-aware blur of its surroundings) and the classifier's lesion log-odds
   ``logsumexp(benign, malignant) - normal`` (flip-averaged) are recomputed; the drop is the region's
   evidence, alone or added to the shipped score with weight beta.
+* ``anomaly`` — how unlike the NORMAL train images each region looks (PaDiM-style Gaussian on the
+  classifier's layer2 + layer3 patch features), alone or added to the current default score.
 """
 
 from __future__ import annotations
@@ -386,6 +389,74 @@ def stage_occlusion(grow: float = 0.15) -> None:
                   f"inside {ins.mean():.2f}")
 
 
+# ---------------------------------------------------------------------------------------- anomaly
+def stage_anomaly(size: int = 128) -> None:
+    """Patch anomaly w.r.t. the NORMAL train images (labels only), as a region feature.
+
+    The classifier's layer2 + layer3 features (3 x 3 averaged, PaDiM-style) of the whole image at ``size``
+    px; one Gaussian fit on every patch of the normal TRAIN images; a patch's anomaly is its Mahalanobis
+    distance, standardised per image. Each refined region gets the mean anomaly in its box's ellipse
+    (also minus a surrounding ring, and the max), alone or added with weight ``lam`` to the CURRENT
+    default score (with ``shadow_penalty`` 2).
+    """
+    from samprompt.classifiers.checkpoint import load_classifier
+    from samprompt.prompts.candidate_regions import under_smaller_region
+
+    recs, ref = load_records(), load_refined()
+    model = load_classifier(CLASSIFIER)[0].eval()
+    feats = []
+    with torch.inference_mode():
+        for r in recs:
+            g = resize(r["grey"].astype(np.float32) / 255.0, (size, size), order=1, anti_aliasing=True)
+            x = torch.from_numpy(((np.repeat(g[None], 3, 0) - MEAN) / STD).astype(np.float32))[None]
+            y = model.layer1(model.maxpool(model.relu(model.bn1(model.conv1(x)))))
+            l2 = model.layer2(y)
+            l3 = F.interpolate(model.layer3(l2), size=l2.shape[-2:], mode="bilinear", align_corners=False)
+            feats.append(F.avg_pool2d(torch.cat([l2, l3], 1), 3, 1, 1)[0].numpy())
+    C, G = feats[0].shape[:2]
+    X = np.concatenate([feats[k].reshape(C, -1).T for k, r in enumerate(recs)
+                        if r["split"] == "train" and r["label"] == "normal"])
+    cov = np.cov(X, rowvar=False)
+    P = np.linalg.inv(cov + 0.01 * np.trace(cov) / C * np.eye(C))
+    mu = X.mean(0)
+
+    def amap(k: int) -> np.ndarray:
+        Z = feats[k].reshape(C, -1).T - mu
+        return np.sqrt(np.einsum("ij,jk,ik->i", Z, P, Z)).reshape(G, G)
+
+    val = [k for k, r in enumerate(recs) if r["split"] == "val"]
+    print(f"anomaly {size}px: val image AUC (99th percentile of the raw map, lesion vs normal) "
+          f"{auc([np.percentile(amap(k), 99) for k in val], [recs[k]['label'] != 'normal' for k in val]):.3f}")
+    centres = (np.arange(G) + 0.5) / G
+    ids = [k for k in val if recs[k]["label"] != "normal" and recs[k]["mask"].any()]
+    region = {}
+    for k in ids:
+        H, W = recs[k]["grey"].shape
+        m, rows = amap(k), []
+        m = (m - np.median(m)) / (m.std() + 1e-6)  # standardised within the image
+        for b in ref[k]["boxes"]:
+            cx, cy = (b[0] + b[2]) / 2 / W, (b[1] + b[3]) / 2 / H
+            rx, ry = max((b[2] - b[0]) / 2 / W, 0.5 / G), max((b[3] - b[1]) / 2 / H, 0.5 / G)
+            d = ((centres[None] - cx) / rx) ** 2 + ((centres[:, None] - cy) / ry) ** 2
+            inside = d <= max(1.0, d.min())
+            ring = (d > 1) & (d <= 2.25)
+            rows.append([m[inside].mean(), m[inside].mean() - (m[ring].mean() if ring.any() else 0.0),
+                         m[inside].max()])
+        region[k] = np.array(rows)
+    for f, name in enumerate(("mean", "mean - ring", "max")):
+        out = []
+        for lam in (None, 0.0, 0.25, 0.5, 1.0, 2.0):
+            ch = []
+            for k in ids:
+                a = region[k][:, f]
+                a = (a - a.mean()) / (a.std() + 1e-6)
+                base = shipped_scores(ref[k]) - 2.0 * under_smaller_region(ref[k]["boxes"])
+                ch.append(int(np.argmax(a if lam is None else base + lam * a)))
+            bi = np.mean([ref[k]["biou"][j] for k, j in zip(ids, ch)])
+            out.append(f"{'alone' if lam is None else f'+{lam:g}x'} {bi:.3f}")
+        print(f"anomaly {size}px val box IoU, feature {name:11s}: " + ", ".join(out))
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     stage, args = sys.argv[1], sys.argv[2:]
@@ -401,5 +472,7 @@ if __name__ == "__main__":
         stage_cropmil()
     elif stage == "occlusion":
         stage_occlusion()
+    elif stage == "anomaly":  # anomaly [SIZE]
+        stage_anomaly(int(args[0]) if args else 128)
     else:
         raise SystemExit(f"unknown stage {stage!r}; see the module docstring")
