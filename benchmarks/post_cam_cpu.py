@@ -3,7 +3,8 @@
 Usage: ``python benchmarks/post_cam_cpu.py [--n 20] [--size 500 600] [--threads 1] [--busi DIR [--n-busi 30]]
 [--out FILE.json]``.
 Prints milliseconds per image for each built-in masker and strategy (default parameters, synthetic CAMs of a
-BUSI-like size) and saves them as JSON. Without an image the ``candidates`` strategy falls back to the mask's
+BUSI-like size), and what the runner then does with a finished image (scoring and PNG encoding, in 0 and
+2 threads; writing), and saves them as JSON. Without an image the ``candidates`` strategy falls back to the mask's
 box, so ``--busi`` (the BUSI folder holding ``benign/`` and ``malignant/``) also times it the way it runs:
 on real images (every 13th lesion image, ``--n-busi`` of them), proposals + refinement + choice.
 """
@@ -20,6 +21,56 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from throughput import post_cam_cpu  # the same measurement the throughput benchmark makes
+
+
+def runner_write_cost(n: int, size: tuple[int, int], threads: int) -> dict[str, float]:
+    """Milliseconds per image of what the runner does with a finished image: scoring 5 strategies x
+    (CAM, ground truth) and encoding 12 PNGs (``prepare_image``, in ``threads`` threads when > 0), then
+    writing the files and the record with fsync (``commit_image``, main thread)."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import numpy as np
+
+    from samprompt import PromptPipeline
+    from samprompt.runner.records import commit_image, prepare_image
+    from samprompt.runner.scoring import probe_strategy
+    from samprompt.testing import random_image
+
+    names = ["box", "center_point", "max_point", "box_center_point", "box_max_point"]
+    pipe = PromptPipeline.from_config({"prompts": [{"name": k} for k in names], "segmenter": {"name": "classical"}})
+    kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
+    h, w = size
+    yy, xx = np.mgrid[0:h, 0:w]
+    results = []
+    for k in range(4):
+        cam = np.exp(-(((xx - 0.5 * w - 10 * k) / (0.13 * w)) ** 2 + ((yy - 0.5 * h) / (0.12 * h)) ** 2))
+        gt = ((xx - 0.52 * w) / (0.12 * w)) ** 2 + ((yy - 0.48 * h + 5 * k) / (0.1 * h)) ** 2 <= 1
+        res = pipe.run_batch([random_image(h, w, seed=k)], cams=[cam.astype(np.float32)], gt_masks=[gt])[0]
+        results.append((res, gt))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+
+        def prep(k: int):  # type: ignore[no-untyped-def]
+            res, gt = results[k % len(results)]
+            meta = {"image": f"img{k}", "label": "benign", "split": "test"}
+            return prepare_image(out, meta, res, gt, kinds, ["benign", "malignant", "normal"], 0.1)
+
+        prep(0)  # warm-up
+        t = time.perf_counter()
+        if threads:
+            with ThreadPoolExecutor(threads) as pool:
+                prepared = list(pool.map(prep, range(n)))
+        else:
+            prepared = [prep(k) for k in range(n)]
+        t_prep = time.perf_counter() - t
+        t = time.perf_counter()
+        for o in prepared:
+            commit_image(o)
+        t_commit = time.perf_counter() - t
+        size_kb = sum(len(b) for _, b in prepared[0].files) / 1024
+    return {"threads": threads, "prepare_ms": 1e3 * t_prep / n, "commit_ms": 1e3 * t_commit / n,
+            "kb_per_image": size_kb}
 
 
 def candidates_on_images(root: Path, n: int) -> dict[str, object]:
@@ -57,6 +108,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     post_cam_cpu(2, tuple(args.size))  # warm-up (imports, first-call costs)
     result = post_cam_cpu(args.n, tuple(args.size))
+    result["runner_write"] = [runner_write_cost(args.n, tuple(args.size), t) for t in (0, 2)]
     if args.busi is not None:
         result["candidates_on_busi"] = candidates_on_images(args.busi, args.n_busi)
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
@@ -64,6 +116,9 @@ def main() -> None:
     for kind in ("maskers_ms", "strategies_ms"):
         for name, ms in result[kind].items():
             print(f"{kind[:-3]:>10} {name:<18} {ms if isinstance(ms, str) else f'{ms:7.2f} ms'}")
+    for wr in result["runner_write"]:
+        print(f"  runner, per image: score + encode PNGs {wr['prepare_ms']:.1f} ms ({wr['threads']} threads), "
+              f"write + fsync {wr['commit_ms']:.1f} ms, {wr['kb_per_image']:.0f} KB")
     if "candidates_on_busi" in result:
         c = result["candidates_on_busi"]
         print(f"  candidates on {c['n_images']} BUSI images ({c['mean_size'][0]:.0f} x {c['mean_size'][1]:.0f} px): "

@@ -133,12 +133,16 @@ def append_jsonl(lines: Iterable[Any]) -> str:
 
 
 def png_bytes(array: NDArray[Any]) -> bytes:
-    """Encode an (H, W) uint8/bool or (H, W, 3) uint8 array as PNG bytes (bool → 0/255)."""
+    """Encode an (H, W) uint8/bool or (H, W, 3) uint8 array as PNG bytes (bool → 0/255).
+
+    zlib level 1: about twice as fast as level 6 on BUSI-sized masks and CAMs (1.8 vs 4.0 ms per mask,
+    4.1 vs 9.4 ms per CAM), for files about twice as large (2 KB per mask, 20 KB per CAM).
+    """
     arr = np.asarray(array)
     if arr.dtype == np.bool_:
         arr = arr.astype(np.uint8) * 255
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", optimize=False, compress_level=1)
     return buf.getvalue()
 
 

@@ -2,7 +2,8 @@
 
 For each finished image the runner writes, in this order, its masks
 (``masks/<strategy>/<source>/<stem>.png``, uint8 0/255), its CAM (``cams/<stem>.png``, 8-bit), its pseudo
-mask (``pseudo_masks/<stem>.png``) and LAST its record ``records/<stem>.json``. Every file is written
+mask (``pseudo_masks/<stem>.png``) and LAST its record ``records/<stem>.json``. Scoring and PNG encoding
+(:func:`prepare_image`) touch no file and may run in helper threads; :func:`commit_image` writes. Every file is written
 atomically, so a record exists only when everything it refers to does: an image is finished exactly when
 its record exists, and a rerun skips it. ``<stem>`` is :func:`~samprompt.runner.outputs.safe_name` of the
 image id; ``names.json`` maps ids to stems.
@@ -20,6 +21,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +31,28 @@ from numpy.typing import NDArray
 from samprompt.pipeline import PipelineResult
 from samprompt.runner.outputs import (
     append_jsonl,
+    atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     inside,
+    png_bytes,
     safe_name,
-    write_png,
 )
 from samprompt.runner.scoring import METRIC_COLUMNS, StrategyKind, score_row
 
-__all__ = ["SOURCES", "assemble", "label_dir", "mask_path", "metrics_csv", "read_record", "record_path", "write_image"]
+__all__ = [
+    "SOURCES",
+    "ImageOutputs",
+    "assemble",
+    "commit_image",
+    "label_dir",
+    "mask_path",
+    "metrics_csv",
+    "prepare_image",
+    "read_record",
+    "record_path",
+    "write_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +75,87 @@ def mask_path(out: Path, strategy: str, source: str, image_id: str) -> Path:
     return out / "masks" / label_dir(strategy) / source / f"{safe_name(image_id)}.png"
 
 
+@dataclass(frozen=True)
+class ImageOutputs:
+    """Everything one finished image writes, encoded in memory (see :func:`prepare_image`).
+
+    Attributes:
+        files: ``(path, PNG bytes)`` in writing order (masks, CAM, pseudo mask).
+        record_path: Where the record goes (written LAST by :func:`commit_image`).
+        record: The record itself (JSON-ready).
+    """
+
+    files: tuple[tuple[Path, bytes], ...]
+    record_path: Path
+    record: dict[str, Any]
+
+
+def prepare_image(
+    out: Path,
+    meta: Mapping[str, Any],
+    result: PipelineResult,
+    gt: NDArray[np.bool_] | None,
+    kinds: Mapping[str, StrategyKind],
+    class_names: Sequence[str],
+    seconds: float,
+) -> ImageOutputs:
+    """Score one image and encode its masks, CAM and pseudo mask (no file is touched; thread-safe).
+
+    Args:
+        out: Run folder.
+        meta: ``image`` (id), ``label`` and ``split``.
+        result: The pipeline's result for the image.
+        gt: (H, W) bool ground truth, or ``None``.
+        kinds: Strategy label → what it makes (for scoring misses).
+        class_names: Classifier output names (for ``predicted`` and the probabilities).
+        seconds: Time spent on the image (recorded only).
+
+    Raises:
+        ConfigError: If an output path would leave the run folder.
+    """
+    image_id = str(meta["image"])
+    stem = safe_name(image_id)
+    cam = result.cam
+    predicted = class_names[cam.predicted] if cam.probabilities.size else ""
+    rows: list[dict[str, Any]] = []
+    prompts: list[dict[str, Any]] = []
+    files: list[tuple[Path, bytes]] = []
+    for source in SOURCES:
+        per = result.strategies if source == "cam" else result.gt
+        for label, sr in per.items():
+            files.append((inside(out, mask_path(out, label, source, image_id)), png_bytes(sr.mask)))
+            row = {"image": image_id, "label": meta["label"], "split": meta["split"], "strategy": label,
+                   "source": source, "predicted": predicted}
+            row.update(score_row(prompt=sr.prompt, mask=sr.mask, score=sr.score, gt=gt, kind=kinds[label]))
+            rows.append(row)
+            prompts.append({"image": image_id, "strategy": label, "source": source,
+                            "prompt": None if sr.prompt is None else sr.prompt.to_dict()})
+    cam_u8 = np.rint(np.clip(cam.cam, 0, 1) * 255).astype(np.uint8)
+    files.append((inside(out, out / "cams" / f"{stem}.png"), png_bytes(cam_u8)))
+    files.append((inside(out, out / "pseudo_masks" / f"{stem}.png"), png_bytes(result.pseudo_mask)))
+    record = {
+        "image": image_id, "file": stem, "label": meta["label"], "split": meta["split"],
+        "predicted": predicted, "skipped": bool(result.skipped),
+        "probabilities": {class_names[k]: float(v) for k, v in enumerate(cam.probabilities)},
+        "target": [class_names[k] for k in cam.target],
+        "has_mask": gt is not None, "size": list(result.pseudo_mask.shape),
+        "strategies": list(result.strategies), "rows": rows, "prompts": prompts, "seconds": round(seconds, 4),
+    }
+    return ImageOutputs(tuple(files), inside(out, record_path(out, image_id)), record)
+
+
+def commit_image(outputs: ImageOutputs) -> dict[str, Any]:
+    """Write what :func:`prepare_image` encoded, every file atomically and the record LAST; return it.
+
+    Raises:
+        OSError: If a file cannot be written.
+    """
+    for path, data in outputs.files:
+        atomic_write_bytes(path, data)
+    atomic_write_json(outputs.record_path, outputs.record)
+    return outputs.record
+
+
 def write_image(
     out: Path,
     meta: Mapping[str, Any],
@@ -71,44 +167,9 @@ def write_image(
 ) -> dict[str, Any]:
     """Score one image, write its masks, CAM, pseudo mask and (last) its record; return the record.
 
-    Args:
-        out: Run folder.
-        meta: ``image`` (id), ``label`` and ``split``.
-        result: The pipeline's result for the image.
-        gt: (H, W) bool ground truth, or ``None``.
-        kinds: Strategy label → what it makes (for scoring misses).
-        class_names: Classifier output names (for ``predicted`` and the probabilities).
-        seconds: Time spent on the image (recorded only).
+    The same as ``commit_image(prepare_image(...))``; arguments as :func:`prepare_image`.
     """
-    image_id = str(meta["image"])
-    stem = safe_name(image_id)
-    cam = result.cam
-    predicted = class_names[cam.predicted] if cam.probabilities.size else ""
-    rows: list[dict[str, Any]] = []
-    prompts: list[dict[str, Any]] = []
-    for source in SOURCES:
-        per = result.strategies if source == "cam" else result.gt
-        for label, sr in per.items():
-            path = inside(out, mask_path(out, label, source, image_id))
-            write_png(path, sr.mask)
-            row = {"image": image_id, "label": meta["label"], "split": meta["split"], "strategy": label,
-                   "source": source, "predicted": predicted}
-            row.update(score_row(prompt=sr.prompt, mask=sr.mask, score=sr.score, gt=gt, kind=kinds[label]))
-            rows.append(row)
-            prompts.append({"image": image_id, "strategy": label, "source": source,
-                            "prompt": None if sr.prompt is None else sr.prompt.to_dict()})
-    write_png(inside(out, out / "cams" / f"{stem}.png"), np.rint(np.clip(cam.cam, 0, 1) * 255).astype(np.uint8))
-    write_png(inside(out, out / "pseudo_masks" / f"{stem}.png"), result.pseudo_mask)
-    record = {
-        "image": image_id, "file": stem, "label": meta["label"], "split": meta["split"],
-        "predicted": predicted, "skipped": bool(result.skipped),
-        "probabilities": {class_names[k]: float(v) for k, v in enumerate(cam.probabilities)},
-        "target": [class_names[k] for k in cam.target],
-        "has_mask": gt is not None, "size": list(result.pseudo_mask.shape),
-        "strategies": list(result.strategies), "rows": rows, "prompts": prompts, "seconds": round(seconds, 4),
-    }
-    atomic_write_json(inside(out, record_path(out, image_id)), record)
-    return record
+    return commit_image(prepare_image(out, meta, result, gt, kinds, class_names, seconds))
 
 
 def read_record(out: Path, image_id: str) -> dict[str, Any] | None:

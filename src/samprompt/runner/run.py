@@ -25,8 +25,11 @@ import json
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +39,17 @@ from numpy.typing import NDArray
 from samprompt.cams import Target
 from samprompt.data import prefetch
 from samprompt.errors import DataError, SampromptError, StageError
-from samprompt.pipeline import PromptPipeline, resolve_device
+from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
-from samprompt.runner.records import assemble, mask_path, read_record, write_image
+from samprompt.runner.records import (
+    ImageOutputs,
+    assemble,
+    commit_image,
+    mask_path,
+    prepare_image,
+    read_record,
+)
 from samprompt.runner.scoring import StrategyKind, probe_strategy
 from samprompt.runner.stages import (
     PreparedData,
@@ -205,16 +215,31 @@ class _Batcher:
             return
         seconds = (time.perf_counter() - start) / len(items)
         ds = self.data.dataset
-        for (sid, _, gt, _), res in zip(items, results, strict=True):
+
+        def prepare(item: _Item, res: PipelineResult) -> ImageOutputs:
+            sid, _, gt, _ = item
             meta = {"image": sid, "label": ds[ds.position(sid)].label, "split": self.data.split_of.get(sid, "")}
-            try:
-                write_image(self.out, meta, res, gt, self.kinds, self.class_names, seconds)
-            except (OSError, SampromptError, ValueError) as exc:
-                self.failures.append(_failure(sid, exc, "write"))
-                continue
-            self.computed += 1
-            if self.on_record is not None:
-                self.on_record(sid)
+            return prepare_image(self.out, meta, res, gt, self.kinds, self.class_names, seconds)
+
+        # Scoring and PNG encoding (CPU; Pillow and NumPy release the GIL) run in `workers` threads; the
+        # files are then written in image order from this thread, each image's record last, so an
+        # interruption leaves finished images (records) and nothing of the later ones.
+        with ExitStack() as stack:
+            pairs = list(zip(items, results, strict=True))
+            if self.config.workers and len(pairs) > 1:
+                pool = stack.enter_context(ThreadPoolExecutor(self.config.workers, "samprompt-write"))
+                pending = [pool.submit(prepare, it, res).result for it, res in pairs]
+            else:
+                pending = [partial(prepare, it, res) for it, res in pairs]
+            for ((sid, *_), _), outputs in zip(pairs, pending, strict=True):
+                try:
+                    commit_image(outputs())
+                except (OSError, SampromptError, ValueError) as exc:
+                    self.failures.append(_failure(sid, exc, "write"))
+                    continue
+                self.computed += 1
+                if self.on_record is not None:
+                    self.on_record(sid)
 
 
 def _manifest(config: RunConfig, out: Path, data: PreparedData, ckpt: Path, pipe: PromptPipeline,
