@@ -9,6 +9,7 @@ image, their features, boxes and scores against the ground truth) and the from-s
     .venv/bin/python benchmarks/quality_ideas.py selftrain r1q 0.4   # ... on the 60 % most confident ones
     .venv/bin/python benchmarks/quality_ideas.py selfeval r1         # its val figures
     .venv/bin/python benchmarks/quality_ideas.py selfagree r1q --test # agreement re-scoring (val; test once)
+    .venv/bin/python benchmarks/quality_ideas.py selfagree r1q --shadow  # ... on top of the shadow penalty
     .venv/bin/python benchmarks/quality_ideas.py cropmil             # MIL: linear features + crop CNN
     .venv/bin/python benchmarks/quality_ideas.py occlusion           # classifier occlusion test per region
     .venv/bin/python benchmarks/quality_ideas.py anomaly 128         # patch anomaly vs normal images
@@ -233,8 +234,14 @@ def stage_selfeval(tag: str, split: str = "val") -> None:
     print(f"selftrain {tag} {split} normal images: mean area of map > 0.5 {np.mean(normal_area):.3f}")
 
 
-def stage_selfagree(tag: str, splits: tuple[str, ...] = ("val",)) -> None:
-    """Re-score the 6 refined regions by agreement with the net's box: shipped score + lam x box IoU."""
+def stage_selfagree(tag: str, splits: tuple[str, ...] = ("val",), penalty: float = 0.0) -> None:
+    """Re-score the 6 refined regions by agreement with the net's box: shipped score + lam x box IoU
+    (``penalty``: the shadow penalty of the current default subtracted too)."""
+    from samprompt.metrics import dice
+    from samprompt.prompts.candidate_regions import under_smaller_region
+    from samprompt.segmenters.classical import ClassicalSegmenter
+
+    seg = ClassicalSegmenter()
     recs, ref = load_records(), load_refined()
     net = _net(from_classifier=False)
     net.load_state_dict(torch.load(CACHE / f"selftrain_{tag}.pt", map_location="cpu", weights_only=True))
@@ -251,13 +258,20 @@ def stage_selfagree(tag: str, splits: tuple[str, ...] = ("val",)) -> None:
             lab, n = ndi.label(P > 0.5)
             net_box = mask_to_box(lab == 1 + int(np.argmax(ndi.sum(P, lab, range(1, n + 1))))) if n else None
             agree = np.array([box_iou(b, net_box) if net_box is not None else 0.0 for b in ref[k]["boxes"]])
-            rows.append((shipped_scores(ref[k]), agree, ref[k]["biou"], ref[k]["inside"]))
+            base = shipped_scores(ref[k]) - penalty * under_smaller_region(ref[k]["boxes"])
+            rows.append((base, agree, ref[k]["biou"], ref[k]["inside"], k))
         for lam in (0.0, 0.5, 1.0, 2.0, 4.0, 8.0):
-            ch = [int(np.argmax(s + lam * a)) for s, a, _, _ in rows]
+            ch = [int(np.argmax(s + lam * a)) for s, a, _, _, _ in rows]
             bi = np.array([row[2][j] for row, j in zip(rows, ch)])
             ins = np.array([row[3][j] for row, j in zip(rows, ch)])
-            print(f"selfagree {tag} {split} lambda {lam:g}: box IoU {bi.mean():.3f} hit50 {(bi > 0.5).mean():.2f} "
-                  f"inside {ins.mean():.2f} (n={len(rows)})")
+            extra = ""
+            if lam in (0.0, 8.0):  # end to end: the chosen box + deepest point, decoded by `classical`
+                d = [dice(seg.decode(seg.embed(recs[k]["grey"]), [Prompt(
+                    box=ref[k]["boxes"][j].astype(np.float32), points=ref[k]["pts"][j][None].astype(np.float32),
+                    point_labels=np.ones(1, np.int64))]).masks[0], recs[k]["mask"]) for (*_, k), j in zip(rows, ch)]
+                extra = f" Dice {np.mean(d):.3f}"
+            print(f"selfagree {tag} {split} penalty {penalty:g} lambda {lam:g}: box IoU {bi.mean():.3f} "
+                  f"hit50 {(bi > 0.5).mean():.2f} inside {ins.mean():.2f}{extra} (n={len(rows)})")
 
 
 # ---------------------------------------------------------------------------------------- crop MIL
@@ -466,8 +480,9 @@ if __name__ == "__main__":
         stage_selftrain(args[0], float(args[1]))
     elif stage == "selfeval":
         stage_selfeval(args[0], args[1] if len(args) > 1 else "val")
-    elif stage == "selfagree":  # selfagree TAG [--test]
-        stage_selfagree(args[0], ("val", "test") if "--test" in args else ("val",))
+    elif stage == "selfagree":  # selfagree TAG [--test] [--shadow]
+        stage_selfagree(args[0], ("val", "test") if "--test" in args else ("val",),
+                        penalty=2.0 if "--shadow" in args else 0.0)
     elif stage == "cropmil":
         stage_cropmil()
     elif stage == "occlusion":
