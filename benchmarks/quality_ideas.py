@@ -13,6 +13,7 @@ image, their features, boxes and scores against the ground truth) and the from-s
     .venv/bin/python benchmarks/quality_ideas.py cropmil             # MIL: linear features + crop CNN
     .venv/bin/python benchmarks/quality_ideas.py occlusion           # classifier occlusion test per region
     .venv/bin/python benchmarks/quality_ideas.py anomaly 128         # patch anomaly vs normal images
+    .venv/bin/python benchmarks/quality_ideas.py agreement           # the SHIPPED self-training recipe
 
 * ``selftrain`` — self-training: the shipped ``candidates`` strategy's region of every TRAIN image, decoded
   by the ``classical`` segmenter, is a pseudo mask (normal images: empty); a ResNet18 (initialised from the
@@ -403,6 +404,37 @@ def stage_occlusion(grow: float = 0.15) -> None:
                   f"inside {ins.mean():.2f}")
 
 
+# ---------------------------------------------------------------------------------------- shipped agreement
+def stage_agreement(keep: float = 0.6, epochs: int = 20) -> None:
+    """The SHIPPED self-training recipe (``samprompt.prompts.selftrain``) on the BUSI train split: pseudo
+    masks of the current default ``candidates`` strategy on the train lesion images, the ``keep`` most
+    confident of them plus every train normal image (empty target), a ``SelfTrainNet`` initialised from
+    the classifier. Writes ``CACHE/selftrain_shipped.pt``; evaluate it with
+    ``quality_prompts.py strategy val agreement_net='"<CACHE>/selftrain_shipped.pt"'``."""
+    from samprompt.prompts.candidates import CandidatePromptStrategy
+    from samprompt.prompts.selftrain import (
+        confident,
+        make_pseudo_masks,
+        save_selftrain_net,
+        train_selftrain_net,
+    )
+
+    recs = load_records()
+    train = [r for r in recs if r["split"] == "train"]
+    lesion = [r for r in train if r["label"] != "normal" and r["mask"].any()]
+    t = time.time()
+    pseudo = make_pseudo_masks(CandidatePromptStrategy(), [r["grey"] for r in lesion])
+    use = confident(pseudo, keep)
+    print(f"agreement: pseudo masks of {len(lesion)} train lesion images in {time.time() - t:.0f}s, "
+          f"{sum(use)} kept", flush=True)
+    images = [r["grey"] for r, u in zip(lesion, use) if u] + [r["grey"] for r in train if r["label"] == "normal"]
+    masks = [m for (m, _), u in zip(pseudo, use) if u] + [None] * sum(r["label"] == "normal" for r in train)
+    t = time.time()
+    net = train_selftrain_net(images, masks, init=CLASSIFIER, epochs=epochs,
+                              progress=lambda e, n: print(f"epoch {e}/{n} {time.time() - t:.0f}s", flush=True))
+    print(f"saved {save_selftrain_net(net, CACHE / 'selftrain_shipped.pt')}")
+
+
 # ---------------------------------------------------------------------------------------- anomaly
 def stage_anomaly(size: int = 128) -> None:
     """Patch anomaly w.r.t. the NORMAL train images (labels only), as a region feature.
@@ -487,6 +519,8 @@ if __name__ == "__main__":
         stage_cropmil()
     elif stage == "occlusion":
         stage_occlusion()
+    elif stage == "agreement":  # agreement [KEEP]
+        stage_agreement(float(args[0]) if args else 0.6)
     elif stage == "anomaly":  # anomaly [SIZE]
         stage_anomaly(int(args[0]) if args else 128)
     else:

@@ -527,7 +527,7 @@ def stage_strategy(split: str = "val", **params) -> dict:
           f"{s['biou']['ci_high']:.3f}] hit50 {s['hit50']:.2f} points inside {s['inside']:.3f} on "
           f"{s['point_coverage']:.0%} of the images, dice {s['dice']['mean']:.3f} [{s['dice']['ci_low']:.3f}, "
           f"{s['dice']['ci_high']:.3f}] s/img {s['seconds']['mean']:.2f}", flush=True)
-    tag = "_".join(f"{k}={v}" for k, v in params.items())
+    tag = "_".join(f"{k}={Path(str(v)).name}" for k, v in params.items())
     (CACHE / f"prompts_strategy_{split}{'_' + tag if tag else ''}.json").write_text(json.dumps(s, indent=1))
     return s
 

@@ -51,8 +51,8 @@ class _Bars:
             return
         bar = self.bars.get(step)
         if bar is None:
-            bar = self.bars[step] = tqdm(total=total, desc=step, unit="img" if step != "report" else "panel",
-                                         leave=False, dynamic_ncols=True)
+            unit = {"report": "panel", "self-training": "epoch"}.get(step, "img")
+            bar = self.bars[step] = tqdm(total=total, desc=step, unit=unit, leave=False, dynamic_ncols=True)
         bar.total = total
         bar.update(done - bar.n)
         if done >= total:

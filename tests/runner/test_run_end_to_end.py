@@ -190,3 +190,33 @@ def test_workers_and_overlap_change_nothing_and_are_not_part_of_the_identity(
     assert json.loads((out / "config.json").read_text()) == json.loads((base_out / "config.json").read_text())
     again = run_experiment(load_run_config(fast_config(synth_data, workers=4)), out)  # resumes: nothing to do
     assert again.computed == 0
+
+
+def test_selftrain_trains_once_and_feeds_the_candidates_strategy(synth_data: Path, tmp_path: Path) -> None:
+    """``selftrain``: pseudo masks of the train lesion images, a net saved in the run folder, handed to
+    every ``candidates`` strategy as ``agreement_net``; a resumed run reuses the net."""
+    cfg = fast_config(synth_data, selftrain={"epochs": 2, "size": 32, "batch_size": 4})
+    cfg["pipeline"]["prompts"] = [{"name": "candidates", "params": {"work_size": 48}}, {"name": "box"}]
+    out = tmp_path / "st"
+    steps: list[str] = []
+    res = run_experiment(load_run_config(cfg), out, progress=lambda step, done, total: steps.append(step))
+    assert res.complete and not res.failures
+    net = out / "selftrain.pt"
+    assert net.is_file() and {"pseudo masks", "self-training"} <= set(steps)
+    saved = json.loads((out / "manifest.json").read_text())["pipeline"]["prompts"]
+    params = {p.get("label") or p["name"]: p.get("params", {}) for p in saved}
+    assert params["candidates"]["agreement_net"] == str(net) and params["candidates"]["agreement_weight"] == 8.0
+    assert "agreement_net" not in params["box"]
+    stamp = net.stat().st_mtime_ns
+    (out / "records").joinpath(next(iter(sorted(p.name for p in (out / "records").iterdir())))).unlink()
+    again = run_experiment(load_run_config(cfg), out)  # resume: one image again, the net is reused
+    assert again.computed == 1 and net.stat().st_mtime_ns == stamp
+
+
+def test_selftrain_config_errors(synth_data: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="selftrain needs a 'candidates' prompt strategy"):
+        load_run_config(fast_config(synth_data, selftrain={}))
+    cfg = fast_config(synth_data, selftrain={"empty_classes": ["healthy"], "epochs": 1})
+    cfg["pipeline"]["prompts"] = [{"name": "candidates"}]
+    with pytest.raises(ConfigError, match=r"selftrain.empty_classes: unknown class name\(s\) \['healthy'\]"):
+        run_experiment(load_run_config(cfg), tmp_path / "bad")

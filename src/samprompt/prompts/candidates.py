@@ -28,6 +28,7 @@ plus shape, size, position and contrast features. The chosen region's box (and p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -62,7 +63,7 @@ from samprompt.prompts.candidate_regions import (
     refine_candidates,
     under_smaller_region,
 )
-from samprompt.regions import clip_box, keep_components, mask_to_box
+from samprompt.regions import box_iou, clip_box, keep_components, mask_to_box
 
 __all__ = [
     "CAM_FEATURES",
@@ -113,6 +114,11 @@ class CandidatePromptStrategy(PromptStrategy):
             refined region directly above it (:func:`under_smaller_region`: probably the acoustic shadow
             under the lesion); 0 = off. The default 2.0 was chosen by box IoU on the BUSI train split
             (with its masks; docs: quality).
+        agreement_net: A self-trained segmentation net (:mod:`samprompt.prompts.selftrain`, file written by
+            :func:`~samprompt.prompts.selftrain.save_selftrain_net`); when given, ``agreement_weight`` x
+            (box IoU of each refined region with the net's box) is added to the second-stage scores.
+            ``None`` (default) = off. Needs ``refine_top_k`` > 0.
+        agreement_weight: Weight of that agreement term; 8 was chosen on BUSI val (docs/quality.md).
         point_min_score: Emit positive points (``box_point``, ``box_points``) only when the chosen region's
             score is at least this (the box is always emitted; ``points`` output is unaffected);
             ``None`` (default) = always. With the default scorers, 1.0 (the 60th percentile of the chosen
@@ -146,6 +152,8 @@ class CandidatePromptStrategy(PromptStrategy):
         refine_mean: tuple[float, ...] | None = None
         refine_scale: tuple[float, ...] | None = None
         shadow_penalty: float = Field(default=2.0, ge=0.0)
+        agreement_net: Path | None = None
+        agreement_weight: float = Field(default=8.0, ge=0.0)
         point_min_score: float | None = None
         cam_gate: Literal["none", "overlap"] = "none"
         fallback: Literal["mask_box", "none"] = "mask_box"
@@ -157,6 +165,11 @@ class CandidatePromptStrategy(PromptStrategy):
         self.refine_scorer = CandidateScorer(p.refine_weights, p.refine_mean, p.refine_scale,  # type: ignore[attr-defined]
                                              names=REFINED_FEATURE_NAMES)
         self._segmenter: Any = None
+        self._agreement: Any = None
+        if p.agreement_net is not None:  # type: ignore[attr-defined]
+            from samprompt.prompts.selftrain import load_selftrain_net
+
+            self._agreement = load_selftrain_net(p.agreement_net)  # type: ignore[attr-defined]
 
     def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
@@ -206,8 +219,15 @@ class CandidatePromptStrategy(PromptStrategy):
         _, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
                               margin=p.refine_margin, segmenter=self._segmenter)  # type: ignore[attr-defined]
         s2 = self.refine_scorer(F)
+        boxes = [mask_to_box(m) for m in full]
         if p.shadow_penalty > 0:  # type: ignore[attr-defined]
-            s2 = s2 - p.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])  # type: ignore[attr-defined]
+            s2 = s2 - p.shadow_penalty * under_smaller_region(boxes)  # type: ignore[attr-defined]
+        if self._agreement is not None and p.agreement_weight > 0:  # type: ignore[attr-defined]
+            from samprompt.prompts.selftrain import net_box, predict_map
+
+            nb = net_box(predict_map(self._agreement, image))
+            if nb is not None:
+                s2 = s2 + p.agreement_weight * np.array([box_iou(b, nb) for b in boxes])  # type: ignore[attr-defined]
         i = int(np.argmax(s2))
         return full[i], float(s2[i])
 

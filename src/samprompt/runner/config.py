@@ -38,6 +38,7 @@ __all__ = [
     "DataSpec",
     "ReportSpec",
     "RunConfig",
+    "SelfTrainSpec",
     "SplitSpec",
     "apply_overrides",
     "load_run_config",
@@ -123,6 +124,37 @@ class ReportSpec(BaseModel):
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
 
 
+class SelfTrainSpec(BaseModel):
+    """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.prompts.selftrain`).
+
+    Before the images are processed, the first ``candidates`` strategy of the pipeline (without
+    agreement) makes pseudo masks of the TRAIN split's lesion images; the ``keep`` most confident of them
+    and every train image of ``empty_classes`` (empty target) train a ResNet18 + FPN initialised from the
+    run's classifier (a random ResNet18 when the classifier is not a ResNet), saved as ``selftrain.pt``
+    in the run folder (reused on resume). Every ``candidates`` strategy then gets
+    ``agreement_net`` = that file and ``agreement_weight`` = ``weight`` (unless its params set them).
+
+    Attributes:
+        empty_classes: Classes whose images have no lesion, e.g. ``[normal]``.
+        keep: Fraction of the lesion images' pseudo masks trained on (the highest-scored).
+        epochs: Training passes.
+        size: Square input side of the net.
+        batch_size: Images per training step.
+        lr: Peak learning rate.
+        weight: ``agreement_weight`` given to the strategies (8 was chosen on BUSI val).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    empty_classes: list[str] = Field(default_factory=lambda: ["normal"])
+    keep: float = Field(default=0.6, gt=0.0, le=1.0)
+    epochs: int = Field(default=20, ge=1)
+    size: int = Field(default=128, ge=32, le=1024)
+    batch_size: int = Field(default=16, ge=1)
+    lr: float = Field(default=5e-4, gt=0.0)
+    weight: float = Field(default=8.0, ge=0.0)
+
+
 class RunConfig(BaseModel):
     """One experiment: data → split → classifier → pipeline → metrics → report.
 
@@ -149,6 +181,8 @@ class RunConfig(BaseModel):
         limit: Process at most this many images of the split (not part of the run's identity: a
             rerun without it completes the run).
         report: Report options.
+        selftrain: Self-training for the ``candidates`` strategies (:class:`SelfTrainSpec`); ``None``
+            (default) = off.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -166,6 +200,7 @@ class RunConfig(BaseModel):
     device: str = "auto"
     limit: int | None = Field(default=None, ge=1)
     report: ReportSpec = Field(default_factory=ReportSpec)
+    selftrain: SelfTrainSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -188,6 +223,8 @@ class RunConfig(BaseModel):
                 "pipeline.classifier must be unset in a run config; use the run's 'classifier' section "
                 "(checkpoint, or task + train)"
             )
+        if self.selftrain is not None and not any(s.name == "candidates" for s in self.pipeline.prompts):
+            raise ValueError("selftrain needs a 'candidates' prompt strategy in pipeline.prompts")
         train = self.classifier.train
         update = {k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
         if update:

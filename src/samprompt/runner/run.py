@@ -7,6 +7,7 @@ Run folder layout::
     split.json           the split used (given, or made with the seed)
     classifier.pt        the classifier trained by the run (absent when a checkpoint was given)
     train_result.json    its training history (written when training finished)
+    selftrain.pt         the self-training net (only with ``selftrain``; see runner.config.SelfTrainSpec)
     records/<stem>.json  one per finished image: scores, prompts, prediction (see runner.records)
     masks/<strategy>/<source>/<stem>.png, cams/<stem>.png, pseudo_masks/<stem>.png
     metrics.csv          one row per image x strategy x source (cam | gt)
@@ -57,6 +58,7 @@ from samprompt.runner.stages import (
     build_pipeline,
     file_sha256,
     get_classifier,
+    get_selftrain_net,
     prepare_data,
     prepare_folder,
     resolve_targets,
@@ -303,7 +305,8 @@ def run_experiment(
                         "(fingerprint differs); pass --force to start over")
     ids = data.ids[: config.limit] if config.limit else list(data.ids)
     model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
-    pipe = build_pipeline(config, model, info)
+    selftrain = get_selftrain_net(config, out, data, ckpt, progress)
+    pipe = build_pipeline(config, model, info, selftrain)
     kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
     manifest = _manifest(config, out, data, ckpt, pipe, started, previous)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -18,7 +19,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from numpy.typing import NDArray
 
 from samprompt.cams import CAM_EXTRACTORS, Target
 from samprompt.classifiers import (
@@ -46,6 +49,7 @@ __all__ = [
     "build_pipeline",
     "file_sha256",
     "get_classifier",
+    "get_selftrain_net",
     "prepare_data",
     "prepare_folder",
     "resolve_targets",
@@ -59,9 +63,9 @@ Progress = Callable[[str, int, int], None]
 
 #: Every file and folder a run writes; ``--force`` removes exactly these (and nothing else).
 ARTEFACTS: tuple[str, ...] = (
-    "config.json", "manifest.json", "split.json", "classifier.pt", "train_result.json", "records", "masks",
-    "cams", "pseudo_masks", "metrics.csv", "prompts.jsonl", "failures.jsonl", "names.json", "summary.csv",
-    "summary.md", "report.html",
+    "config.json", "manifest.json", "split.json", "classifier.pt", "train_result.json", "selftrain.pt",
+    "records", "masks", "cams", "pseudo_masks", "metrics.csv", "prompts.jsonl", "failures.jsonl", "names.json",
+    "summary.csv", "summary.md", "report.html",
 )
 
 
@@ -230,6 +234,82 @@ def get_classifier(
     return model, info, ckpt
 
 
+class _LazyImages(Sequence[NDArray[np.uint8]]):
+    """The images of ``ids``, read when indexed (the self-training never holds a split in memory)."""
+
+    def __init__(self, ds: Dataset, ids: Sequence[str]) -> None:
+        self.ds, self.ids = ds, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
+        return self.ds.load_image(self.ids[k])
+
+
+def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifier_checkpoint: Path,
+                      progress: Progress | None = None) -> Path | None:
+    """The run's self-training net (``config.selftrain``): ``selftrain.pt`` in the run folder, made now
+    unless a previous invocation finished it; ``None`` when self-training is off.
+
+    Raises:
+        ConfigError: ``selftrain.empty_classes`` names a class the data does not have.
+        DataError: The train split has no readable lesion image.
+    """
+    from samprompt.prompts.selftrain import (
+        SelfTrainNet,
+        confident,
+        make_pseudo_masks,
+        save_selftrain_net,
+        train_selftrain_net,
+    )
+
+    st = config.selftrain
+    if st is None:
+        return None
+    path = out / "selftrain.pt"
+    if path.exists():
+        log.info("reusing the self-training net %s", path)
+        return path
+    ds = data.dataset
+    unknown = sorted(set(st.empty_classes) - set(ds.classes))
+    if unknown:
+        raise ConfigError(f"selftrain.empty_classes: unknown class name(s) {unknown}; the data has {ds.classes}")
+    skipped: list[str] = []
+    train = _readable(ds, data.split.ids("train"), skipped)
+    label = {i: ds[ds.position(i)].label for i in train}
+    lesion = [i for i in train if label[i] not in st.empty_classes]
+    empty = [i for i in train if label[i] in st.empty_classes]
+    if not lesion:
+        raise DataError(f"selftrain: the train split of {str(config.data.path)!r} has no readable lesion image")
+    spec = next(s for s in config.pipeline.prompts if s.name == "candidates")
+    params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
+    strategy = _create(PROMPT_STRATEGIES, ComponentSpec(name="candidates", params=params), "selftrain", {})
+    log.info("self-training: pseudo masks of %d train lesion images", len(lesion))
+    cb = None if progress is None else (lambda done, total: progress("pseudo masks", done, total))
+    pseudo = make_pseudo_masks(strategy, _LazyImages(ds, lesion), progress=cb)
+    use = confident(pseudo, st.keep)
+    ids = [i for i, u in zip(lesion, use) if u] + empty
+    masks = [m for (m, _), u in zip(pseudo, use) if u] + [None] * len(empty)
+    model, _ = load_classifier(classifier_checkpoint)
+    init: torch.nn.Module | None = model
+    try:
+        SelfTrainNet(model)  # a torchvision-style ResNet?
+    except TypeError:
+        log.warning("self-training: the classifier is not a ResNet; the net starts from random weights")
+        init = None
+    log.info("self-training: %d images (%d pseudo masks, %d empty), %d epochs", len(ids), sum(use), len(empty),
+             st.epochs)
+    cb = None if progress is None else (lambda done, total: progress("self-training", done, total))
+    net = train_selftrain_net(_LazyImages(ds, ids), masks, init=init, size=st.size, epochs=st.epochs,
+                              batch_size=st.batch_size, lr=st.lr, seed=config.seed,
+                              device=resolve_device(config.device), progress=cb)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_selftrain_net(net, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
     """The ids whose image decodes; the others are logged and added to ``skipped``.
 
@@ -259,12 +339,14 @@ def _create(registry: Registry[Any], spec: ComponentSpec, where: str, extra: dic
 
 
 def build_pipeline(
-    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo
+    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None
 ) -> PromptPipeline:
     """The run's :class:`PromptPipeline` around a loaded classifier.
 
-    The CAM extractor hooks the checkpoint's ``target_layer`` unless the config names one, and the
-    segmenter gets the run's ``device`` unless its params name one.
+    The CAM extractor hooks the checkpoint's ``target_layer`` unless the config names one, the
+    segmenter gets the run's ``device`` unless its params name one, and with a self-training net
+    (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as ``agreement_net`` (with
+    ``selftrain.weight``) unless its params set it.
 
     Raises:
         ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
@@ -272,8 +354,12 @@ def build_pipeline(
     p = config.pipeline
     cam = _create(CAM_EXTRACTORS, p.cam, "cam", {"target_layer": info.target_layer})
     masker = _create(MASKERS, p.masker, "masker", {})
+    agree: dict[str, Any] = {}
+    if selftrain is not None and config.selftrain is not None:
+        agree = {"agreement_net": str(selftrain), "agreement_weight": config.selftrain.weight}
     strategies = {
-        (s.label or s.name): _create(PROMPT_STRATEGIES, s, f"prompts.{i}", {}) for i, s in enumerate(p.prompts)
+        (s.label or s.name): _create(PROMPT_STRATEGIES, s, f"prompts.{i}", agree if s.name == "candidates" else {})
+        for i, s in enumerate(p.prompts)
     }
     segmenter = _create(SEGMENTERS, p.segmenter, "segmenter", {"device": config.device})
     try:

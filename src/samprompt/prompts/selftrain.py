@@ -1,0 +1,310 @@
+"""Self-training for the ``candidates`` strategy: a small segmentation net learnt from its own pseudo masks.
+
+Weakly supervised segmentation often ends with a second network trained on the pseudo masks of the first
+stage. Here that network does not replace the ``candidates`` strategy; it VOTES: the strategy adds
+``agreement_weight`` x (box IoU of each refined region with the net's box) to its second-stage scores
+(parameter ``agreement_net``). Everything stays label-only: the pseudo masks come from the strategy itself
+(image labels say which images have a lesion; normal images teach "nothing here").
+
+Recipe (``docs/quality.md`` measured it on BUSI: test box IoU 0.517 → 0.556, Dice 0.601 → 0.648; a run
+config's ``selftrain`` section does all of it, see :class:`~samprompt.runner.config.SelfTrainSpec`)::
+
+    strategy = CandidatePromptStrategy()
+    pseudo = make_pseudo_masks(strategy, train_lesion_images)            # [(mask, score), ...]
+    net = train_selftrain_net(train_images, masks, init=classifier_ckpt)  # masks: pseudo or None (normal)
+    save_selftrain_net(net, "selftrain.pt")
+    strategy = CandidatePromptStrategy(agreement_net="selftrain.pt")     # weight 8 (chosen on BUSI val)
+
+:func:`confident` keeps the most confident pseudo masks (the measured recipe trains on the 60 % best-scored
+lesion images plus all normal ones).
+
+Conventions: images are (H, W) or (H, W, 3) uint8 at any size; the net sees the grey image resized (not
+letterboxed) to ``size`` x ``size`` and normalised with the ImageNet mean / std; maps and masks come back at
+the original (H, W); boxes are pixel edges ``(x0, y0, x1, y1)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+from skimage.transform import resize
+from torch import nn
+
+from samprompt._arrays import as_image
+from samprompt.errors import CheckpointError
+from samprompt.prompts.base import Prompt
+from samprompt.regions import mask_to_box
+
+__all__ = [
+    "SelfTrainNet",
+    "confident",
+    "load_selftrain_net",
+    "make_pseudo_masks",
+    "net_box",
+    "predict_map",
+    "save_selftrain_net",
+    "train_selftrain_net",
+]
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "samprompt-selftrain"
+_MEAN = np.array([0.485, 0.456, 0.406], np.float32)[:, None, None]
+_STD = np.array([0.229, 0.224, 0.225], np.float32)[:, None, None]
+
+
+class SelfTrainNet(nn.Module):
+    """ResNet18 encoder + a light FPN decoder: (B, 3, S, S) → (B, 1, S, S) logits.
+
+    Args:
+        encoder: A torchvision-style ResNet (``conv1``, ``bn1``, ``relu``, ``maxpool``, ``layer1..4``),
+            e.g. the run's classifier (its weights are the starting point); default a fresh ResNet18.
+    """
+
+    def __init__(self, encoder: nn.Module | None = None) -> None:
+        super().__init__()
+        if encoder is None:
+            import torchvision
+
+            encoder = torchvision.models.resnet18(weights=None)
+        try:
+            self.stem = nn.Sequential(encoder.conv1, encoder.bn1, encoder.relu, encoder.maxpool)
+            self.layers = nn.ModuleList([encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4])
+        except AttributeError as exc:
+            raise TypeError(f"the encoder must be a torchvision-style ResNet: {exc}") from exc
+        widths = [int(layer[-1].conv1.in_channels) for layer in self.layers]  # type: ignore[index]
+        self.lateral = nn.ModuleList([nn.Conv2d(c, 64, 1) for c in widths])
+        self.head = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
+                                  nn.Conv2d(64, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, S, S) normalised images → (B, 1, S, S) lesion logits."""
+        feats, y = [], self.stem(x)
+        for layer in self.layers:
+            y = layer(y)
+            feats.append(y)
+        y = self.lateral[3](feats[3])
+        for f, lateral in zip(feats[2::-1], self.lateral[2::-1]):
+            y = F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False) + lateral(f)
+        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _input(image: Any, size: int) -> NDArray[np.float32]:
+    """(H, W[, 3]) uint8 → (3, size, size) normalised grey."""
+    grey = as_image(image).astype(np.float32).mean(axis=2) / 255.0
+    g = resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
+    return np.ascontiguousarray((np.repeat(g[None], 3, 0) - _MEAN) / _STD)
+
+
+def make_pseudo_masks(
+    strategy: Any, images: Sequence[Any], segmenter: Any = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[tuple[NDArray[np.bool_] | None, float]]:
+    """The ``candidates`` strategy's region of each image, decoded from its box: the pseudo masks.
+
+    Args:
+        strategy: A :class:`~samprompt.prompts.candidates.CandidatePromptStrategy` (its :meth:`choose`).
+        images: Lesion images, (H, W[, 3]) uint8.
+        segmenter: Decodes the chosen box (default: ``classical``).
+        progress: ``progress(done, total)`` after each image.
+
+    Returns:
+        ``(mask (H, W) bool or None when nothing was chosen, score)`` per image.
+    """
+    if segmenter is None:
+        from samprompt.segmenters.classical import ClassicalSegmenter
+
+        segmenter = ClassicalSegmenter()
+    out: list[tuple[NDArray[np.bool_] | None, float]] = []
+    for k, image in enumerate(images):
+        img = as_image(image)
+        region, score = strategy.choose(img, np.zeros(img.shape[:2], np.float32))
+        box = mask_to_box(region) if region is not None else None
+        if box is None:
+            out.append((None, float("-inf")))
+        else:
+            mask = segmenter.decode(segmenter.embed(img), [Prompt(box=box)]).masks[0]
+            out.append((np.asarray(mask, bool), float(score)))
+        if progress is not None:
+            progress(k + 1, len(images))
+    return out
+
+
+def confident(pseudo: Sequence[tuple[NDArray[np.bool_] | None, float]], keep: float = 0.6) -> list[bool]:
+    """Which pseudo masks to train on: the ``keep`` fraction with the highest scores (never ``None`` ones).
+
+    Example:
+        >>> confident([(None, -1.0), (np.ones((2, 2), bool), 0.5), (np.ones((2, 2), bool), 2.0)], keep=0.5)
+        [False, False, True]
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must be in (0, 1], got {keep}")
+    scores = np.array([s for m, s in pseudo if m is not None])
+    if not scores.size:
+        return [False] * len(pseudo)
+    threshold = np.quantile(scores, 1.0 - keep) if keep < 1.0 else -np.inf
+    return [bool(m is not None and s >= threshold) for m, s in pseudo]
+
+
+def train_selftrain_net(
+    images: Sequence[Any],
+    masks: Sequence[NDArray[np.bool_] | None],
+    *,
+    init: str | os.PathLike[str] | nn.Module | None = None,
+    size: int = 128,
+    epochs: int = 20,
+    batch_size: int = 16,
+    lr: float = 5e-4,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> SelfTrainNet:
+    """Train a :class:`SelfTrainNet` on images and their (pseudo) masks.
+
+    Loss: BCE + soft Dice (Dice on images with a mask only); AdamW, one-cycle LR, horizontal flips and
+    brightness / contrast jitter. The settings are the ones measured in ``docs/quality.md``.
+
+    Args:
+        images: (H, W[, 3]) uint8 images.
+        masks: (H, W) bool per image; ``None`` = no lesion (an empty target, e.g. normal images).
+        init: Classifier checkpoint (or a torchvision-style ResNet module) whose backbone starts the
+            encoder; ``None`` = random.
+        size: Square input side.
+        epochs: Passes over the data.
+        batch_size: Images per step.
+        lr: Peak learning rate.
+        seed: Seeds the initialisation of the decoder, the order and the augmentation.
+        device: Where to train.
+        progress: ``progress(epoch, epochs)`` after each epoch.
+
+    Returns:
+        The trained net (eval mode, on ``device``).
+
+    Raises:
+        ValueError: On mismatched lengths, no images, or a mask whose size differs from its image.
+        CheckpointError: If ``init`` cannot be loaded.
+    """
+    if len(images) != len(masks):
+        raise ValueError(f"{len(images)} images but {len(masks)} masks")
+    if not images:
+        raise ValueError("no training images")
+    torch.manual_seed(seed)
+    encoder: nn.Module | None
+    if init is None or isinstance(init, nn.Module):
+        encoder = init
+    else:
+        from samprompt.classifiers.checkpoint import load_classifier
+
+        encoder = load_classifier(init)[0]
+    net = SelfTrainNet(encoder).to(device)
+    xs, ys = [], []
+    for k, (image, mask) in enumerate(zip(images, masks)):
+        img = as_image(image)
+        xs.append(_input(img, size))
+        if mask is None:
+            ys.append(np.zeros((size, size), np.float32))
+            continue
+        m = np.asarray(mask, bool)
+        if m.shape != img.shape[:2]:
+            raise ValueError(f"masks[{k}] is {m.shape} but its image is {img.shape[:2]}")
+        ys.append(resize(m.astype(np.float32), (size, size), order=1).astype(np.float32))
+    X = torch.from_numpy(np.stack(xs))
+    Y = torch.from_numpy(np.stack(ys))[:, None]
+    steps = int(np.ceil(len(X) / batch_size))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        net.train()
+        for b in np.array_split(rng.permutation(len(X)), steps):
+            x, y = X[b].clone(), Y[b].clone()
+            flip = torch.from_numpy(rng.random(len(b)) < 0.5)
+            x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
+            gain = torch.from_numpy(rng.uniform(0.8, 1.2, (len(b), 1, 1, 1)).astype(np.float32))
+            shift = torch.from_numpy(rng.uniform(-0.2, 0.2, (len(b), 1, 1, 1)).astype(np.float32))
+            x, y = (x * gain + shift).to(device), y.to(device)
+            logit = net(x)
+            p = torch.sigmoid(logit)
+            has = y.sum((1, 2, 3)) > 0
+            soft_dice = 1 - (2 * (p * y).sum((1, 2, 3)) + 1) / (p.sum((1, 2, 3)) + y.sum((1, 2, 3)) + 1)
+            loss = F.binary_cross_entropy_with_logits(logit, y)
+            if bool(has.any()):
+                loss = loss + soft_dice[has].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        if progress is not None:
+            progress(epoch + 1, epochs)
+    net.input_size = size  # type: ignore[assignment]
+    return net.eval()
+
+
+def save_selftrain_net(net: SelfTrainNet, path: str | os.PathLike[str], size: int | None = None) -> Path:
+    """Save ``net`` (state dict + its input size; loadable with ``weights_only=True``)."""
+    side = int(size if size is not None else getattr(net, "input_size", 128))
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    torch.save({"format": _FORMAT, "version": 1, "input_size": side, "state_dict": state}, p)
+    return p
+
+
+def load_selftrain_net(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> SelfTrainNet:
+    """Load a net saved by :func:`save_selftrain_net` (eval mode; its ``input_size`` attribute is set).
+
+    Raises:
+        CheckpointError: Naming the file when it is missing, unreadable, or not a self-training net.
+    """
+    p = str(path)
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise CheckpointError(f"self-training net {p!r}: no such file") from exc
+    except Exception as exc:  # any failure of torch.load is a bad file here
+        raise CheckpointError(f"self-training net {p!r}: not a readable checkpoint ({type(exc).__name__})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != _FORMAT or "state_dict" not in blob:
+        raise CheckpointError(f"self-training net {p!r}: not a samprompt self-training net "
+                              f"(write it with save_selftrain_net)")
+    net = SelfTrainNet()
+    try:
+        net.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"self-training net {p!r}: weights do not fit: {exc}") from exc
+    net.input_size = int(blob.get("input_size", 128))  # type: ignore[assignment]
+    return net.to(device).eval()
+
+
+def predict_map(net: SelfTrainNet, image: Any) -> NDArray[np.float32]:
+    """(H, W) lesion probability of one image, averaged with its horizontal flip, at the original size."""
+    img = as_image(image)
+    size = int(getattr(net, "input_size", 128))
+    device = next(net.parameters()).device
+    x = torch.from_numpy(_input(img, size))[None].to(device)
+    with torch.inference_mode():
+        p = (torch.sigmoid(net(x)) + torch.sigmoid(net(x.flip(-1))).flip(-1)) / 2
+    return resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1).astype(np.float32)
+
+
+def net_box(prob: NDArray[np.float32], threshold: float = 0.5) -> NDArray[np.float32] | None:
+    """Box of the connected component of ``prob > threshold`` with the most probability mass (or ``None``).
+
+    Example:
+        >>> p = np.zeros((10, 10), np.float32); p[2:4, 2:4] = 0.6; p[5:9, 5:8] = 0.9
+        >>> net_box(p).tolist()
+        [5.0, 5.0, 8.0, 9.0]
+    """
+    lab, n = ndi.label(prob > threshold)
+    if n == 0:
+        return None
+    mass = ndi.sum(prob, lab, np.arange(1, n + 1))
+    return mask_to_box(lab == 1 + int(np.argmax(mass)))
