@@ -339,8 +339,9 @@ class SamSegmenter(Segmenter):
                 slot = {i: k for k, i in enumerate(images)}
                 row_image = torch.tensor([slot[i] for i, b in items for _ in b.indices], device=self.device)
                 sparse = torch.cat([b.sparse for _, b in items])
-                dense = torch.cat([b.dense for _, b in items])
-                low, iou = self._decode_rows(feats, row_image, sparse, dense)
+                # dense embeddings stay per batch (SAM's "no mask" one is an expanded view): each decoder
+                # call materialises only its own rows
+                low, iou = self._decode_rows(feats, row_image, sparse, [b.dense for _, b in items])
                 start = 0
                 for i, b in items:
                     n = len(b.indices)
@@ -351,7 +352,7 @@ class SamSegmenter(Segmenter):
         return out
 
     def _decode_rows(
-        self, feats: torch.Tensor, row_image: torch.Tensor, sparse: torch.Tensor, dense: torch.Tensor
+        self, feats: torch.Tensor, row_image: torch.Tensor, sparse: torch.Tensor, dense: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mask-decoder calls for G prompts, each on its OWN image, ``decoder_batch`` prompts per call.
 
@@ -363,21 +364,24 @@ class SamSegmenter(Segmenter):
             feats: (n, C, h, w) embeddings of the images involved.
             row_image: (G,) which of them each prompt belongs to.
             sparse: (G, T, C) sparse prompt embeddings.
-            dense: (G, C, h, w) dense prompt embeddings.
+            dense: Dense prompt embeddings, (G_j, C, h, w) parts that stack to G rows.
 
         Returns:
             (G, L, L) float32 logits of the chosen mask and (G,) predicted IoU.
         """
         zero = feats.new_zeros((1, feats.shape[1], 1, 1))
+        ends = np.cumsum([d.shape[0] for d in dense])
         lows, ious = [], []
         G, step = sparse.shape[0], self.params.decoder_batch
         for s in range(0, G, step):
-            rows = slice(s, s + step)
+            rows = slice(s, min(G, s + step))
+            parts = [d[max(0, rows.start - (e - d.shape[0])) : rows.stop - (e - d.shape[0])]
+                     for d, e in zip(dense, ends) if e > rows.start and e - d.shape[0] < rows.stop]
             low, iou = self.model.mask_decoder(
                 image_embeddings=zero,
                 image_pe=self._dense_pe,
                 sparse_prompt_embeddings=sparse[rows],
-                dense_prompt_embeddings=feats[row_image[rows]] + dense[rows],
+                dense_prompt_embeddings=feats[row_image[rows]] + torch.cat(parts),
                 multimask_output=self.params.multimask,
             )
             best = iou.argmax(dim=1) if self.params.multimask else torch.zeros_like(iou[:, 0], dtype=torch.long)
