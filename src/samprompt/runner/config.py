@@ -128,7 +128,8 @@ class SelfTrainSpec(BaseModel):
     """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.prompts.selftrain`).
 
     Before the images are processed, the first ``candidates`` strategy of the pipeline (without
-    agreement) makes pseudo masks of the TRAIN split's lesion images; the ``keep`` most confident of them
+    agreement, and without a CAM: its ``cam_gate`` does not apply) makes pseudo masks of the TRAIN
+    split's lesion images; the ``keep`` most confident of them
     and every train image of ``empty_classes`` (empty target) train a ResNet18 + FPN initialised from the
     run's classifier (a random ResNet18 when the classifier is not a ResNet), saved as ``selftrain.pt``
     in the run folder (reused on resume). Every ``candidates`` strategy then gets
