@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Summary", "bootstrap_ci", "dice", "iou", "pixel_accuracy", "summarize"]
+__all__ = ["Summary", "bootstrap_ci", "dice", "iou", "overlap", "pixel_accuracy", "summarize"]
 
 
 def _pair(pred: Any, target: Any) -> tuple[NDArray[np.bool_], NDArray[np.bool_], bool]:
@@ -79,6 +79,30 @@ def pixel_accuracy(pred: Any, target: Any) -> float | NDArray[np.float64]:
     k = p.shape[0]
     out = np.count_nonzero((p == t).reshape(k, -1), axis=1) / float(p[0].size)
     return float(out[0]) if single else out
+
+
+def overlap(pred: Any, target: Any, empty_value: float = 1.0) -> tuple[float, float, float]:
+    """Dice, IoU and pixel accuracy of one (H, W) pair from ONE set of counts.
+
+    The same values as :func:`dice`, :func:`iou` and :func:`pixel_accuracy` (same conventions) at about a
+    third of their combined cost; the runner scores every mask with it.
+
+    Example:
+        >>> a = np.zeros((4, 4), bool); a[:2] = True
+        >>> b = np.zeros((4, 4), bool); b[1:3] = True
+        >>> tuple(round(v, 3) for v in overlap(a, b))
+        (0.5, 0.333, 0.5)
+    """
+    p, t, single = _pair(pred, target)
+    if not single:
+        raise ValueError(f"overlap takes one (H, W) pair, got shape {p.shape}")
+    inter, sp, st = _counts(p, t)
+    denom, union = sp + st, sp + st - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), empty_value)
+    j = np.where(union > 0, inter / np.maximum(union, 1), empty_value)
+    acc = (p[0].size - union + inter) / float(p[0].size)
+    return float(d[0]), float(j[0]), float(acc[0])
 
 
 def bootstrap_ci(

@@ -69,3 +69,17 @@ def test_summarize_and_bootstrap() -> None:
     assert all(math.isnan(v) for v in bootstrap_ci([]))
     assert bootstrap_ci([0.3]) == (0.3, 0.3)
     assert summarize([]).n == 0
+
+
+def test_overlap_equals_the_three_metrics() -> None:
+    from samprompt.metrics import overlap
+
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        a, b = rng.random((2, 17, 23)) < rng.random(2)[:, None, None]
+        assert overlap(a, b) == (dice(a, b), iou(a, b), pixel_accuracy(a, b))
+    empty = np.zeros((4, 4), bool)
+    assert overlap(empty, empty) == (1.0, 1.0, 1.0)
+    assert overlap(empty, empty, empty_value=0.5)[:2] == (0.5, 0.5)
+    with pytest.raises(ValueError, match="one \\(H, W\\) pair"):
+        overlap(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool))

@@ -129,7 +129,8 @@ class SelfTrainSpec(BaseModel):
 
     Before the images are processed, the first ``candidates`` strategy of the pipeline (without
     agreement, and without a CAM: its ``cam_gate`` does not apply) makes pseudo masks of the TRAIN
-    split's lesion images; the ``keep`` most confident of them
+    split's lesion images (its region's box decoded by the weight-free ``classical`` segmenter, as
+    measured in docs/quality.md, whatever the run's segmenter); the ``keep`` most confident of them
     and every train image of ``empty_classes`` (empty target) train a ResNet18 + FPN initialised from the
     run's classifier (a random ResNet18 when the classifier is not a ResNet), saved as ``selftrain.pt``
     in the run folder (reused on resume). Every ``candidates`` strategy then gets

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from samprompt.metrics import dice
+from samprompt.metrics import dice, overlap
 from samprompt.prompts.base import Prompt, PromptStrategy
 from samprompt.regions import box_iou, ellipse_in_box, mask_to_box
 
@@ -99,24 +99,15 @@ def score_row(
     """
     has_prompt = prompt is not None
     n_points = 0 if prompt is None else int((prompt.point_labels == 1).sum())
-    n_pred, n_all = int(np.count_nonzero(mask)), mask.size
     row: dict[str, Any] = {
         "dice": _NAN, "iou": _NAN, "pixel_accuracy": _NAN, "box_iou": _NAN, "points_inside": _NAN,
         "n_points": n_points, "box_prior_dice": _NAN, "score": float(score) if has_prompt else 0.0,
-        "has_prompt": has_prompt, "pred_fraction": n_pred / n_all, "gt_empty": None,
+        "has_prompt": has_prompt, "pred_fraction": np.count_nonzero(mask) / mask.size, "gt_empty": None,
     }
     if gt is None:
         return row
-    if gt.shape != mask.shape:
-        raise ValueError(f"prediction shape {mask.shape} differs from ground-truth shape {gt.shape}")
-    # one pass of counts gives the three overlap metrics (the values of metrics.dice / iou /
-    # pixel_accuracy, with their "both empty = 1" convention)
-    n_gt, inter = int(np.count_nonzero(gt)), int(np.count_nonzero(mask & gt))
-    union = n_pred + n_gt - inter
-    row["dice"] = 2.0 * inter / (n_pred + n_gt) if n_pred + n_gt else 1.0
-    row["iou"] = inter / union if union else 1.0
-    row["pixel_accuracy"] = (n_all - union + inter) / n_all
-    lesion = n_gt > 0
+    row["dice"], row["iou"], row["pixel_accuracy"] = overlap(mask, gt)
+    lesion = bool(gt.any())
     row["gt_empty"] = not lesion
     if not lesion:
         return row
