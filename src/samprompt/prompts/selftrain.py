@@ -6,8 +6,9 @@ stage. Here that network does not replace the ``candidates`` strategy; it VOTES:
 (parameter ``agreement_net``). Everything stays label-only: the pseudo masks come from the strategy itself
 (image labels say which images have a lesion; normal images teach "nothing here").
 
-Recipe (``docs/quality.md`` measured it on BUSI: test box IoU 0.517 → 0.556, Dice 0.601 → 0.648; a run
-config's ``selftrain`` section does all of it, see :class:`~samprompt.runner.config.SelfTrainSpec`)::
+Recipe (measured on BUSI: box IoU 0.517 → 0.556 and Dice 0.601 → 0.648 on the ablation test split of
+``docs/quality.md``, but no gain on the ``best`` run's split, ``docs/busi_run.md``; a run config's
+``selftrain`` section does all of it, see :class:`~samprompt.runner.config.SelfTrainSpec`)::
 
     strategy = CandidatePromptStrategy()
     pseudo = make_pseudo_masks(strategy, train_lesion_images)            # [(mask, score), ...]
