@@ -13,7 +13,7 @@ image, their features, boxes and scores against the ground truth) and the from-s
     .venv/bin/python benchmarks/quality_ideas.py cropmil             # MIL: linear features + crop CNN
     .venv/bin/python benchmarks/quality_ideas.py occlusion           # classifier occlusion test per region
     .venv/bin/python benchmarks/quality_ideas.py anomaly 128         # patch anomaly vs normal images
-    .venv/bin/python benchmarks/quality_ideas.py agreement           # the SHIPPED self-training recipe
+    .venv/bin/python benchmarks/quality_ideas.py agreement [KEEP [SEED]]  # the SHIPPED self-training recipe
 
 * ``selftrain`` — self-training: the shipped ``candidates`` strategy's region of every TRAIN image, decoded
   by the ``classical`` segmenter, is a pseudo mask (normal images: empty); a ResNet18 (initialised from the
@@ -52,6 +52,7 @@ from quality_common import CACHE, load_records
 
 from samprompt.prompts.base import Prompt
 from samprompt.prompts.candidate_regions import REFINED_FEATURE_NAMES, CandidateScorer
+from samprompt.prompts.selftrain import SelfTrainNet
 from samprompt.regions import box_iou, mask_to_box
 
 SIZE = 128
@@ -101,26 +102,13 @@ def _unpack(e) -> np.ndarray:  # type: ignore[no-untyped-def]
     return np.unpackbits(e["mask"], axis=-1)[:, : e["shape"][1]].astype(bool)
 
 
-class FPNNet(nn.Module):
-    """ResNet18 encoder + a light FPN decoder; (B, 3, S, S) -> (B, 1, S, S) logits."""
-
-    def __init__(self, enc: nn.Module) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(enc.conv1, enc.bn1, enc.relu, enc.maxpool)
-        self.layers = nn.ModuleList([enc.layer1, enc.layer2, enc.layer3, enc.layer4])
-        self.lat = nn.ModuleList([nn.Conv2d(c, 64, 1) for c in (64, 128, 256, 512)])
-        self.head = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-                                  nn.Conv2d(64, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats, y = [], self.stem(x)
-        for layer in self.layers:
-            y = layer(y)
-            feats.append(y)
-        y = self.lat[3](feats[3])
-        for f, lat in zip(feats[2::-1], self.lat[2::-1]):
-            y = F.interpolate(y, size=f.shape[-2:], mode="bilinear", align_corners=False) + lat(f)
-        return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
+def _load_net(tag: str) -> SelfTrainNet:
+    """A net written by ``stage_selftrain`` (state dicts of the first measurements name the FPN laterals
+    ``lat.*``; the library's :class:`SelfTrainNet` calls them ``lateral.*``)."""
+    state = torch.load(CACHE / f"selftrain_{tag}.pt", map_location="cpu", weights_only=True)
+    net = _net(from_classifier=False)
+    net.load_state_dict({("lateral." + k[4:] if k.startswith("lat.") else k): v for k, v in state.items()})
+    return net.eval()
 
 
 def _to_input(grey: np.ndarray) -> np.ndarray:
@@ -128,13 +116,13 @@ def _to_input(grey: np.ndarray) -> np.ndarray:
     return (np.repeat(g[None], 3, 0) - MEAN) / STD
 
 
-def _net(from_classifier: bool) -> FPNNet:
+def _net(from_classifier: bool) -> SelfTrainNet:
     import torchvision
 
     from samprompt.classifiers.checkpoint import load_classifier
 
     enc = load_classifier(CLASSIFIER)[0] if from_classifier else torchvision.models.resnet18(num_classes=3)
-    return FPNNet(enc)
+    return SelfTrainNet(enc)
 
 
 def stage_selftrain(tag: str, quantile: float, epochs: int = 20, seed: int = 0) -> None:
@@ -186,9 +174,7 @@ def stage_selfeval(tag: str, split: str = "val") -> None:
     recs, ref = load_records(), load_refined()
     with open(PSEUDO, "rb") as f:
         ps = pickle.load(f)
-    net = _net(from_classifier=False)
-    net.load_state_dict(torch.load(CACHE / f"selftrain_{tag}.pt", map_location="cpu", weights_only=True))
-    net.eval()
+    net = _load_net(tag)
     seg = ClassicalSegmenter()
     ids = [k for k, r in enumerate(recs) if r["split"] == split]
     rows: dict[str, list[tuple[float, float]]] = {"shipped choice": [], "net box": [], "net re-scores the 6": []}
@@ -244,9 +230,7 @@ def stage_selfagree(tag: str, splits: tuple[str, ...] = ("val",), penalty: float
 
     seg = ClassicalSegmenter()
     recs, ref = load_records(), load_refined()
-    net = _net(from_classifier=False)
-    net.load_state_dict(torch.load(CACHE / f"selftrain_{tag}.pt", map_location="cpu", weights_only=True))
-    net.eval()
+    net = _load_net(tag)
     for split in splits:
         rows = []
         for k, r in enumerate(recs):
@@ -405,11 +389,11 @@ def stage_occlusion(grow: float = 0.15) -> None:
 
 
 # ---------------------------------------------------------------------------------------- shipped agreement
-def stage_agreement(keep: float = 0.6, epochs: int = 20) -> None:
+def stage_agreement(keep: float = 0.6, epochs: int = 20, seed: int = 0) -> None:
     """The SHIPPED self-training recipe (``samprompt.prompts.selftrain``) on the BUSI train split: pseudo
     masks of the current default ``candidates`` strategy on the train lesion images, the ``keep`` most
     confident of them plus every train normal image (empty target), a ``SelfTrainNet`` initialised from
-    the classifier. Writes ``CACHE/selftrain_shipped.pt``; evaluate it with
+    the classifier. Writes ``CACHE/selftrain_shipped.pt`` (``_s<seed>`` for another training seed); evaluate it with
     ``quality_prompts.py strategy val agreement_net='"<CACHE>/selftrain_shipped.pt"'``."""
     from samprompt.prompts.candidates import CandidatePromptStrategy
     from samprompt.prompts.selftrain import (
@@ -430,9 +414,10 @@ def stage_agreement(keep: float = 0.6, epochs: int = 20) -> None:
     images = [r["grey"] for r, u in zip(lesion, use) if u] + [r["grey"] for r in train if r["label"] == "normal"]
     masks = [m for (m, _), u in zip(pseudo, use) if u] + [None] * sum(r["label"] == "normal" for r in train)
     t = time.time()
-    net = train_selftrain_net(images, masks, init=CLASSIFIER, epochs=epochs,
+    net = train_selftrain_net(images, masks, init=CLASSIFIER, epochs=epochs, seed=seed,
                               progress=lambda e, n: print(f"epoch {e}/{n} {time.time() - t:.0f}s", flush=True))
-    print(f"saved {save_selftrain_net(net, CACHE / 'selftrain_shipped.pt')}")
+    name = "selftrain_shipped.pt" if seed == 0 else f"selftrain_shipped_s{seed}.pt"
+    print(f"saved {save_selftrain_net(net, CACHE / name)}")
 
 
 # ---------------------------------------------------------------------------------------- anomaly
@@ -519,8 +504,8 @@ if __name__ == "__main__":
         stage_cropmil()
     elif stage == "occlusion":
         stage_occlusion()
-    elif stage == "agreement":  # agreement [KEEP]
-        stage_agreement(float(args[0]) if args else 0.6)
+    elif stage == "agreement":  # agreement [KEEP [SEED]]
+        stage_agreement(float(args[0]) if args else 0.6, seed=int(args[1]) if len(args) > 1 else 0)
     elif stage == "anomaly":  # anomaly [SIZE]
         stage_anomaly(int(args[0]) if args else 128)
     else:
