@@ -99,11 +99,16 @@ class SelfTrainNet(nn.Module):
         return F.interpolate(self.head(y), size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _input(image: Any, size: int) -> NDArray[np.float32]:
-    """(H, W[, 3]) uint8 → (3, size, size) normalised grey."""
+def _grey_input(image: Any, size: int) -> NDArray[np.float32]:
+    """(H, W[, 3]) uint8 → (size, size) grey in [0, 1]."""
     grey = as_image(image).astype(np.float32).mean(axis=2) / 255.0
-    g = resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
-    return np.ascontiguousarray((np.repeat(g[None], 3, 0) - _MEAN) / _STD)
+    return resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
+
+
+def _normalise(grey: NDArray[np.float32]) -> NDArray[np.float32]:
+    """(..., S, S) grey → (..., 3, S, S) normalised with the ImageNet mean / std."""
+    g = np.repeat(np.expand_dims(grey, -3), 3, axis=-3)
+    return np.ascontiguousarray((g - _MEAN) / _STD)
 
 
 def make_pseudo_masks(
@@ -210,7 +215,7 @@ def train_selftrain_net(
     xs, ys = [], []
     for k, (image, mask) in enumerate(zip(images, masks)):
         img = as_image(image)
-        xs.append(_input(img, size))
+        xs.append(_grey_input(img, size))  # normalised per batch: a third of the memory
         if mask is None:
             ys.append(np.zeros((size, size), np.float32))
             continue
@@ -218,7 +223,7 @@ def train_selftrain_net(
         if m.shape != img.shape[:2]:
             raise ValueError(f"masks[{k}] is {m.shape} but its image is {img.shape[:2]}")
         ys.append(resize(m.astype(np.float32), (size, size), order=1).astype(np.float32))
-    X = torch.from_numpy(np.stack(xs))
+    X = np.stack(xs)
     Y = torch.from_numpy(np.stack(ys))[:, None]
     steps = int(np.ceil(len(X) / batch_size))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
@@ -227,7 +232,7 @@ def train_selftrain_net(
     for epoch in range(epochs):
         net.train()
         for b in np.array_split(rng.permutation(len(X)), steps):
-            x, y = X[b].clone(), Y[b].clone()
+            x, y = torch.from_numpy(_normalise(X[b])), Y[b].clone()
             flip = torch.from_numpy(rng.random(len(b)) < 0.5)
             x[flip], y[flip] = x[flip].flip(-1), y[flip].flip(-1)
             gain = torch.from_numpy(rng.uniform(0.8, 1.2, (len(b), 1, 1, 1)).astype(np.float32))
@@ -290,7 +295,7 @@ def predict_map(net: SelfTrainNet, image: Any) -> NDArray[np.float32]:
     img = as_image(image)
     size = int(getattr(net, "input_size", 128))
     device = next(net.parameters()).device
-    x = torch.from_numpy(_input(img, size))[None].to(device)
+    x = torch.from_numpy(_normalise(_grey_input(img, size)))[None].to(device)
     with torch.inference_mode():
         p = (torch.sigmoid(net(x)) + torch.sigmoid(net(x.flip(-1))).flip(-1)) / 2
     return resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1).astype(np.float32)
