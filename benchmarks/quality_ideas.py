@@ -395,27 +395,19 @@ def stage_agreement(keep: float = 0.6, epochs: int = 20, seed: int = 0) -> None:
     confident of them plus every train normal image (empty target), a ``SelfTrainNet`` initialised from
     the classifier. Writes ``CACHE/selftrain_shipped.pt`` (``_s<seed>`` for another training seed); evaluate it with
     ``quality_prompts.py strategy val agreement_net='"<CACHE>/selftrain_shipped.pt"'``."""
-    from samprompt.prompts.candidates import CandidatePromptStrategy
-    from samprompt.prompts.selftrain import (
-        confident,
-        make_pseudo_masks,
-        save_selftrain_net,
-        train_selftrain_net,
-    )
+    from samprompt.prompts.selftrain import save_selftrain_net, self_train
 
     recs = load_records()
     train = [r for r in recs if r["split"] == "train"]
-    lesion = [r for r in train if r["label"] != "normal" and r["mask"].any()]
+    lesion = [r["grey"] for r in train if r["label"] != "normal" and r["mask"].any()]
+    normal = [r["grey"] for r in train if r["label"] == "normal"]
     t = time.time()
-    pseudo = make_pseudo_masks(CandidatePromptStrategy(), [r["grey"] for r in lesion])
-    use = confident(pseudo, keep)
-    print(f"agreement: pseudo masks of {len(lesion)} train lesion images in {time.time() - t:.0f}s, "
-          f"{sum(use)} kept", flush=True)
-    images = [r["grey"] for r, u in zip(lesion, use) if u] + [r["grey"] for r in train if r["label"] == "normal"]
-    masks = [m for (m, _), u in zip(pseudo, use) if u] + [None] * sum(r["label"] == "normal" for r in train)
-    t = time.time()
-    net = train_selftrain_net(images, masks, init=CLASSIFIER, epochs=epochs, seed=seed,
-                              progress=lambda e, n: print(f"epoch {e}/{n} {time.time() - t:.0f}s", flush=True))
+
+    def progress(step: str, done: int, total: int) -> None:
+        if step == "self-training" or done == total:  # every epoch, and the end of the pseudo masks
+            print(f"agreement: {step} {done}/{total} {time.time() - t:.0f}s", flush=True)
+
+    net, _ = self_train(lesion, normal, keep=keep, init=CLASSIFIER, epochs=epochs, seed=seed, progress=progress)
     name = "selftrain_shipped.pt" if seed == 0 else f"selftrain_shipped_s{seed}.pt"
     print(f"saved {save_selftrain_net(net, CACHE / name)}")
 

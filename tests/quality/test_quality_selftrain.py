@@ -20,6 +20,7 @@ from samprompt.prompts.selftrain import (
     net_box,
     predict_map,
     save_selftrain_net,
+    self_train,
     train_selftrain_net,
 )
 from samprompt.regions import box_iou, mask_to_box
@@ -132,3 +133,15 @@ def test_agreement_moves_the_choice_to_the_net_box(tmp_path: Path, monkeypatch: 
     off = CandidatePromptStrategy(agreement_net=path, agreement_weight=0.0)(*zeros, image=img)
     np.testing.assert_array_equal(off.box, base.box)
     assert CandidatePromptStrategy(agreement_net=path).to_config()["params"]["agreement_net"] == str(path)
+
+
+def test_self_train_runs_the_recipe() -> None:
+    """``self_train`` = pseudo masks, the confident ones + empty images, training (steps reported)."""
+    scenes = [_scene(k) for k in range(5)]
+    steps: dict[str, int] = {}
+    net, pseudo = self_train([s[0] for s in scenes], [_scene(9)[0]], keep=0.6, size=32, epochs=2, batch_size=3,
+                             init=torchvision.models.resnet18(weights=None),
+                             progress=lambda step, done, total: steps.__setitem__(step, done))
+    assert len(pseudo) == 5 and all(m is not None for m, _ in pseudo)
+    assert steps == {"pseudo masks": 5, "self-training": 2}
+    assert isinstance(net, SelfTrainNet) and net.input_size == 32  # type: ignore[attr-defined]

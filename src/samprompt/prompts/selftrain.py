@@ -10,14 +10,12 @@ Recipe (measured on BUSI: box IoU 0.517 → 0.556 and Dice 0.601 → 0.648 on th
 ``docs/quality.md``, but no gain on the ``best`` run's split, ``docs/busi_run.md``; a run config's
 ``selftrain`` section does all of it, see :class:`~samprompt.runner.config.SelfTrainSpec`)::
 
-    strategy = CandidatePromptStrategy()
-    pseudo = make_pseudo_masks(strategy, train_lesion_images)            # [(mask, score), ...]
-    net = train_selftrain_net(train_images, masks, init=classifier_ckpt)  # masks: pseudo or None (normal)
+    net, pseudo = self_train(train_lesion_images, train_normal_images, init=classifier_ckpt)
     save_selftrain_net(net, "selftrain.pt")
     strategy = CandidatePromptStrategy(agreement_net="selftrain.pt")     # weight 8 (chosen on BUSI val)
 
-:func:`confident` keeps the most confident pseudo masks (the measured recipe trains on the 60 % best-scored
-lesion images plus all normal ones).
+:func:`self_train` is :func:`make_pseudo_masks`, :func:`confident` (the measured recipe trains on the 60 %
+best-scored lesion images plus all normal ones) and :func:`train_selftrain_net` in turn.
 
 Conventions: images are (H, W) or (H, W, 3) uint8 at any size; the net sees the grey image resized (not
 letterboxed) to ``size`` x ``size`` and normalised with the ImageNet mean / std; maps and masks come back at
@@ -53,6 +51,7 @@ __all__ = [
     "net_box",
     "predict_map",
     "save_selftrain_net",
+    "self_train",
     "train_selftrain_net",
 ]
 
@@ -253,6 +252,64 @@ def train_selftrain_net(
             progress(epoch + 1, epochs)
     net.input_size = size  # type: ignore[assignment]
     return net.eval()
+
+
+class _Pick(Sequence[Any]):
+    """``seq[indices[k]]`` for each part ``(seq, indices)`` in turn, read when indexed (lazy sequences
+    such as a data set's images stay lazy)."""
+
+    def __init__(self, parts: Sequence[tuple[Sequence[Any], Sequence[int]]]) -> None:
+        self.index = [(seq, i) for seq, idx in parts for i in idx]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> Any:  # type: ignore[override]
+        seq, i = self.index[k]
+        return seq[i]
+
+
+def self_train(
+    lesion_images: Sequence[Any],
+    empty_images: Sequence[Any] = (),
+    *,
+    strategy: Any = None,
+    keep: float = 0.6,
+    progress: Callable[[str, int, int], None] | None = None,
+    **train: Any,
+) -> tuple[SelfTrainNet, list[tuple[NDArray[np.bool_] | None, float]]]:
+    """The whole recipe: pseudo masks of ``lesion_images`` (:func:`make_pseudo_masks`), the ``keep`` most
+    confident of them (:func:`confident`) plus ``empty_images`` as empty targets, a net trained on them
+    (:func:`train_selftrain_net`).
+
+    Args:
+        lesion_images: Images with a lesion, (H, W[, 3]) uint8 (any sequence; read once per pass).
+        empty_images: Images without one (e.g. normal images).
+        strategy: Makes the pseudo masks; default a :class:`~samprompt.prompts.candidates.CandidatePromptStrategy`
+            with its default parameters.
+        keep: Fraction of the pseudo masks trained on.
+        progress: ``progress(step, done, total)`` with step ``"pseudo masks"`` or ``"self-training"``.
+        **train: Passed to :func:`train_selftrain_net` (``init``, ``size``, ``epochs``, ``seed``, ...).
+
+    Returns:
+        ``(net, pseudo masks with their scores)``.
+    """
+    if strategy is None:
+        from samprompt.prompts.candidates import CandidatePromptStrategy
+
+        strategy = CandidatePromptStrategy()
+
+    def step(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    pseudo = make_pseudo_masks(strategy, lesion_images, progress=step("pseudo masks"))
+    kept = [k for k, use in enumerate(confident(pseudo, keep)) if use]
+    log.info("self-training on %d images: %d of %d pseudo masks, %d empty", len(kept) + len(empty_images),
+             len(kept), len(pseudo), len(empty_images))
+    images = _Pick([(lesion_images, kept), (empty_images, range(len(empty_images)))])
+    masks = [pseudo[k][0] for k in kept] + [None] * len(empty_images)
+    net = train_selftrain_net(images, masks, progress=step("self-training"), **train)
+    return net, pseudo
 
 
 def save_selftrain_net(net: SelfTrainNet, path: str | os.PathLike[str], size: int | None = None) -> Path:

@@ -256,13 +256,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
         ConfigError: ``selftrain.empty_classes`` names a class the data does not have.
         DataError: The train split has no readable lesion image.
     """
-    from samprompt.prompts.selftrain import (
-        SelfTrainNet,
-        confident,
-        make_pseudo_masks,
-        save_selftrain_net,
-        train_selftrain_net,
-    )
+    from samprompt.prompts.selftrain import SelfTrainNet, save_selftrain_net, self_train
 
     st = config.selftrain
     if st is None:
@@ -285,25 +279,16 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     spec = next(s for s in config.pipeline.prompts if s.name == "candidates")
     params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
     strategy = _create(PROMPT_STRATEGIES, ComponentSpec(name="candidates", params=params), "selftrain", {})
-    log.info("self-training: pseudo masks of %d train lesion images", len(lesion))
-    cb = None if progress is None else (lambda done, total: progress("pseudo masks", done, total))
-    pseudo = make_pseudo_masks(strategy, _LazyImages(ds, lesion), progress=cb)
-    use = confident(pseudo, st.keep)
-    ids = [i for i, u in zip(lesion, use) if u] + empty
-    masks = [m for (m, _), u in zip(pseudo, use) if u] + [None] * len(empty)
-    model, _ = load_classifier(classifier_checkpoint)
+    model, _ = load_classifier(classifier_checkpoint)  # a fresh copy: training changes the encoder's weights
     init: torch.nn.Module | None = model
     try:
         SelfTrainNet(model)  # a torchvision-style ResNet?
     except TypeError:
         log.warning("self-training: the classifier is not a ResNet; the net starts from random weights")
         init = None
-    log.info("self-training: %d images (%d pseudo masks, %d empty), %d epochs", len(ids), sum(use), len(empty),
-             st.epochs)
-    cb = None if progress is None else (lambda done, total: progress("self-training", done, total))
-    net = train_selftrain_net(_LazyImages(ds, ids), masks, init=init, size=st.size, epochs=st.epochs,
-                              batch_size=st.batch_size, lr=st.lr, seed=config.seed,
-                              device=resolve_device(config.device), progress=cb)
+    net, _ = self_train(_LazyImages(ds, lesion), _LazyImages(ds, empty), strategy=strategy, keep=st.keep,
+                        progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
+                        lr=st.lr, seed=config.seed, device=resolve_device(config.device))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_selftrain_net(net, tmp)
     os.replace(tmp, path)
