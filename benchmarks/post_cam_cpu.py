@@ -116,6 +116,9 @@ def main() -> None:
     for kind in ("maskers_ms", "strategies_ms"):
         for name, ms in result[kind].items():
             print(f"{kind[:-3]:>10} {name:<18} {ms if isinstance(ms, str) else f'{ms:7.2f} ms'}")
+    ps = result["paper_set_ms"]
+    print(f"  paper setting (threshold masker + 5 strategies on CAM and on GT): {ps['total']:.2f} ms per image "
+          f"(masker {ps['masker']:.2f}, CAM prompts {ps['cam_prompts']:.2f}, GT prompts {ps['gt_prompts']:.2f})")
     for wr in result["runner_write"]:
         print(f"  runner, per image: score + encode PNGs {wr['prepare_ms']:.1f} ms ({wr['threads']} threads), "
               f"write + fsync {wr['commit_ms']:.1f} ms, {wr['kb_per_image']:.0f} KB")

@@ -23,6 +23,8 @@ def as_cam(cam: Any, name: str = "cam") -> NDArray[np.float32]:
         raise ValueError(f"{name} must be a non-empty (H, W) array, got shape {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != np.bool_:
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32)  # 0 / 1: valid by construction
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)

@@ -35,6 +35,7 @@ from samprompt.errors import ConfigError, SampromptError, StageError
 from samprompt.maskers import MASKERS, PseudoMasker
 from samprompt.preprocess import Preprocessing
 from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
+from samprompt.regions import shared_components
 from samprompt.registry import Registry
 from samprompt.segmenters import SEGMENTERS, Segmenter
 
@@ -98,6 +99,12 @@ def _stage(stage: str, component: Component | str) -> Iterator[None]:
         raise
     except Exception as exc:  # re-raised with the stage named, cause chained
         raise StageError(stage, name, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _read_only(arr: NDArray[Any]) -> NDArray[Any]:
+    view = arr.view()
+    view.flags.writeable = False
+    return view
 
 
 def _build(registry: Registry[Any], spec: ComponentSpec, where: str) -> Any:
@@ -280,12 +287,22 @@ class PromptPipeline:
         """
         out: dict[str, Prompt | None] = {}
         h, w = np.shape(mask)[:2]
-        for label, strategy in self.strategies.items():
-            with _stage("prompt", strategy):
-                prompt = strategy(mask, cam, image=image)
-                if prompt is not None:
-                    prompt.check_within(h, w, name=f"prompt of strategy {label!r}")
-                out[label] = prompt
+        # Validate once for every strategy (the base class's __call__ would repeat it per strategy); the
+        # arrays are handed on read-only, and the strategies share their connected-component selections.
+        with _stage("prompt", next(iter(self.strategies.values()))):
+            wants_image = image is not None and any(s.uses_image for s in self.strategies.values())
+            checked = PromptStrategy.check_inputs(mask, cam, image if wants_image else None)
+        mask_ro, cam_ro = _read_only(checked[0]), _read_only(checked[1])
+        with shared_components():
+            for label, strategy in self.strategies.items():
+                with _stage("prompt", strategy):
+                    if type(strategy).__call__ is PromptStrategy.__call__:
+                        prompt = strategy.make_checked(mask_ro, cam_ro, checked[2])
+                    else:  # a strategy with its own __call__ gets exactly what it was given
+                        prompt = strategy(mask, cam, image=image)
+                    if prompt is not None:
+                        prompt.check_within(h, w, name=f"prompt of strategy {label!r}")
+                    out[label] = prompt
         return out
 
     def run_batch(
@@ -386,7 +403,7 @@ class PromptPipeline:
                 if gt_arr.shape != cam.shape:
                     raise ValueError(f"gt_masks[{i}] shape {gt_arr.shape} differs from image shape {cam.shape}")
                 # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
-                gt_prompts = self.prompts_for(gt_arr, gt_arr.astype(np.float32))
+                gt_prompts = self.prompts_for(gt_arr, gt_arr)  # the mask as CAM (0 / 1 float32)
             out.append((pseudo, skipped, cam_prompts, gt_prompts))
         return out
 

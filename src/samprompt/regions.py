@@ -8,6 +8,9 @@ never extends past ``(W, H)``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import numpy as np
@@ -22,9 +25,11 @@ __all__ = [
     "keep_components",
     "label_components",
     "mask_to_box",
+    "shared_components",
 ]
 
 _STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+_SHARED = threading.local()  # .cache: the active shared_components() memo of this thread, if any
 
 
 def label_components(mask: NDArray[np.bool_]) -> tuple[NDArray[np.int32], int]:
@@ -60,6 +65,50 @@ def keep_components(
         raise ValueError(f"mode must be 'largest', 'all' or 'max_cam', got {mode!r}")
     if mode == "max_cam" and cam is None:
         raise ValueError("keep_components(mode='max_cam') needs a cam")
+    cache = getattr(_SHARED, "cache", None)
+    used_cam = cam if mode == "max_cam" else None
+    if cache is None or mask.flags.writeable or (used_cam is not None and used_cam.flags.writeable):
+        return _keep(mask, mode, cam, min_area)
+    key = (id(mask), id(used_cam), mode, int(min_area))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is mask and hit[1] is used_cam:
+        return hit[2]  # type: ignore[no-any-return]
+    out = _keep(mask, mode, cam, min_area)
+    out.flags.writeable = False  # shared by every caller in the block
+    cache[key] = (mask, used_cam, out)  # the arrays are held, so their ids cannot be reused meanwhile
+    return out
+
+
+@contextmanager
+def shared_components() -> Iterator[None]:
+    """Within this block (in the calling thread), :func:`keep_components` computes each selection once.
+
+    Only READ-ONLY arrays are memoised (a writeable one could change between two calls): calls with the
+    same read-only ``mask`` and (for ``"max_cam"``) ``cam`` objects, ``mode`` and ``min_area`` return the
+    same read-only array, and :func:`bbox_slices` (hence :func:`mask_to_box`) of the same read-only mask
+    object is computed once. The pipeline hands its strategies read-only views and runs them inside such
+    a block, so five strategies prompting on the largest component label it once instead of five times.
+    Arrays are matched by identity, not by value, and are held by the memo until the block ends. Blocks
+    nest (the inner one shares the outer memo).
+
+    Example:
+        >>> m = np.zeros((4, 4), bool); m[1:3, 1:3] = True
+        >>> m.flags.writeable = False
+        >>> with shared_components():
+        ...     keep_components(m) is keep_components(m)
+        True
+    """
+    outer = getattr(_SHARED, "cache", None)
+    _SHARED.cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SHARED.cache = outer
+
+
+def _keep(
+    mask: NDArray[np.bool_], mode: str, cam: NDArray[np.float32] | None, min_area: int
+) -> NDArray[np.bool_]:
     out = np.zeros(mask.shape, dtype=bool)
     window = bbox_slices(mask)
     if window is None:
@@ -95,7 +144,22 @@ def _select(
 
 
 def bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
-    """``(rows, cols)`` slices of the foreground's bounding box (``mask[rows, cols]``); ``None`` if empty."""
+    """``(rows, cols)`` slices of the foreground's bounding box (``mask[rows, cols]``); ``None`` if empty.
+
+    Inside :func:`shared_components`, computed once per mask object."""
+    cache = getattr(_SHARED, "cache", None)
+    if cache is None or mask.flags.writeable:
+        return _bbox_slices(mask)
+    key = ("bbox", id(mask))
+    hit = cache.get(key)
+    if hit is not None and hit[0] is mask:
+        return hit[1]  # type: ignore[no-any-return]
+    window = _bbox_slices(mask)
+    cache[key] = (mask, window)
+    return window
+
+
+def _bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -114,11 +178,11 @@ def mask_to_box(mask: NDArray[np.bool_]) -> NDArray[np.float32] | None:
 
 def clip_box(box: NDArray[np.floating], width: int, height: int) -> NDArray[np.float32]:
     """Clip a box to the image ``[0, W] x [0, H]`` and order its corners."""
-    b = np.asarray(box, dtype=np.float32).copy()
-    x0, x1 = sorted((float(b[0]), float(b[2])))
-    y0, y1 = sorted((float(b[1]), float(b[3])))
+    a, b, c, d = (float(v) for v in np.asarray(box, dtype=np.float32).reshape(4))
+    x0, x1 = (a, c) if a <= c else (c, a)
+    y0, y1 = (b, d) if b <= d else (d, b)
     return np.array(
-        [np.clip(x0, 0, width), np.clip(y0, 0, height), np.clip(x1, 0, width), np.clip(y1, 0, height)],
+        [min(max(x0, 0.0), width), min(max(y0, 0.0), height), min(max(x1, 0.0), width), min(max(y1, 0.0), height)],
         dtype=np.float32,
     )
 

@@ -267,3 +267,43 @@ def test_overlap_reports_an_embedding_failure_before_a_prompt_failure() -> None:
         pipe = PromptPipeline(cam=base.cam, masker=base.masker, segmenter=seg, prompts=[BadPrompt()])
         with pytest.raises(StageError, match=match):
             pipe(np.zeros((20, 30), np.uint8), cam=cam)
+
+
+def test_prompts_for_validates_once_and_gives_what_each_strategy_gives_alone() -> None:
+    from samprompt.prompts import PROMPT_STRATEGIES, PromptStrategy
+
+    names = ["box", "center_point", "max_point", "box_center_point", "box_max_point", "inside_point"]
+    pipe = PromptPipeline.from_config({**CONFIG, "prompts": [{"name": n} for n in names]})
+    rng = np.random.default_rng(3)
+    for k in range(6):
+        cam = rng.random((30, 40)).astype(np.float32)
+        mask = cam > 0.6 + 0.05 * k  # several components: the largest is shared by the strategies
+        together = pipe.prompts_for(mask, cam)
+        for n in names:
+            assert together[n] == PROMPT_STRATEGIES.create(n)(mask, cam), n
+        assert mask.flags.writeable and cam.flags.writeable  # the caller's arrays are left as they were
+
+    seen: list[object] = []
+
+    class OwnCall(PromptStrategy):  # overrides __call__: gets exactly the caller's arguments
+        def __call__(self, pseudo_mask, cam, image=None):  # type: ignore[no-untyped-def]
+            seen.append(pseudo_mask)
+            return None
+
+        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+            raise AssertionError("not called")
+
+    class Mutating(PromptStrategy):
+        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+            mask[0, 0] = True  # the contract: strategies share their inputs and must not change them
+
+    raw = [[0, 1], [1, 1]]
+    pipe = PromptPipeline(cam=pipe.cam, masker=pipe.masker, segmenter=pipe.segmenter,
+                          prompts={"own": OwnCall(), "box": PROMPT_STRATEGIES.create("box")})
+    out = pipe.prompts_for(raw, np.ones((2, 2), np.float32))  # type: ignore[arg-type]
+    assert seen == [raw] and out["own"] is None and out["box"].box.tolist() == [0.0, 0.0, 2.0, 2.0]
+    pipe.strategies = {"mutating": Mutating()}
+    with pytest.raises(StageError, match="stage 'prompt'.*read-only"):
+        pipe.prompts_for(np.zeros((2, 2), bool), np.ones((2, 2), np.float32))
+    with pytest.raises(StageError, match="stage 'prompt'.*differs from cam shape"):
+        pipe.prompts_for(np.zeros((2, 3), bool), np.ones((2, 2), np.float32))

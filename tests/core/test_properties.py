@@ -74,3 +74,29 @@ def test_points_from_inside_and_max_strategies_lie_in_the_mask(mask, name) -> No
     if name in {"inside_point", "max_point", "box_inside_point", "box_max_point"}:
         for x, y in p.points.tolist():
             assert mask[int(y), int(x)], (name, x, y)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=arrays(np.float32, st.integers(1, 300), elements=st.floats(0, 1, width=32)),
+    q=st.one_of(st.floats(0, 100), st.integers(0, 100).map(float)),
+)
+def test_percentile_linear_is_numpy_percentile_bit_for_bit(values, q) -> None:  # type: ignore[no-untyped-def]
+    from samprompt.maskers.builtin import percentile_linear
+
+    fast, ref = percentile_linear(values, q), np.percentile(values, q)
+    assert fast == ref and fast.dtype == ref.dtype
+    assert np.array_equal(values > fast, values > ref)  # hence the same pseudo mask
+
+
+@settings(max_examples=200, deadline=None)
+@given(box=arrays(np.float32, 4, elements=st.floats(-1e4, 1e4, width=32)), w=st.integers(1, 2000),
+       h=st.integers(1, 2000))
+def test_clip_box_orders_and_clips_like_numpy(box, w, h) -> None:  # type: ignore[no-untyped-def]
+    from samprompt.regions import clip_box
+
+    x0, x1 = np.sort(box[[0, 2]])
+    y0, y1 = np.sort(box[[1, 3]])
+    ref = np.clip(np.array([x0, y0, x1, y1], np.float32), 0, [w, h, w, h]).astype(np.float32)
+    out = clip_box(box, w, h)
+    assert out.dtype == np.float32 and np.array_equal(out, ref)

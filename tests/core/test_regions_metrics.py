@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from samprompt.metrics import bootstrap_ci, dice, iou, pixel_accuracy, summarize
-from samprompt.regions import box_iou, clip_box, ellipse_in_box, keep_components, mask_to_box
+from samprompt.regions import bbox_slices, box_iou, clip_box, ellipse_in_box, keep_components, mask_to_box
 
 
 def test_mask_to_box_uses_pixel_edges() -> None:
@@ -83,3 +83,33 @@ def test_overlap_equals_the_three_metrics() -> None:
     assert overlap(empty, empty, empty_value=0.5)[:2] == (0.5, 0.5)
     with pytest.raises(ValueError, match="one \\(H, W\\) pair"):
         overlap(np.zeros((2, 4, 4), bool), np.zeros((2, 4, 4), bool))
+
+
+def test_shared_components_computes_each_selection_once_and_only_inside_the_block() -> None:
+    from samprompt.regions import shared_components
+
+    m = np.zeros((10, 12), bool)
+    m[0:2, 0:2] = True  # 4 px, most CAM
+    m[5:8, 5:9] = True  # 12 px
+    cam = np.zeros((10, 12), np.float32)
+    cam[0:2, 0:2] = 1.0
+    writeable = m.copy()
+    m.flags.writeable = cam.flags.writeable = False
+    assert keep_components(m) is not keep_components(m)  # no memo outside a block
+    with shared_components():
+        assert keep_components(writeable) is not keep_components(writeable)  # it could change: no memo
+        writeable[:] = False
+        assert not keep_components(writeable).any()
+        largest = keep_components(m, "largest")
+        assert keep_components(m, "largest") is largest and not largest.flags.writeable
+        assert largest.sum() == 12 and keep_components(m, "max_cam", cam=cam).sum() == 4
+        assert keep_components(m, "largest", min_area=13).sum() == 0  # min_area is part of the key
+        same = m.view()
+        same.flags.writeable = False
+        assert keep_components(same, "largest") is not largest  # matched by identity, not value
+        assert bbox_slices(m) is bbox_slices(m) and bbox_slices(writeable) is None
+        with shared_components():  # nested: the same memo
+            assert keep_components(m, "largest") is largest
+        with pytest.raises(ValueError, match="read-only"):
+            largest[0, 0] = True
+    assert keep_components(m, "largest").flags.writeable

@@ -174,18 +174,47 @@ class PromptStrategy(Component, abc.ABC):
         Raises:
             ValueError: If the arrays are not 2-D or their shapes differ.
         """
+        mask, cam_arr, img = self.check_inputs(pseudo_mask, cam, image if self.uses_image else None)
+        return self.make_checked(mask, cam_arr, img)
+
+    @staticmethod
+    def check_inputs(
+        pseudo_mask: Any, cam: Any, image: Any = None
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float32], NDArray[np.uint8] | None]:
+        """Validate a strategy's inputs once, for any number of strategies (what calling one does first).
+
+        Args:
+            pseudo_mask: (H, W) mask, non-zero = foreground.
+            cam: (H, W) numeric CAM (NaN becomes 0, values are clipped to [0, 1]).
+            image: Optional (H, W) or (H, W, 1|3|4) image at the same size.
+
+        Returns:
+            ``(mask, cam, image)``: (H, W) bool, (H, W) float32 in [0, 1] and (H, W, 3) uint8 or ``None``,
+            each possibly the caller's own array (never a copy when it is already valid).
+
+        Raises:
+            ValueError: If the arrays are not 2-D or their shapes differ.
+        """
         mask = as_bool_mask(pseudo_mask, "pseudo_mask")
         cam_arr = as_cam(cam, "cam")
         if mask.shape != cam_arr.shape:
             raise ValueError(f"pseudo_mask shape {mask.shape} differs from cam shape {cam_arr.shape}")
-        if not self.uses_image:
-            return self.make_prompt(mask, cam_arr)
         img = None
         if image is not None:
             img = as_image(image)
             if img.shape[:2] != mask.shape:
                 raise ValueError(f"image shape {img.shape[:2]} differs from pseudo_mask shape {mask.shape}")
-        return self.make_prompt(mask, cam_arr, image=img)  # type: ignore[call-arg]
+        return mask, cam_arr, img
+
+    def make_checked(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        """:meth:`make_prompt` on inputs already returned by :meth:`check_inputs` (``image`` is handed on
+        only when :attr:`uses_image` is true). The pipeline validates an image's inputs once and calls this
+        for each of its strategies whose class does not override ``__call__``."""
+        if not self.uses_image:
+            return self.make_prompt(mask, cam)
+        return self.make_prompt(mask, cam, image=image)  # type: ignore[call-arg]
 
     @abc.abstractmethod
     def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
