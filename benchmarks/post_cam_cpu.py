@@ -1,12 +1,13 @@
 """Per-image CPU cost of everything after the CAM: every pseudo masker and prompt strategy.
 
-Usage: ``python benchmarks/post_cam_cpu.py [--n 20] [--size 500 600] [--threads 1] [--busi DIR [--n-busi 30]]
-[--out FILE.json]``.
+Usage: ``python benchmarks/post_cam_cpu.py [--n 20] [--size 500 600] [--threads 1] [--busi DIR [--n-busi 30]
+[--prompt-workers 0 2]] [--out FILE.json]``.
 Prints milliseconds per image for each built-in masker and strategy (default parameters, synthetic CAMs of a
 BUSI-like size), and what the runner then does with a finished image (scoring and PNG encoding, in 0 and
 2 threads; writing), and saves them as JSON. Without an image the ``candidates`` strategy falls back to the mask's
 box, so ``--busi`` (the BUSI folder holding ``benign/`` and ``malignant/``) also times it the way it runs:
-on real images (every 13th lesion image, ``--n-busi`` of them), proposals + refinement + choice.
+on real images (every 13th lesion image, ``--n-busi`` of them), proposals + refinement + choice, and with
+``--prompt-workers`` through the pipeline in batches of 8 with that many worker processes.
 """
 
 from __future__ import annotations
@@ -94,6 +95,33 @@ def candidates_on_images(root: Path, n: int) -> dict[str, object]:
             "mean_size": [float(np.mean([im.shape[0] for im in images])), float(np.mean([im.shape[1] for im in images]))]}
 
 
+def candidates_in_processes(root: Path, n: int, workers: list[int], batch: int = 8) -> list[dict[str, float]]:
+    """Milliseconds per image of the pipeline's CPU work (``threshold`` masker + the ``candidates`` strategy)
+    on the same BUSI lesion images as :func:`candidates_on_images`, in batches of ``batch``, with
+    ``prompt_workers`` = each of ``workers`` (0: in-process). The processes are started before timing."""
+    import numpy as np
+    from PIL import Image
+
+    from samprompt import PromptPipeline
+    from samprompt.cams import CamResult
+    from samprompt.data import open_dataset
+
+    ds = open_dataset(root)
+    lesion = [ds[i] for i in range(len(ds)) if ds[i].label != "normal"]
+    images = [np.asarray(Image.open(s.image_path).convert("RGB")) for s in lesion[::13][:n]]
+    cams = [CamResult(np.zeros(im.shape[:2], np.float32), (), np.zeros(0, np.float32)) for im in images]
+    out = []
+    for w in workers:
+        with PromptPipeline.from_config({"prompts": [{"name": "candidates"}], "segmenter": {"name": "classical"},
+                                         "prompt_workers": w}) as pipe:
+            pipe._prepare(images[:2], cams[:2], None)  # warm-up; starts the processes
+            t = time.perf_counter()
+            for k in range(0, len(images), batch):
+                pipe._prepare(images[k:k + batch], cams[k:k + batch], None)
+            out.append({"prompt_workers": w, "ms_per_image": 1e3 * (time.perf_counter() - t) / len(images)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20, help="number of synthetic CAMs")
@@ -101,6 +129,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--busi", type=Path, default=None, help="BUSI folder: also time `candidates` on its images")
     ap.add_argument("--n-busi", type=int, default=30)
+    ap.add_argument("--prompt-workers", type=int, nargs="*", default=None, metavar="N",
+                    help="with --busi: also time `candidates` through the pipeline with these prompt_workers (0 = "
+                         "in-process)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     import torch
@@ -111,6 +142,8 @@ def main() -> None:
     result["runner_write"] = [runner_write_cost(args.n, tuple(args.size), t) for t in (0, 2)]
     if args.busi is not None:
         result["candidates_on_busi"] = candidates_on_images(args.busi, args.n_busi)
+        if args.prompt_workers:
+            result["candidates_in_processes"] = candidates_in_processes(args.busi, args.n_busi, args.prompt_workers)
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor(),
                          "threads": args.threads, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     for kind in ("maskers_ms", "strategies_ms"):
@@ -126,6 +159,9 @@ def main() -> None:
         c = result["candidates_on_busi"]
         print(f"  candidates on {c['n_images']} BUSI images ({c['mean_size'][0]:.0f} x {c['mean_size'][1]:.0f} px): "
               f"{c['ms_per_image']:.1f} ms per image")
+    for c in result.get("candidates_in_processes", []):
+        print(f"  candidates through the pipeline, prompt_workers={c['prompt_workers']}: {c['ms_per_image']:.1f} ms "
+              "per image")
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
         print(f"saved {args.out}")

@@ -102,6 +102,8 @@ class PipelineConfig(BaseModel):
             baseline is unaffected. Needs a classifier whose class names are known.
         overlap: Make each batch's pseudo masks and prompts in a helper thread while the segmenter embeds
             the batch (identical results; off = one thread, simpler to profile).
+        prompt_workers: Worker processes making the pseudo masks and prompts of a batch's images in
+            parallel (0 = in-process; see :class:`~samprompt.PromptPipeline`). Identical results.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -115,6 +117,7 @@ class PipelineConfig(BaseModel):
     device: str = "auto"
     skip_classes: list[str] = Field(default_factory=list)
     overlap: bool = True
+    prompt_workers: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _unique_labels(self) -> PipelineConfig:

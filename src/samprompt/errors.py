@@ -7,6 +7,8 @@ library raises on purpose, while programming errors (bugs) still surface as ordi
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -49,6 +51,9 @@ class UnknownComponentError(RegistryError, KeyError):
     def __str__(self) -> str:  # KeyError would repr() the message otherwise
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (e.g. raised in a worker process)
+        return (type(self), (self.kind, self.name, self.available, self.suggestion))
+
 
 class PluginError(SampromptError, ImportError):
     """A plugin's entry point could not be loaded.
@@ -62,6 +67,9 @@ class PluginError(SampromptError, ImportError):
         self.distribution = distribution
         self.entry_point = entry_point
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_plugin_error, (type(self), str(self.args[0]), self.distribution, self.entry_point))
 
 
 class ConfigError(SampromptError, ValueError):
@@ -87,4 +95,13 @@ class StageError(SampromptError, RuntimeError):
     def __init__(self, stage: str, component: str, message: str) -> None:
         self.stage = stage
         self.component = component
+        self.message = message
         super().__init__(f"stage {stage!r} (component {component!r}) failed: {message}")
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable (e.g. raised in a prompt worker process)
+        return (type(self), (self.stage, self.component, self.message))
+
+
+def _rebuild_plugin_error(cls: type[PluginError], message: str, distribution: str | None,
+                          entry_point: str) -> PluginError:
+    return cls(message, distribution=distribution, entry_point=entry_point)

@@ -288,7 +288,6 @@ def test_prompts_for_validates_once_and_gives_what_each_strategy_gives_alone() -
     class OwnCall(PromptStrategy):  # overrides __call__: gets exactly the caller's arguments
         def __call__(self, pseudo_mask, cam, image=None):  # type: ignore[no-untyped-def]
             seen.append(pseudo_mask)
-            return None
 
         def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
             raise AssertionError("not called")

@@ -175,19 +175,22 @@ def test_skip_classes_in_a_run(synth_data: Path, tmp_path: Path, finished_run: t
 def test_workers_and_overlap_change_nothing_and_are_not_part_of_the_identity(
     synth_data: Path, tmp_path: Path, finished_run: tuple[Path, object]
 ) -> None:
-    """``workers`` (read-ahead and PNG-encoding threads) and ``pipeline.overlap`` give byte-identical outputs,
-    and a run folder made with other values of them is resumed, not refused."""
+    """``workers`` (read-ahead and PNG-encoding threads), ``pipeline.overlap`` and ``pipeline.prompt_workers``
+    (processes) give byte-identical outputs, and a run folder made with other values of them is resumed,
+    not refused."""
     base_out, _ = finished_run
-    cfg = fast_config(synth_data, workers=0)
-    cfg["pipeline"]["overlap"] = False
-    out = tmp_path / "serial"
-    run_experiment(load_run_config(cfg), out)
-    assert (out / "metrics.csv").read_bytes() == (base_out / "metrics.csv").read_bytes()
     pngs = [p for folder in ("masks", "cams", "pseudo_masks") for p in sorted((base_out / folder).rglob("*.png"))]
     assert len(pngs) > 20
-    for p in pngs:
-        assert (out / p.relative_to(base_out)).read_bytes() == p.read_bytes()
-    assert json.loads((out / "config.json").read_text()) == json.loads((base_out / "config.json").read_text())
+    for name, overlap, prompt_workers in (("serial", False, 0), ("processes", True, 2)):
+        cfg = fast_config(synth_data, workers=0)
+        cfg["pipeline"].update(overlap=overlap, prompt_workers=prompt_workers)
+        assert cfg["batch_size"] > 1  # so that the processes are used
+        out = tmp_path / name
+        run_experiment(load_run_config(cfg), out)
+        assert (out / "metrics.csv").read_bytes() == (base_out / "metrics.csv").read_bytes()
+        for p in pngs:
+            assert (out / p.relative_to(base_out)).read_bytes() == p.read_bytes()
+        assert json.loads((out / "config.json").read_text()) == json.loads((base_out / "config.json").read_text())
     again = run_experiment(load_run_config(fast_config(synth_data, workers=4)), out)  # resumes: nothing to do
     assert again.computed == 0
 

@@ -242,10 +242,11 @@ class RunConfig(BaseModel):
     def identity(self) -> dict[str, Any]:
         """The JSON form that decides whether a run folder belongs to this config.
 
-        Settings that do not change any result are left out: ``limit``, ``workers`` and
-        ``pipeline.overlap``.
+        Settings that do not change any result are left out: ``limit``, ``workers``,
+        ``pipeline.overlap`` and ``pipeline.prompt_workers``.
         """
-        return self.model_dump(mode="json", exclude={"limit": True, "workers": True, "pipeline": {"overlap"}})
+        return self.model_dump(mode="json", exclude={"limit": True, "workers": True,
+                                                     "pipeline": {"overlap", "prompt_workers"}})
 
     def resolved(self, base: Path) -> RunConfig:
         """A copy with every relative path made absolute against ``base``."""

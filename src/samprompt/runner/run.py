@@ -321,14 +321,15 @@ def run_experiment(
         progress("images", 0, len(todo))
     loaded = prefetch(todo, batcher.load, workers=config.workers, ahead=2 * config.batch_size)
     chunk: list[_Item | dict[str, str]] = []
-    for k, item in enumerate(loaded, 1):
-        chunk.append(item)
-        if len(chunk) == config.batch_size or k == len(todo):
-            batcher.process(chunk)
-            done_now += len(chunk)
-            chunk = []
-            if progress:
-                progress("images", done_now, len(todo))
+    with pipe:  # stops pipeline.prompt_workers' processes, if any, however the loop ends
+        for k, item in enumerate(loaded, 1):
+            chunk.append(item)
+            if len(chunk) == config.batch_size or k == len(todo):
+                batcher.process(chunk)
+                done_now += len(chunk)
+                chunk = []
+                if progress:
+                    progress("images", done_now, len(todo))
 
     records = [r for r in (read_record(out, i) for i in data.ids) if r is not None]
     rows = assemble(out, records, batcher.failures)

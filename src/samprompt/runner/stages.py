@@ -351,7 +351,7 @@ def build_pipeline(
         return PromptPipeline(
             cam=cam, masker=masker, prompts=strategies, segmenter=segmenter, classifier=model,
             preprocessing=info.preprocessing, class_names=info.class_names, device=config.device,
-            skip_classes=p.skip_classes, overlap=p.overlap,
+            skip_classes=p.skip_classes, overlap=p.overlap, prompt_workers=p.prompt_workers,
         )
     except ConfigError as exc:
         raise ConfigError(f"pipeline.{exc}") from exc
