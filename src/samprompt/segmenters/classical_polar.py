@@ -48,21 +48,26 @@ class PolarParams:
 
 
 def _dp_ring(cost: NDArray[np.float64], w_smooth: float, max_step: int) -> NDArray[np.intp]:
-    """Minimum-cost path through (A, R) ``cost`` with |step| <= max_step; open at the seam."""
+    """Minimum-cost path through (A, R) ``cost`` with |step| <= max_step; open at the seam.
+
+    Ties go to the most negative step (the first in ``-max_step .. max_step``)."""
     A, R = cost.shape
+    m = int(max_step)
+    ks = np.arange(-m, m + 1)
+    penalty = (w_smooth * np.abs(ks))[:, None]
+    idx = np.arange(R)
+    came_from = idx[None, :] - ks[:, None]  # (2m+1, R): the radius each step comes from
     acc = cost[0].copy()
     back = np.zeros((A, R), np.intp)
-    ks = np.arange(-max_step, max_step + 1)
-    idx = np.arange(R)
+    padded = np.full(R + 2 * m, np.inf)  # radii outside [0, R) cost infinity
+    # row i of the reversed windows holds acc[r - ks[i]] for every radius r
+    windows = np.lib.stride_tricks.sliding_window_view(padded, R)[::-1]
     for a in range(1, A):
-        cand = np.full((len(ks), R), np.inf)
-        for i, k in enumerate(ks):
-            src = idx - k
-            ok = (src >= 0) & (src < R)
-            cand[i, ok] = acc[src[ok]] + w_smooth * abs(int(k))
+        padded[m:m + R] = acc
+        cand = windows + penalty
         j = np.argmin(cand, axis=0)
         acc = cand[j, idx] + cost[a]
-        back[a] = idx - ks[j]
+        back[a] = came_from[j, idx]
     j = int(np.argmin(acc))
     path = np.empty(A, np.intp)
     path[-1] = j
