@@ -110,6 +110,8 @@ def _prompts_for(
 ) -> dict[str, Prompt | None]:
     """:meth:`PromptPipeline.prompts_for` (module level, so that worker processes can run it too)."""
     out: dict[str, Prompt | None] = {}
+    if not strategies:
+        return out
     h, w = np.shape(mask)[:2]
     # Validate once for every strategy (the base class's __call__ would repeat it per strategy); the
     # arrays are handed on read-only, and the strategies share their connected-component selections.
@@ -207,8 +209,8 @@ class PromptPipeline:
             embeds it (:meth:`run_batch`); results are identical either way.
         prompt_workers: Make them in this many worker processes instead, the batch's images in parallel
             (0: in-process). Worth it for CPU-heavy strategies (``candidates``: about 140 ms per BUSI
-            image); the paper's strategies cost about 2.5 ms per image, less than sending an image to a
-            process. The masker and strategies must be picklable; the processes are spawned on the first
+            image); the paper's strategies cost about 2.5 ms per image, about what sending an image to a
+            process and its prompts back costs. The masker and strategies must be picklable; the processes are spawned on the first
             batch of two or more images and live until :meth:`close`. Results are identical. Scripts
             using it need the usual ``if __name__ == "__main__":`` guard (spawned processes import the
             main module).
