@@ -9,9 +9,9 @@ never extends past ``(W, H)``.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+_T = TypeVar("_T")
 _SHARED = threading.local()  # .cache: the active shared_components() memo of this thread, if any
 
 
@@ -65,17 +66,24 @@ def keep_components(
         raise ValueError(f"mode must be 'largest', 'all' or 'max_cam', got {mode!r}")
     if mode == "max_cam" and cam is None:
         raise ValueError("keep_components(mode='max_cam') needs a cam")
-    cache = getattr(_SHARED, "cache", None)
     used_cam = cam if mode == "max_cam" else None
-    if cache is None or mask.flags.writeable or (used_cam is not None and used_cam.flags.writeable):
-        return _keep(mask, mode, cam, min_area)
-    key = (id(mask), id(used_cam), mode, int(min_area))
+    return _shared(("keep", mode, int(min_area)), (mask, used_cam), lambda: _keep(mask, mode, cam, min_area))
+
+
+def _shared(tag: tuple[Any, ...], arrays: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
+    """``compute()``, memoised per ``tag`` and array identities inside :func:`shared_components` when every
+    array (``None`` entries aside) is read-only; an array result is made read-only (callers share it)."""
+    cache = getattr(_SHARED, "cache", None)
+    if cache is None or any(a is not None and a.flags.writeable for a in arrays):
+        return compute()
+    key = (*tag, *(id(a) for a in arrays))
     hit = cache.get(key)
-    if hit is not None and hit[0] is mask and hit[1] is used_cam:
-        return hit[2]  # type: ignore[no-any-return]
-    out = _keep(mask, mode, cam, min_area)
-    out.flags.writeable = False  # shared by every caller in the block
-    cache[key] = (mask, used_cam, out)  # the arrays are held, so their ids cannot be reused meanwhile
+    if hit is not None and all(h is a for h, a in zip(hit[0], arrays)):
+        return hit[1]  # type: ignore[no-any-return]
+    out = compute()
+    if isinstance(out, np.ndarray):
+        out.flags.writeable = False
+    cache[key] = (arrays, out)  # the arrays are held, so their ids cannot be reused meanwhile
     return out
 
 
@@ -147,16 +155,7 @@ def bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
     """``(rows, cols)`` slices of the foreground's bounding box (``mask[rows, cols]``); ``None`` if empty.
 
     Inside :func:`shared_components`, computed once per mask object."""
-    cache = getattr(_SHARED, "cache", None)
-    if cache is None or mask.flags.writeable:
-        return _bbox_slices(mask)
-    key = ("bbox", id(mask))
-    hit = cache.get(key)
-    if hit is not None and hit[0] is mask:
-        return hit[1]  # type: ignore[no-any-return]
-    window = _bbox_slices(mask)
-    cache[key] = (mask, window)
-    return window
+    return _shared(("bbox",), (mask,), lambda: _bbox_slices(mask))
 
 
 def _bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
