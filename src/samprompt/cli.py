@@ -93,6 +93,7 @@ def _segmenter(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from samprompt.runner.check import ensure_runnable
     from samprompt.runner.config import load_run_config
     from samprompt.runner.presets import preset
     from samprompt.runner.run import run_experiment
@@ -109,9 +110,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.preset:
         runs = preset(args.preset, args.source, overrides=overrides)
         parent = Path(args.out or Path("runs") / args.preset).absolute()
+        configs = [(run, run.config(parent)) for run in runs]
+        # The door: every run of the preset is checked before the first one trains anything.
+        pending = {parent / run.name / "classifier.pt" for run in runs}
+        for run, cfg in configs:
+            ensure_runnable(cfg, pending=pending, where=f"preset {args.preset!r}, run {run.name!r}")
+        if args.check:
+            print(f"preset {args.preset!r}: {len(configs)} run(s) checked, no problem found")
+            return EXIT_OK
         code = EXIT_OK
-        for run in runs:
-            cfg = run.config(parent)
+        for run, cfg in configs:
             print(f"== {args.preset}/{run.name}: {cfg.description}")
             res = run_experiment(cfg, parent / run.name, force=args.force, progress=bars,
                                  train_progress=not args.no_progress, command=sys.argv)
@@ -120,6 +128,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.source is None:
         raise _UsageError("run: give a CONFIG file, or --preset NAME [DATA]")
     cfg = load_run_config(args.source, overrides=overrides)
+    ensure_runnable(cfg, where=str(args.source))
+    if args.check:
+        print(f"{args.source}: no problem found")
+        return EXIT_OK
     out = Path(args.out or Path("runs") / cfg.name)
     res = run_experiment(cfg, out, force=args.force, progress=bars, train_progress=not args.no_progress,
                          command=sys.argv)
@@ -250,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", choices=["train", "val", "test", "all"], help="which split to process (test)")
     r.add_argument("--seed", type=int, help="run seed (split, training, bootstrap)")
     r.add_argument("--force", action="store_true", help="start over if the run folder holds another config")
+    r.add_argument("--check", action="store_true",
+                   help="only validate the config (or preset) and its data, files and classes; exit 2 on problems")
     r.add_argument("--segmenter", help="segmenter name (e.g. sam, classical)")
     r.add_argument("--checkpoint", help="segmenter checkpoint (implies --segmenter sam)")
     r.add_argument("--model-type", help="SAM model type: vit_b, vit_l, vit_h, tiny")

@@ -7,6 +7,7 @@ library raises on purpose, while programming errors (bugs) still surface as ordi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -73,7 +74,20 @@ class PluginError(SampromptError, ImportError):
 
 
 class ConfigError(SampromptError, ValueError):
-    """A configuration is invalid. The message names the location (``segmenter.params.checkpoint``)."""
+    """A configuration is invalid. The message names the location (``segmenter.params.checkpoint``).
+
+    Attributes:
+        problems: Every problem found, as ``(config path, message)`` pairs, when the error reports
+            several at once (:func:`samprompt.config.raise_problems`); empty for a single-problem error,
+            whose message says it all.
+    """
+
+    def __init__(self, message: str, problems: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.problems: tuple[tuple[str, str], ...] = tuple((str(a), str(b)) for a, b in problems)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its problems
+        return (type(self), (str(self.args[0]) if self.args else "", self.problems))
 
 
 class DataError(SampromptError, ValueError):

@@ -31,6 +31,8 @@ from samprompt.config import (
     ClassifierSpec,
     ComponentSpec,
     PipelineConfig,
+    Problem,
+    component_problems,
     dump_config_file,
     load_config_file,
     validate_model,
@@ -43,7 +45,7 @@ from samprompt.regions import shared_components
 from samprompt.registry import Registry
 from samprompt.segmenters import SEGMENTERS, Segmenter
 
-__all__ = ["PipelineResult", "PromptPipeline", "StrategyResult", "resolve_device"]
+__all__ = ["PipelineResult", "PromptPipeline", "StrategyResult", "pipeline_problems", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +182,33 @@ def _read_only(arr: NDArray[Any]) -> NDArray[Any]:
     view = arr.view()
     view.flags.writeable = False
     return view
+
+
+def pipeline_problems(config: Mapping[str, Any] | PipelineConfig, prefix: str = "") -> list[Problem]:
+    """Check the components of a pipeline config without building them.
+
+    Each of ``cam``, ``masker``, ``segmenter`` and every entry of ``prompts`` is resolved through its
+    registry (plugins included) and its ``params`` validated by the component's ``Params`` model. Missing
+    entries (defaults) are valid; entries of the wrong shape are left to the structural validation.
+
+    Args:
+        config: The pipeline section as a mapping (or a validated :class:`PipelineConfig`).
+        prefix: Config path of the section, e.g. ``"pipeline"`` in a run config.
+
+    Returns:
+        Every problem with its full path (``pipeline.prompts.0.params.margni``).
+    """
+    raw = config.model_dump() if isinstance(config, PipelineConfig) else config
+    at = (prefix + ".") if prefix else ""
+    out: list[Problem] = []
+    for key, registry in (("cam", CAM_EXTRACTORS), ("masker", MASKERS), ("segmenter", SEGMENTERS)):
+        if raw.get(key) is not None:
+            out += component_problems(registry, raw[key], at + key)
+    prompts = raw.get("prompts")
+    if isinstance(prompts, list):
+        for i, spec in enumerate(prompts):
+            out += component_problems(PROMPT_STRATEGIES, spec, f"{at}prompts.{i}")
+    return out
 
 
 def _build(registry: Registry[Any], spec: ComponentSpec, where: str) -> Any:

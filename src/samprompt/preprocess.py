@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from samprompt._arrays import as_image
+from samprompt._bounds import MAX_SIDE
 
 __all__ = ["Geometry", "Preprocessing"]
 
@@ -55,7 +56,7 @@ class Preprocessing(BaseModel):
         pad_value: Padding intensity in [0, 1] before normalisation (letterbox only).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     input_size: tuple[int, int] = (224, 224)
     mode: Literal["resize", "letterbox"] = "resize"
@@ -71,8 +72,8 @@ class Preprocessing(BaseModel):
     @field_validator("input_size")
     @classmethod
     def _positive(cls, v: tuple[int, int]) -> tuple[int, int]:
-        if v[0] < 8 or v[1] < 8:
-            raise ValueError(f"input_size must be at least 8 x 8, got {v}")
+        if not (8 <= v[0] <= MAX_SIDE and 8 <= v[1] <= MAX_SIDE):
+            raise ValueError(f"input_size must lie between 8 x 8 and {MAX_SIDE} x {MAX_SIDE}, got {v}")
         return v
 
     @field_validator("std")

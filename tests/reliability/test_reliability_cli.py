@@ -109,7 +109,7 @@ def test_broken_plugin_affects_only_the_run_that_asks_for_it(plugins: None, smal
     assert main(["--no-progress", "run", str(_config(tmp_path, bad, "bad.json")), "--out",
                  str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
-    assert "error: pipeline.prompts.1" in err and "'kaputt'" in err and "samprompt-kaputt" in err
+    assert "pipeline.prompts.1.name: " in err and "'kaputt'" in err and "samprompt-kaputt" in err
     assert "ImportError: a dependency of this plugin is missing" in err and "internal error" not in err
     assert not list((tmp_path / "bad").glob("records/*.json"))  # refused before any image
 

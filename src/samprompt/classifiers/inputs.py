@@ -59,7 +59,7 @@ class AugmentConfig(BaseModel):
         contrast: Maximum relative contrast change (factor in ``[1 - c, 1 + c]``).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     enabled: bool = True
     hflip: float = Field(default=0.5, ge=0.0, le=1.0)

@@ -34,6 +34,7 @@ from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
 from samprompt.classifiers.evaluate import ClassificationReport, logits_of, run_loader
 from samprompt.classifiers.inputs import AugmentConfig, Example, ExampleDataset, class_targets
 from samprompt.classifiers.task import TaskSpec
+from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt.component import format_validation_error
 from samprompt.errors import ConfigError, DataError
 from samprompt.preprocess import Preprocessing
@@ -76,25 +77,25 @@ class TrainConfig(BaseModel):
         cache_images: Keep preprocessed inputs in memory (uint8) between epochs.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     arch: str = "resnet18"
     head: HeadKind = "fc"
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
     weights: str | None = None
-    epochs: int = Field(default=30, ge=1)
-    batch_size: int = Field(default=16, ge=1)
-    lr: float = Field(default=1e-3, gt=0.0)
+    epochs: Count = 30
+    batch_size: Batch = 16
+    lr: float = Field(default=1e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(default=1e-4, ge=0.0)
     class_weights: Literal["auto"] | list[float] | None = "auto"
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
-    patience: int | None = Field(default=10, ge=1)
-    seed: int = 0
+    patience: Count | None = 10
+    seed: Seed = 0
     deterministic: bool = False
     device: str = "auto"
-    num_workers: int = Field(default=0, ge=0)
-    eval_batch_size: int | None = Field(default=None, ge=1)
+    num_workers: Workers = 0
+    eval_batch_size: Batch | None = None
     cache_images: bool = True
 
     @field_validator("device")

@@ -27,10 +27,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt.classifiers import TrainConfig
-from samprompt.config import PipelineConfig, load_config_file, validate_model
+from samprompt.config import PipelineConfig, Problem, load_config_file, model_problems, raise_problems
+from samprompt.data.splits import _check_fractions
 from samprompt.errors import ConfigError
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "SplitSpec",
     "apply_overrides",
     "load_run_config",
+    "run_config_problems",
 ]
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,7 @@ class DataSpec(BaseModel):
         classes: Read only these classes (default: all that the data hold).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     path: Path
     classes: list[str] | None = None
@@ -75,13 +78,21 @@ class SplitSpec(BaseModel):
         use: Which split's images the pipeline processes and scores (``all`` = every image).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     file: Path | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     conflicting: Literal["train", "drop"] = "train"
     use: SplitUse = "test"
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        try:
+            return _check_fractions(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
 
 
 class ClassifierSource(BaseModel):
@@ -97,7 +108,7 @@ class ClassifierSource(BaseModel):
             ``train.device`` default to the run's ``seed`` and ``device``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     checkpoint: Path | None = None
     task: Literal["multiclass", "binary"] = "multiclass"
@@ -116,10 +127,10 @@ class ReportSpec(BaseModel):
         confidence: Level of the bootstrap intervals in ``summary.*``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    panels: int = Field(default=12, ge=0)
-    gallery: int = Field(default=6, ge=0)
+    panels: int = Field(default=12, ge=0, le=10_000)
+    gallery: int = Field(default=6, ge=0, le=1_000)
     thumb: int = Field(default=112, ge=32, le=512)
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
 
@@ -146,14 +157,14 @@ class SelfTrainSpec(BaseModel):
         weight: ``agreement_weight`` given to the strategies (8 was chosen on BUSI val).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     empty_classes: list[str] = Field(default_factory=lambda: ["normal"])
     keep: float = Field(default=0.6, gt=0.0, le=1.0)
-    epochs: int = Field(default=20, ge=1)
+    epochs: Count = 20
     size: int = Field(default=128, ge=32, le=1024)
-    batch_size: int = Field(default=16, ge=1)
-    lr: float = Field(default=5e-4, gt=0.0)
+    batch_size: Batch = 16
+    lr: float = Field(default=5e-4, gt=0.0, le=10.0)
     weight: float = Field(default=8.0, ge=0.0)
 
 
@@ -187,7 +198,7 @@ class RunConfig(BaseModel):
             (default) = off.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = "run"
     description: str = ""
@@ -196,11 +207,11 @@ class RunConfig(BaseModel):
     classifier: ClassifierSource = Field(default_factory=ClassifierSource)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     target: Literal["predicted", "label"] | list[str] = "predicted"
-    seed: int = 0
-    batch_size: int = Field(default=8, ge=1)
-    workers: int = Field(default=2, ge=0, le=64)
+    seed: Seed = 0
+    batch_size: Batch = 8
+    workers: Workers = 2
     device: str = "auto"
-    limit: int | None = Field(default=None, ge=1)
+    limit: Count | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
     selftrain: SelfTrainSpec | None = None
 
@@ -304,10 +315,41 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     return out
 
 
+def run_config_problems(data: Mapping[str, Any]) -> tuple[RunConfig | None, list[Problem]]:
+    """Validate a run config mapping completely, without touching files: structure, every key and
+    number range, and every component's name (plugins included) and ``params`` (its ``Params`` model).
+
+    Args:
+        data: The config as read from its file (overrides applied).
+
+    Returns:
+        ``(config, problems)``: the config (``None`` when the structure is invalid) and every problem found,
+        with full config paths (``pipeline.prompts.0.params.margni``).
+    """
+    from samprompt.pipeline import pipeline_problems
+
+    problems: list[Problem] = []
+    cfg: RunConfig | None = None
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += model_problems(exc, "", RunConfig)
+    pipe = data.get("pipeline")
+    if isinstance(pipe, Mapping):
+        problems += pipeline_problems(pipe, "pipeline")
+    elif pipe is None:
+        problems += pipeline_problems({}, "pipeline")
+    return (cfg if not problems else None), problems
+
+
 def load_run_config(
     source: str | Path | Mapping[str, Any], *, overrides: Sequence[str] = (), base: Path | None = None
 ) -> RunConfig:
     """Read and validate a run config from a JSON/YAML file or a mapping.
+
+    Everything that can be checked without the data is checked here, and every problem is reported at
+    once (see :func:`run_config_problems`); :func:`samprompt.runner.check.check_run` then checks the data,
+    the files and the class names, as ``samprompt run`` does before it writes anything.
 
     Args:
         source: A ``.json`` / ``.yaml`` file, or the config as a mapping.
@@ -316,7 +358,7 @@ def load_run_config(
             directory for a mapping).
 
     Raises:
-        ConfigError: Unreadable file, or a validation error naming each bad location.
+        ConfigError: Unreadable file, or every validation problem with its location (``.problems``).
     """
     if isinstance(source, Mapping):
         data, where, root = dict(source), "run config", base or Path.cwd()
@@ -325,5 +367,8 @@ def load_run_config(
         data, where, root = load_config_file(path), str(path), base or path.absolute().parent
     if overrides:
         data = apply_overrides(data, overrides)
-    cfg: RunConfig = validate_model(RunConfig, data, where)
+    cfg, problems = run_config_problems(data)
+    raise_problems(problems, where)
+    if cfg is None:  # pragma: no cover - problems were raised
+        raise ConfigError(f"invalid {where}")
     return cfg.resolved(root)

@@ -41,6 +41,7 @@ from samprompt.cams import Target
 from samprompt.data import prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
+from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
 from samprompt.runner.records import (
@@ -295,6 +296,7 @@ def run_experiment(
     """
     out = Path(out).absolute()
     started = _now()
+    ensure_runnable(config)  # the door: data, files and classes, before anything is written
     prepare_folder(out, config, force=force)
     _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
