@@ -27,7 +27,6 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from samprompt._bounds import Workers
-from samprompt.component import format_validation_error
 from samprompt.errors import ConfigError, SampromptError
 from samprompt.preprocess import Preprocessing
 from samprompt.registry import Registry

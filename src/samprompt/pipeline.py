@@ -23,6 +23,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
 from samprompt._arrays import as_bool_mask, as_image
 from samprompt.cams import CAM_EXTRACTORS, CamExtractor, CamResult, Target
@@ -35,9 +36,10 @@ from samprompt.config import (
     component_problems,
     dump_config_file,
     load_config_file,
-    validate_model,
+    model_problems,
+    raise_problems,
 )
-from samprompt.errors import ConfigError, SampromptError, StageError
+from samprompt.errors import ConfigError, StageError
 from samprompt.maskers import MASKERS, PseudoMasker
 from samprompt.preprocess import Preprocessing
 from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
@@ -211,15 +213,6 @@ def pipeline_problems(config: Mapping[str, Any] | PipelineConfig, prefix: str = 
     return out
 
 
-def _build(registry: Registry[Any], spec: ComponentSpec, where: str) -> Any:
-    try:
-        return registry.create(spec.name, spec.params)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    except SampromptError:
-        raise
-
-
 class PromptPipeline:
     """Compose a classifier, a CAM extractor, a masker, prompt strategies and a segmenter.
 
@@ -308,40 +301,98 @@ class PromptPipeline:
 
     # ------------------------------------------------------------------ config
     @classmethod
-    def from_config(cls, config: Mapping[str, Any] | PipelineConfig | str | Path) -> PromptPipeline:
+    def from_config(
+        cls,
+        config: Mapping[str, Any] | PipelineConfig | str | Path,
+        *,
+        classifier: torch.nn.Module | None = None,
+        class_names: Sequence[str] | None = None,
+        preprocessing: Preprocessing | None = None,
+        target_layer: str | None = None,
+        device: str | None = None,
+        where: str = "",
+    ) -> PromptPipeline:
         """Build a pipeline from a mapping, a :class:`PipelineConfig`, or a JSON/YAML file path.
 
+        This is the one builder: the runner uses it too. Every component is checked (name and params)
+        before any is built, and every problem is reported at once.
+
+        Component defaults filled in where a component's ``Params`` has the field and the config leaves it
+        unset: ``device`` (every component: ``device`` or the config's), and the CAM extractor's
+        ``target_layer`` (the layer recorded in the classifier checkpoint, or ``target_layer``).
+
+        Args:
+            config: The pipeline config.
+            classifier: An already loaded classifier returning (B, C) logits; replaces the config's
+                ``classifier`` section (which must then be unset).
+            class_names: Its output classes (with ``classifier``).
+            preprocessing: Its preprocessing (with ``classifier``; default: the config's).
+            target_layer: Its CAM target layer, e.g. from :class:`~samprompt.classifiers.ClassifierInfo`.
+            device: Overrides the config's ``device`` for the classifier and every component.
+            where: Config path of the pipeline section in a larger config (``"pipeline"`` in a run
+                config), prefixed to every error location.
+
         Raises:
-            ConfigError: Naming the location of an unknown key, bad value or unknown component.
+            ConfigError: Naming the location of every unknown key, bad value or unknown component.
+            CheckpointError: The configured classifier checkpoint cannot be loaded.
         """
-        where = "config"
+        source = "config"
         if isinstance(config, (str, Path)):
-            where = str(config)
+            source = str(config)
             config = load_config_file(config)
-        cfg: PipelineConfig = (
-            config if isinstance(config, PipelineConfig) else validate_model(PipelineConfig, config, where)
-        )
-        model, preprocessing, class_names = None, cfg.preprocessing, None
-        if cfg.classifier is not None:
-            model, preprocessing, class_names = _load_classifier(cfg.classifier, cfg.preprocessing, cfg.device)
+        at = (where + ".") if where else ""
+        if isinstance(config, PipelineConfig):
+            cfg = config
+            raise_problems(pipeline_problems(cfg, where), source)
+        else:
+            problems = pipeline_problems(config, where)
+            try:
+                cfg = PipelineConfig.model_validate(config)
+            except ValidationError as exc:
+                problems = model_problems(exc, where, PipelineConfig) + problems
+            raise_problems(problems, source)
+        dev = cfg.device if device is None else device
+        prep = preprocessing or cfg.preprocessing
+        names = list(class_names) if class_names is not None else None
+        if classifier is not None:
+            if cfg.classifier is not None:
+                raise ConfigError(f"{at}classifier: must be unset when a classifier module is passed in")
+        elif cfg.classifier is not None:
+            classifier, prep, names, recorded = _load_classifier(cfg.classifier, cfg.preprocessing, dev)
+            target_layer = target_layer or recorded
+        defaults: dict[str, Any] = {"device": dev}
+
+        def build(registry: Registry[Any], spec: ComponentSpec, path: str, extra: Mapping[str, Any]) -> Any:
+            params = dict(spec.params)
+            try:
+                fields = registry.get(spec.name).Params.model_fields
+                params.update({k: v for k, v in {**defaults, **extra}.items()
+                               if k in fields and k not in params and v is not None})
+                return registry.create(spec.name, params)
+            except ConfigError as exc:
+                raise ConfigError(f"{at}{path}: {exc}") from exc
+
         strategies = {
-            (spec.label or spec.name): _build(PROMPT_STRATEGIES, spec, f"prompts[{i}]")
+            (spec.label or spec.name): build(PROMPT_STRATEGIES, spec, f"prompts.{i}", {})
             for i, spec in enumerate(cfg.prompts)
         }
-        return cls(
-            cam=_build(CAM_EXTRACTORS, cfg.cam, "cam"),
-            masker=_build(MASKERS, cfg.masker, "masker"),
-            prompts=strategies,
-            segmenter=_build(SEGMENTERS, cfg.segmenter, "segmenter"),
-            classifier=model,
-            preprocessing=preprocessing,
-            class_names=class_names,
-            classifier_spec=cfg.classifier,
-            device=cfg.device,
-            skip_classes=cfg.skip_classes,
-            overlap=cfg.overlap,
-            prompt_workers=cfg.prompt_workers,
-        )
+        try:
+            return cls(
+                cam=build(CAM_EXTRACTORS, cfg.cam, "cam", {"target_layer": target_layer}),
+                masker=build(MASKERS, cfg.masker, "masker", {}),
+                prompts=strategies,
+                segmenter=build(SEGMENTERS, cfg.segmenter, "segmenter", {}),
+                classifier=classifier,
+                preprocessing=prep,
+                class_names=names,
+                classifier_spec=cfg.classifier,
+                device=dev,
+                skip_classes=cfg.skip_classes,
+                overlap=cfg.overlap,
+                prompt_workers=cfg.prompt_workers,
+            )
+        except ConfigError as exc:
+            raise ConfigError(f"{at}{exc}") from exc
 
     def to_config(self) -> dict[str, Any]:
         """The pipeline as a JSON-ready mapping that :meth:`from_config` rebuilds.
@@ -569,13 +620,15 @@ def _check_skip_classes(skip: Sequence[str], class_names: list[str] | None) -> t
 
 def _load_classifier(
     spec: ClassifierSpec, preprocessing: Preprocessing, device: str
-) -> tuple[torch.nn.Module, Preprocessing, list[str] | None]:
+) -> tuple[torch.nn.Module, Preprocessing, list[str] | None, str | None]:
+    """The configured classifier: ``(model in eval mode, preprocessing, class names, recorded target
+    layer)``; a checkpoint brings its own preprocessing, class names and CAM target layer."""
     from samprompt.classifiers import CLASSIFIERS, load_classifier
 
     dev = resolve_device(device)
     if spec.checkpoint is not None:
         model, info = load_classifier(spec.checkpoint, device=str(dev))
-        return model, info.preprocessing, list(info.class_names)
+        return model, info.preprocessing, list(info.class_names), info.target_layer
     if spec.name is None:
         raise ConfigError("classifier: give either 'checkpoint' or 'name'")
     params = dict(spec.params)
@@ -585,4 +638,4 @@ def _load_classifier(
         model = CLASSIFIERS.get(spec.name)(**params)
     except TypeError as exc:
         raise ConfigError(f"classifier.params: {exc}") from exc
-    return model.to(dev).eval(), preprocessing, spec.class_names
+    return model.to(dev).eval(), preprocessing, spec.class_names, None

@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from samprompt import ConfigError, PromptPipeline, StageError, UnknownComponentError
+from samprompt import ConfigError, PromptPipeline, StageError
 from samprompt.metrics import dice
 from samprompt.regions import ellipse_in_box
 from samprompt.segmenters.classical import ClassicalSegmenter
@@ -39,8 +39,9 @@ def test_config_round_trip_json_and_yaml(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("patch", "location"),
     [
-        ({"prompts": [{"name": "box", "params": {"margni": 5}}]}, r"prompts\[0\]: box\.params\.margni"),
-        ({"segmenter": {"name": "classical", "params": {"beta": -1}}}, r"segmenter: classical\.params\.beta"),
+        ({"prompts": [{"name": "box", "params": {"margni": 5}}]},
+         r"prompts\.0\.params\.margni: unknown key; did you mean 'margin'\?"),
+        ({"segmenter": {"name": "classical", "params": {"beta": -1}}}, r"segmenter\.params\.beta: "),
         ({"masker": {"name": "threshold", "parms": {}}}, r"masker\.parms"),
         ({"prompts": []}, r"prompts"),
         ({"colour": "blue"}, r"colour"),
@@ -53,8 +54,11 @@ def test_config_errors_name_their_location(patch: dict, location: str) -> None:
 
 
 def test_unknown_component_in_config() -> None:
-    with pytest.raises(UnknownComponentError, match="Did you mean 'otsu'"):
-        PromptPipeline.from_config({**CONFIG, "masker": {"name": "otsuu"}})
+    # reported with every other problem of the config, each with its path, before anything is built
+    with pytest.raises(ConfigError, match="Did you mean 'otsu'") as info:
+        PromptPipeline.from_config({**CONFIG, "masker": {"name": "otsuu"},
+                                    "prompts": [{"name": "box", "params": {"margin": "wide"}}]})
+    assert [p for p, _ in info.value.problems] == ["masker.name", "prompts.0.params.margin"]
 
 
 def test_bad_config_file(tmp_path: Path) -> None:

@@ -51,10 +51,8 @@ from samprompt.errors import (
     CheckpointError,
     ConfigError,
     DataError,
-    PluginError,
     SampromptError,
     StageError,
-    UnknownComponentError,
 )
 from samprompt.prompts.base import Prompt
 from samprompt.runner.outputs import read_png
@@ -657,10 +655,10 @@ CASES: list[Case] = [
     Case("run: output folder in /proc (not writable)", run_case(out=lambda ctx: Path("/proc/samprompt-run")),
          Raises(ConfigError, ("/proc/samprompt-run", "cannot be created or written"))),
     Case("plugin: raises on import", _broken_plugin,
-         Raises(PluginError, ("broken_rel", "samprompt-broken-rel", "RuntimeError: broken on purpose"))),
+         Raises(ConfigError, ("broken_rel", "samprompt-broken-rel", "RuntimeError: broken on purpose"))),
     Case("component: unknown name in a pipeline config",
          lambda ctx: lambda: PromptPipeline.from_config({"prompts": [{"name": "centre_point"}]}),
-         Raises(UnknownComponentError, ("centre_point", "Did you mean 'center_point'?"))),
+         Raises(ConfigError, ("prompts.0.name", "centre_point", "Did you mean 'center_point'?"))),
     # ---- CAMs ------------------------------------------------------------------------------------------
     Case("CAM: all zero", cam_case(np.zeros((40, 60))), Handled(_no_cam_prompt_and_a_miss)),
     Case("CAM: constant (above the threshold)", cam_case(np.full((40, 60), 0.7)), Handled(_full_image_box)),

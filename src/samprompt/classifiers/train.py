@@ -29,12 +29,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt.classifiers.builders import HeadKind, build_classifier
 from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
 from samprompt.classifiers.evaluate import ClassificationReport, logits_of, run_loader
 from samprompt.classifiers.inputs import AugmentConfig, Example, ExampleDataset, class_targets
 from samprompt.classifiers.task import TaskSpec
-from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt.component import format_validation_error
 from samprompt.errors import ConfigError, DataError
 from samprompt.preprocess import Preprocessing

@@ -118,11 +118,10 @@ def check_run(config: RunConfig, *, pending: Collection[Path] = ()) -> list[Prob
                     try:
                         info.task.class_of(label)
                     except SampromptError:
-                        problems.append((
-                            "classifier.checkpoint",
+                        mapping = dict(info.task.mapping) or "none"
+                        problems.append(("classifier.checkpoint", (
                             f"the data's class {label!r} is not a class of checkpoint {str(src.checkpoint)!r}, "
-                            f"whose classes are {class_names} (label mapping {dict(info.task.mapping) or 'none'})",
-                        ))
+                            f"whose classes are {class_names} (label mapping {mapping})")))
     elif used is not None:
         try:
             task = TaskSpec.preset(src.task, used, negative=src.negative, positive=src.positive)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from samprompt.cams import CAM_EXTRACTORS, Target
+from samprompt.cams import Target
 from samprompt.classifiers import (
     ClassifierInfo,
     TaskSpec,
@@ -31,16 +31,12 @@ from samprompt.classifiers import (
     load_classifier,
     train_classifier,
 )
-from samprompt.config import ComponentSpec
 from samprompt.data import Dataset, Split, audit_dataset, make_split, open_dataset
-from samprompt.errors import ConfigError, DataError, SampromptError
-from samprompt.maskers import MASKERS
+from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline, resolve_device
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.registry import Registry
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json
-from samprompt.segmenters import SEGMENTERS
 
 __all__ = [
     "ARTEFACTS",
@@ -278,7 +274,10 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
         raise DataError(f"selftrain: the train split of {str(config.data.path)!r} has no readable lesion image")
     spec = next(s for s in config.pipeline.prompts if s.name == "candidates")
     params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
-    strategy = _create(PROMPT_STRATEGIES, ComponentSpec(name="candidates", params=params), "selftrain", {})
+    try:
+        strategy = PROMPT_STRATEGIES.create("candidates", params)
+    except ConfigError as exc:
+        raise ConfigError(f"selftrain: {exc}") from exc
     model, _ = load_classifier(classifier_checkpoint)  # a fresh copy: training changes the encoder's weights
     init: torch.nn.Module | None = model
     try:
@@ -313,48 +312,28 @@ def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
     return ok
 
 
-def _create(registry: Registry[Any], spec: ComponentSpec, where: str, extra: dict[str, Any]) -> Any:
-    params = dict(spec.params)
-    try:
-        fields = registry.get(spec.name).Params.model_fields
-        params.update({k: v for k, v in extra.items() if k in fields and k not in params})
-        return registry.create(spec.name, params)
-    except SampromptError as exc:
-        raise ConfigError(f"pipeline.{where}: {exc}") from exc
-
-
 def build_pipeline(
     config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None
 ) -> PromptPipeline:
-    """The run's :class:`PromptPipeline` around a loaded classifier.
-
-    The CAM extractor hooks the checkpoint's ``target_layer`` unless the config names one, the
-    segmenter gets the run's ``device`` unless its params name one, and with a self-training net
-    (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as ``agreement_net`` (with
-    ``selftrain.weight``) unless its params set it.
+    """The run's :class:`PromptPipeline` around a loaded classifier, built by
+    :meth:`PromptPipeline.from_config` (the one builder): the CAM extractor hooks the checkpoint's
+    ``target_layer`` and every component gets the run's ``device``, unless the config sets them. With a
+    self-training net (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as
+    ``agreement_net`` (with ``selftrain.weight``) unless its params set it.
 
     Raises:
         ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
     """
     p = config.pipeline
-    cam = _create(CAM_EXTRACTORS, p.cam, "cam", {"target_layer": info.target_layer})
-    masker = _create(MASKERS, p.masker, "masker", {})
-    agree: dict[str, Any] = {}
     if selftrain is not None and config.selftrain is not None:
         agree = {"agreement_net": str(selftrain), "agreement_weight": config.selftrain.weight}
-    strategies = {
-        (s.label or s.name): _create(PROMPT_STRATEGIES, s, f"prompts.{i}", agree if s.name == "candidates" else {})
-        for i, s in enumerate(p.prompts)
-    }
-    segmenter = _create(SEGMENTERS, p.segmenter, "segmenter", {"device": config.device})
-    try:
-        return PromptPipeline(
-            cam=cam, masker=masker, prompts=strategies, segmenter=segmenter, classifier=model,
-            preprocessing=info.preprocessing, class_names=info.class_names, device=config.device,
-            skip_classes=p.skip_classes, overlap=p.overlap, prompt_workers=p.prompt_workers,
-        )
-    except ConfigError as exc:
-        raise ConfigError(f"pipeline.{exc}") from exc
+        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if s.name == "candidates" else s
+                   for s in p.prompts]
+        p = p.model_copy(update={"prompts": prompts})
+    return PromptPipeline.from_config(
+        p, classifier=model, class_names=info.class_names, preprocessing=info.preprocessing,
+        target_layer=info.target_layer, device=config.device, where="pipeline",
+    )
 
 
 def resolve_targets(config: RunConfig, info: ClassifierInfo, labels: Sequence[str]) -> list[Target]:
