@@ -71,18 +71,62 @@ def test_limit_then_complete(synth_data: Path, tmp_path: Path, finished_run: tup
     assert (out / "metrics.csv").read_bytes() == (finished_run[0] / "metrics.csv").read_bytes()
 
 
-def test_changed_config_is_refused_unless_forced(synth_data: Path, tmp_path: Path) -> None:
+def test_changed_training_is_refused_unless_forced(synth_data: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     base = fast_config(synth_data, limit=1)
     run_experiment(load_run_config(base), out)
-    changed = dict(base, pipeline={**base["pipeline"], "masker": {"name": "threshold", "params": {"value": 0.7}}})
-    with pytest.raises(ConfigError, match=r"different config.*pipeline\.masker\.params\.value.*--force"):
+    train = {**base["classifier"]["train"], "epochs": 2}
+    changed = dict(base, classifier={**base["classifier"], "train": train})
+    with pytest.raises(ConfigError, match=r"different config.*classifier\.train\.epochs.*classifier stage.*--force"):
         run_experiment(load_run_config(changed), out)
     (out / "unrelated.txt").write_text("keep me")
     res = run_experiment(load_run_config(changed), out, force=True)
     assert res.computed == 1
-    assert json.loads((out / "config.json").read_text())["pipeline"]["masker"]["params"]["value"] == 0.7
+    assert json.loads((out / "config.json").read_text())["classifier"]["train"]["epochs"] == 2
     assert (out / "unrelated.txt").read_text() == "keep me"  # --force removes only the run's own files
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("change", [
+    {"masker": {"name": "threshold", "params": {"value": 0.7}}},
+    {"prompts": [{"name": "box", "params": {"margin": 0}}, {"name": "max_point"}]},
+    {"segmenter": {"name": "classical", "params": {"work_size": 40}}},
+])
+def test_post_classifier_change_reuses_the_classifier(synth_data: Path, tmp_path: Path,
+                                                      change: dict[str, object]) -> None:
+    """Prompts, masker or segmenter changed: the trained classifier is reused (same bytes), the images are
+    recomputed with the new pipeline, and the result equals a fresh run of the new config."""
+    out = tmp_path / "r"
+    base = fast_config(synth_data)
+    first = run_experiment(load_run_config(base), out)
+    ckpt, split = _sha(out / "classifier.pt"), (out / "split.json").read_bytes()
+    mtime = (out / "classifier.pt").stat().st_mtime_ns
+    changed = dict(base, pipeline={**base["pipeline"], **change})
+    res = run_experiment(load_run_config(changed), out)
+    assert res.computed == first.computed and res.complete
+    assert _sha(out / "classifier.pt") == ckpt and (out / "classifier.pt").stat().st_mtime_ns == mtime
+    assert (out / "split.json").read_bytes() == split
+    assert json.loads((out / "config.json").read_text())["pipeline"] == load_run_config(changed).identity()["pipeline"]
+    # the same numbers as a run made from scratch with the new config and the same classifier
+    fresh_cfg = dict(changed, classifier={"checkpoint": str(out / "classifier.pt")})
+    fresh = run_experiment(load_run_config(fresh_cfg), tmp_path / "fresh")
+    assert fresh.computed == res.computed
+    assert (out / "metrics.csv").read_bytes() == (tmp_path / "fresh" / "metrics.csv").read_bytes()
+
+
+def test_report_only_change_keeps_the_records(synth_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    base = fast_config(synth_data)
+    first = run_experiment(load_run_config(base), out)
+    res = run_experiment(load_run_config(dict(base, report={"panels": 1, "gallery": 1, "thumb": 48},
+                                              description="now described")), out)
+    assert first.computed > 0 and res.computed == 0 and res.complete
+    assert "now described" in (out / "report.html").read_text()
 
 
 def test_moved_data_resumes_and_changed_data_is_refused(synth_data: Path, tmp_path: Path) -> None:

@@ -40,9 +40,12 @@ from samprompt.runner.outputs import atomic_write_json
 
 __all__ = [
     "ARTEFACTS",
+    "STAGES",
+    "STAGE_ARTEFACTS",
     "PreparedData",
     "Progress",
     "build_pipeline",
+    "changed_stage",
     "file_sha256",
     "get_classifier",
     "get_selftrain_net",
@@ -57,12 +60,20 @@ log = logging.getLogger(__name__)
 #: ``progress(step, done, total)``: called by long steps (the CLI draws tqdm bars from it).
 Progress = Callable[[str, int, int], None]
 
+#: The stages of a run, in order, and the files and folders each leaves in the run folder. A config
+#: change reuses the files of every stage before the first one it touches (see :func:`changed_stage`).
+STAGE_ARTEFACTS: dict[str, tuple[str, ...]] = {
+    "split": ("split.json",),
+    "classifier": ("classifier.pt", "train_result.json"),
+    "selftrain": ("selftrain.pt",),
+    "images": ("records", "masks", "cams", "pseudo_masks", "names.json"),
+    "report": ("metrics.csv", "prompts.jsonl", "failures.jsonl", "summary.csv", "summary.md", "report.html"),
+}
+STAGES: tuple[str, ...] = tuple(STAGE_ARTEFACTS)
+
 #: Every file and folder a run writes; ``--force`` removes exactly these (and nothing else).
-ARTEFACTS: tuple[str, ...] = (
-    "config.json", "manifest.json", "split.json", "classifier.pt", "train_result.json", "selftrain.pt",
-    "records", "masks", "cams", "pseudo_masks", "metrics.csv", "prompts.jsonl", "failures.jsonl", "names.json",
-    "summary.csv", "summary.md", "report.html",
-)
+ARTEFACTS: tuple[str, ...] = ("config.json", "manifest.json",
+                              *(name for names in STAGE_ARTEFACTS.values() for name in names))
 
 
 def _diff(a: Any, b: Any, path: str = "") -> list[str]:
@@ -74,13 +85,63 @@ def _diff(a: Any, b: Any, path: str = "") -> list[str]:
     return [] if a == b else [path or "(root)"]
 
 
+def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
+    """The first stage whose result a change of the identity key ``key`` (dotted) alters."""
+    top = key.split(".")[0]
+    made_split = (old.get("split") or {}).get("seed") is None or (new.get("split") or {}).get("seed") is None
+    given_ckpt = all((d.get("classifier") or {}).get("checkpoint") for d in (old, new))
+    if top == "data" or (top == "split" and key != "split.use") or (key == "seed" and made_split):
+        return "split"
+    if top == "classifier":
+        return "images" if given_ckpt else "classifier"  # a given checkpoint: nothing trained here
+    if top == "selftrain":
+        return "selftrain"
+    if top in ("pipeline", "target", "batch_size", "device"):
+        return "images"
+    if top in ("name", "description", "report", "seed") or key == "split.use":
+        return "report"
+    return "split"  # anything unforeseen: the most careful answer
+
+
+def changed_stage(old: dict[str, Any], new: dict[str, Any]) -> tuple[str | None, list[str]]:
+    """The first stage a config change invalidates, and the changed keys.
+
+    Args:
+        old: The identity a run folder was made with (its ``config.json``).
+        new: The identity of the config now asked for (:meth:`RunConfig.identity`).
+
+    Returns:
+        ``(stage, keys)``: one of :data:`STAGES` (``None`` when nothing but the data path changed) and
+        the dotted keys that differ (a moved data folder, ``data.path``, is not a change: the data's
+        fingerprint is checked instead).
+    """
+    keys = [k for k in _diff(old, new) if k != "data.path"]
+    if not keys:
+        return None, keys
+    return min((_stage_of(k, old, new) for k in keys), key=STAGES.index), keys
+
+
+def _remove(out: Path, names: Sequence[str]) -> None:
+    for name in names:
+        p = out / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
 def prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
     """Create or check the run folder; return whether it already held this run (a resume).
 
+    A folder made with another config is reused from its first changed stage on: a change after the
+    classifier (prompts, masker, segmenter, CAM, target, report, ...) keeps ``split.json``,
+    ``classifier.pt`` (and ``selftrain.pt`` when its inputs did not change) and recomputes the images;
+    a change of the data, split or classifier training needs ``force``.
+
     Raises:
-        ConfigError: If the folder holds a run made with a different config and ``force`` is false (the
-            message lists the differing keys), or it cannot be created or written (a path under a file,
-            a read-only or virtual file system); the message names the folder.
+        ConfigError: If the folder holds a run whose data, split or classifier training differ and
+            ``force`` is false (the message lists the differing keys), or it cannot be created or written
+            (a path under a file, a read-only or virtual file system); the message names the folder.
     """
     try:
         return _prepare_folder(out, config, force=force)
@@ -100,32 +161,31 @@ def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
             theirs = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             theirs = {"unreadable": str(exc)}
-        keys = _diff(theirs, mine)
-        moved = "data.path" in keys
-        # A moved data folder is the same run: the data's fingerprint (relative paths, sizes, bytes) is
-        # compared with the manifest's by the caller, so only the path in config.json is brought up to date.
-        keys = [k for k in keys if k != "data.path"]
-        if not keys:
-            if moved:
+        stage, keys = changed_stage(theirs if isinstance(theirs, dict) else {}, mine)
+        if stage is None:
+            if theirs != mine:  # only the data moved: its fingerprint is compared with the manifest's
                 log.info("run folder %s: the data moved to %s (its fingerprint is checked)", out, config.data.path)
                 atomic_write_json(cfg_path, mine)
             return True
+        shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+        if STAGES.index(stage) >= STAGES.index("selftrain") and not force:
+            kept = [n for st in STAGES[: STAGES.index(stage)] for n in STAGE_ARTEFACTS[st] if (out / n).exists()]
+            log.warning("run folder %s: the config changed after the classifier (%s); reusing %s and "
+                        "recomputing from the %s stage on", out, shown, ", ".join(kept) or "nothing", stage)
+            _remove(out, [n for st in STAGES[STAGES.index(stage):] for n in STAGE_ARTEFACTS[st]])
+            atomic_write_json(cfg_path, mine)
+            return True
         if not force:
-            shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
             raise ConfigError(
-                f"run folder {str(out)!r} holds a run made with a different config (differs at: {shown}); "
-                "pass --force to delete that run's files and start over, or choose another --out"
+                f"run folder {str(out)!r} holds a run made with a different config (differs at: {shown}; "
+                f"that changes its {stage} stage); pass --force to delete that run's files and start over, "
+                "or choose another --out"
             )
         log.warning("run folder %s: config changed (%s); --force: removing the old run's files", out, keys[:5])
     elif force:
         log.info("run folder %s: --force: removing any old run files", out)
     if force:
-        for name in ARTEFACTS:
-            p = out / name
-            if p.is_dir() and not p.is_symlink():
-                shutil.rmtree(p)
-            elif p.exists() or p.is_symlink():
-                p.unlink()
+        _remove(out, ARTEFACTS)
     atomic_write_json(cfg_path, mine)
     return False
 
