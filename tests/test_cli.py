@@ -87,9 +87,13 @@ def test_run_config_limit_resume_and_changed_config(tmp_path: Path, capsys: pyte
     assert main(["--no-progress", "run", str(cfg), "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "9 of 9 finished (7 computed now)" in text and f"report:  {out / 'report.html'}" in text
-    assert main(["--no-progress", "run", str(cfg), "--out", str(out), "--split", "test"]) == 2
+    # another split of the same run: its images' records are reused (nothing upstream changed)
+    assert main(["--no-progress", "run", str(cfg), "--out", str(out), "--split", "test"]) == 0
+    assert "(0 computed now)" in capsys.readouterr().out
+    # another seed makes another split and classifier: refused without --force
+    assert main(["--no-progress", "run", str(cfg), "--out", str(out), "--seed", "5"]) == 2
     err = capsys.readouterr().err
-    assert "different config" in err and "split.use" in err and "Traceback" not in err
+    assert "different config" in err and "seed" in err and "--force" in err and "Traceback" not in err
 
 
 def test_run_errors_exit_2_with_the_location(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from samprompt._bounds import Batch, Count, Seed, Workers
+from samprompt._torch import resolve_device as _resolve_device
 from samprompt.classifiers.builders import HeadKind, build_classifier
 from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
 from samprompt.classifiers.evaluate import ClassificationReport, logits_of, run_loader
@@ -178,12 +179,9 @@ class TrainResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU; a CUDA request without CUDA is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device: {device!r} requested but CUDA is not available")
-    return torch.device(device)
+    """``"auto"`` → CUDA when available, else CPU; a CUDA request without CUDA is a ConfigError
+    naming ``train.device`` (see :func:`samprompt._torch.resolve_device`)."""
+    return _resolve_device(device, "train.device")
 
 
 def seed_everything(seed: int) -> None:

@@ -17,8 +17,7 @@ from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from samprompt._torch import resolve_device
 from samprompt.cams import CAM_EXTRACTORS
 from samprompt.classifiers import TaskSpec
 from samprompt.classifiers.checkpoint import read_info
@@ -40,18 +39,11 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
     return [n for n in names if n not in known]
 
 
-def _device_problem(device: str) -> str | None:
-    if device == "auto":
-        return None
+def _device_problem(device: str, where: str) -> str | None:
     try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError) as exc:
-        return f"invalid device {device!r} ({exc}); use auto, cpu, cuda or cuda:N"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            return f"device {device!r} asks for CUDA, which this machine does not have (use auto or cpu)"
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            return f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        resolve_device(device, where)
+    except SampromptError as exc:
+        return str(exc).removeprefix(f"{where}: ")
     return None
 
 
@@ -152,7 +144,7 @@ def check_run(config: RunConfig, *, pending: Collection[Path] = ()) -> list[Prob
     for i, spec in enumerate(p.prompts):
         problems += _file_params(PROMPT_STRATEGIES, spec, f"pipeline.prompts.{i}")
     for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
-        msg = _device_problem(device)
+        msg = _device_problem(device, key)
         if msg and not (key != "device" and device == config.device):
             problems.append((key, msg))
     return problems

@@ -37,10 +37,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from samprompt._torch import resolve_device
 from samprompt.cams import Target
 from samprompt.data import prefetch
 from samprompt.errors import DataError, SampromptError, StageError
-from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
+from samprompt.pipeline import PipelineResult, PromptPipeline
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png

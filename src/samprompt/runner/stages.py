@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from samprompt._torch import resolve_device
 from samprompt.cams import Target
 from samprompt.classifiers import (
     ClassifierInfo,
@@ -33,7 +34,7 @@ from samprompt.classifiers import (
 )
 from samprompt.data import Dataset, Split, audit_dataset, make_split, open_dataset
 from samprompt.errors import ConfigError, DataError
-from samprompt.pipeline import PromptPipeline, resolve_device
+from samprompt.pipeline import PromptPipeline
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json
