@@ -647,8 +647,8 @@ CASES: list[Case] = [
     Case("run: CAM target naming an unknown class", run_case(lambda c: c.update(target=["cat"])),
          Raises(ConfigError, ("target", "'cat'"))),
     Case("run: run folder holding another config", run_case(
-        twice=lambda c: c["classifier"]["train"].update(epochs=2)),
-         Raises(ConfigError, ("different config", "classifier.train.epochs", "--force"))),
+        twice=lambda c: c.setdefault("split", {}).update(seed=7)),
+         Raises(ConfigError, ("different config", "split.seed", "--force"))),
     Case("run: output folder under an existing FILE", run_case(out=lambda ctx: (
         (ctx.tmp / "a_file").write_text("x"), ctx.tmp / "a_file" / "run")[1]),
          Raises(ConfigError, ("a_file", "cannot be created or written"))),
