@@ -9,12 +9,7 @@ baseline) and are decoded on that same embedding.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import pickle
-import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +21,7 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from samprompt._arrays import as_bool_mask, as_image
+from samprompt._torch import resolve_device
 from samprompt.cams import CAM_EXTRACTORS, CamExtractor, CamResult, Target
 from samprompt.component import Component
 from samprompt.config import (
@@ -41,25 +37,16 @@ from samprompt.config import (
 )
 from samprompt.errors import ConfigError, StageError
 from samprompt.maskers import MASKERS, PseudoMasker
+from samprompt.parallel import WorkerPool, overlapped
 from samprompt.preprocess import Preprocessing
 from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
 from samprompt.regions import shared_components
 from samprompt.registry import Registry
-from samprompt.segmenters import SEGMENTERS, Segmenter
+from samprompt.segmenters import SEGMENTERS, ImageEmbedding, Segmenter
 
 __all__ = ["PipelineResult", "PromptPipeline", "StrategyResult", "pipeline_problems", "resolve_device"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` → CUDA when available else CPU; anything else as given (validated by torch)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"device: invalid device {device!r}: {exc}") from exc
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,6 +124,7 @@ def _prompts_for(
 
 
 _Prepared = tuple[NDArray[np.bool_], dict[str, Prompt | None], dict[str, Prompt | None]]
+_Prepared4 = tuple[NDArray[np.bool_], bool, dict[str, Prompt | None], dict[str, Prompt | None]]
 
 
 def _prepare_one(
@@ -160,24 +148,6 @@ def _prepare_one(
         # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
         gt_prompts = _prompts_for(strategies, gt_arr, gt_arr)  # the mask as CAM (0 / 1 float32)
     return pseudo, cam_prompts, gt_prompts
-
-
-# The masker and strategies of the pool a worker process belongs to (set once by _worker_init).
-_WORKER_STATE: tuple[PseudoMasker, dict[str, PromptStrategy]] | None = None
-
-
-def _worker_init(payload: bytes) -> None:
-    global _WORKER_STATE
-    torch.set_num_threads(1)  # one process per core: no nested thread pools
-    _WORKER_STATE = pickle.loads(payload)
-
-
-def _worker_prepare(
-    index: int, image: NDArray[np.uint8] | None, cam: NDArray[np.float32], skipped: bool, gt: Any
-) -> _Prepared:
-    if _WORKER_STATE is None:  # pragma: no cover - only without the initializer
-        raise RuntimeError("prompt worker process was not initialised")
-    return _prepare_one(*_WORKER_STATE, index, image, cam, skipped, gt)
 
 
 def _read_only(arr: NDArray[Any]) -> NDArray[Any]:
@@ -292,10 +262,7 @@ class PromptPipeline:
         if isinstance(prompt_workers, bool) or not isinstance(prompt_workers, int) or prompt_workers < 0:
             raise ConfigError(f"prompt_workers: must be an integer >= 0, got {prompt_workers!r}")
         self.prompt_workers = prompt_workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_key: Any = None
-        self._pool_owner: Any = None
-        self._pool_finalizer: weakref.finalize[Any, Any]
+        self._workers = WorkerPool(prompt_workers, "prompt_workers", "the masker and prompt strategies") if prompt_workers else None
         self._classifier_spec = classifier_spec
         self.device = device
 
@@ -496,18 +463,17 @@ class PromptPipeline:
                 if arr.shape != imgs[i].shape[:2]:
                     raise ValueError(f"cams[{i}] shape {arr.shape} differs from image shape {imgs[i].shape[:2]}")
                 cam_results.append(CamResult(np.clip(arr, 0, 1), (), np.zeros(0, np.float32)))
-        if self.overlap:
-            # The masker and the strategies (CPU) run in a helper thread while the segmenter embeds the
-            # batch (on a GPU, mostly waiting for kernels); an embedding failure is reported first.
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="samprompt-prompts") as pool:
-                future = pool.submit(self._prepare, imgs, cam_results, gt_masks)
-                with _stage("embed", self.segmenter):
-                    embeddings = self.segmenter.embed_batch(imgs)
-                prepared = future.result()
-        else:
+        def embed() -> list[ImageEmbedding]:
             with _stage("embed", self.segmenter):
-                embeddings = self.segmenter.embed_batch(imgs)
-            prepared = self._prepare(imgs, cam_results, gt_masks)
+                return self.segmenter.embed_batch(imgs)
+
+        def prepare() -> list[_Prepared4]:
+            return self._prepare(imgs, cam_results, gt_masks)
+
+        if self.overlap:  # CPU prompts in a helper thread while the segmenter embeds (samprompt.parallel)
+            prepared, embeddings = overlapped(prepare, embed)
+        else:
+            embeddings, prepared = embed(), prepare()
         keyed_all, todo_all = [], []
         for _, _, cam_prompts, gt_prompts in prepared:
             keyed = [("cam", k, p) for k, p in cam_prompts.items()] + [("gt", k, p) for k, p in gt_prompts.items()]
@@ -538,55 +504,27 @@ class PromptPipeline:
         imgs: list[NDArray[np.uint8]],
         cam_results: list[CamResult],
         gt_masks: Sequence[NDArray[np.bool_] | None] | None,
-    ) -> list[tuple[NDArray[np.bool_], bool, dict[str, Prompt | None], dict[str, Prompt | None]]]:
+    ) -> list[_Prepared4]:
         """Pseudo mask, skip flag, CAM prompts and ground-truth prompts of every image (CPU work)."""
         skipped = [self.is_skipped(c) for c in cam_results]
         gts = list(gt_masks) if gt_masks is not None else [None] * len(imgs)
         wants_image = any(s.uses_image for s in self.strategies.values())
         args = [(i, img if wants_image else None, cam_results[i].cam, skipped[i], gts[i])
                 for i, img in enumerate(imgs)]
-        if self.prompt_workers and len(imgs) > 1:
-            pool = self._prompt_pool()
-            try:
-                done = list(pool.map(_worker_prepare, *zip(*args)))
-            except BrokenProcessPool:
-                self.close()  # a worker died (killed, out of memory): the next batch starts new ones
-                raise
+        if self._workers is not None and len(imgs) > 1:
+            # the processes are kept while the masker and strategy objects stay the same
+            key = (id(self.masker), tuple((k, id(s)) for k, s in self.strategies.items()))
+            done = self._workers.map(_prepare_one, (self.masker, dict(self.strategies)), args, key)
         else:
             done = [_prepare_one(self.masker, self.strategies, *a) for a in args]
         return [(pseudo, skipped[i], cam_p, gt_p) for i, (pseudo, cam_p, gt_p) in enumerate(done)]
-
-    def _prompt_pool(self) -> ProcessPoolExecutor:
-        """The worker processes of :attr:`prompt_workers`, started on first use (and again when the masker
-        or a strategy object was replaced since)."""
-        key = (id(self.masker), tuple((k, id(s)) for k, s in self.strategies.items()))
-        if self._pool is not None and self._pool_key == key:
-            return self._pool
-        self.close()
-        try:
-            payload = pickle.dumps((self.masker, dict(self.strategies)))
-        except Exception as exc:  # any pickling failure means the same thing here
-            raise ConfigError(
-                f"prompt_workers={self.prompt_workers}: the masker and prompt strategies must be picklable "
-                f"(importable classes) to run in worker processes; {type(exc).__name__}: {exc}. "
-                "Use prompt_workers=0 for them."
-            ) from exc
-        ctx = multiprocessing.get_context("spawn")  # never fork a process holding torch / CUDA threads
-        pool = ProcessPoolExecutor(self.prompt_workers, mp_context=ctx, initializer=_worker_init,
-                                   initargs=(payload,))
-        self._pool, self._pool_key = pool, key
-        self._pool_owner = (self.masker, dict(self.strategies))  # keeps the keyed ids alive
-        self._pool_finalizer = weakref.finalize(self, pool.shutdown, wait=False, cancel_futures=True)
-        return pool
 
     def close(self) -> None:
         """Stop the :attr:`prompt_workers` processes, if any were started (idempotent; a later batch
         starts them again). Also done when the pipeline is garbage-collected or used as a context
         manager (``with PromptPipeline.from_config(...) as pipe:``)."""
-        if self._pool is not None:
-            self._pool_finalizer.detach()
-            self._pool.shutdown(wait=True, cancel_futures=True)
-        self._pool = self._pool_key = self._pool_owner = None
+        if self._workers is not None:
+            self._workers.close()
 
     def __enter__(self) -> Self:
         return self

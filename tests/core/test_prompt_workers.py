@@ -64,15 +64,15 @@ def test_prompt_workers_give_identical_results_and_manage_their_processes() -> N
     with PromptPipeline.from_config({**CONFIG, "prompt_workers": 2}) as pipe:
         assert pipe.to_config()["prompt_workers"] == 2
         _same(pipe.run_batch(imgs, cams=cams, gt_masks=gts), serial)
-        pool = pipe._pool
+        pool = pipe._workers.pool
         assert pool is not None
         _same(pipe.run_batch(imgs, cams=cams, gt_masks=gts), serial)
-        assert pipe._pool is pool  # the processes are kept between batches
+        assert pipe._workers.pool is pool  # the processes are kept between batches
         pipe.strategies = {"box": pipe.strategies["box"]}
         res = pipe.run_batch(imgs[:2], cams=cams[:2])
-        assert pipe._pool is not pool and list(res[0].strategies) == ["box"]  # new objects: new processes
+        assert pipe._workers.pool is not pool and list(res[0].strategies) == ["box"]  # new objects: new processes
         assert res[0].strategies["box"].prompt == serial[0].strategies["box"].prompt
-    assert pipe._pool is None
+    assert pipe._workers.pool is None
     pipe.close()  # idempotent
 
 
