@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from samprompt.metrics import summarize
+from samprompt.metrics import paired_bootstrap, summarize
 
 __all__ = ["SUMMARY_COLUMNS", "format_summary_md", "summarize_rows", "summary_csv"]
 
@@ -34,6 +34,7 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     *(f"{m}_pct_of_gt" for m in _METRICS),
     *(f"{src}_{m}" for m in _PROMPT_METRICS for src in ("cam", "gt")),
     "cam_no_prompt", "fp_area", "fp_images",
+    "dice_diff", "dice_diff_ci_low", "dice_diff_ci_high",
 )
 
 
@@ -110,6 +111,12 @@ def _summary_row(group: str, cls: str, strategy: str, g: dict[str, list[Mapping[
     for m in _METRICS:
         c, t = row[f"cam_{m}"], row[f"gt_{m}"]
         row[f"{m}_pct_of_gt"] = 100.0 * c / t if math.isfinite(c) and math.isfinite(t) and t > 0 else math.nan
+    # CAM- minus GT-prompt Dice on the same images (paired bootstrap: the images are resampled together)
+    gt_dice = {str(r.get("image")): _num(r.get("dice")) for r in g["gt"]}
+    pairs = [(_num(r.get("dice")), gt_dice[str(r.get("image"))]) for r in g["cam"] if str(r.get("image")) in gt_dice]
+    if pairs:
+        pd = paired_bootstrap([a for a, _ in pairs], [b for _, b in pairs], confidence=confidence, seed=seed)
+        row["dice_diff"], row["dice_diff_ci_low"], row["dice_diff_ci_high"] = pd.mean_diff, pd.ci_low, pd.ci_high
     row["cam_no_prompt"] = sum(not _truthy(r.get("has_prompt")) for r in g["cam"])
     if group == "no_lesion":
         fr = [_num(r.get("pred_fraction")) for r in g["cam"]]
