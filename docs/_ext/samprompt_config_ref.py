@@ -27,6 +27,7 @@ from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +131,13 @@ def _range(field: Any) -> str:
     return ", ".join(parts)
 
 
+_SHORT_MEMBER = re.compile(r":(?:py:)?(?:meth|attr):`~?([A-Za-z_][\w]*(?:\(\))?)`")
+
+
 def _cell(text: str) -> str:
-    return text.replace("\n", " ").strip() or " "
+    """One table cell; a short member reference (``:meth:`embed```) resolves only inside its class's page,
+    so it becomes a literal here."""
+    return _SHORT_MEMBER.sub(r"``\1``", text.replace("\n", " ")).strip() or " "
 
 
 def model_rows(model: Any, prefix: str = "", depth: int = 0, owner: type | None = None) -> list[
@@ -176,8 +182,9 @@ def _load(spec: str) -> Any:
 
 class _Base(SphinxDirective):
     def _render(self, lines: list[str]) -> list[nodes.Node]:
-        node = nodes.container()
-        self.state.nested_parse(StringList(lines, source=self.env.docname), self.content_offset, node)
+        node = nodes.section()
+        node.document = self.state.document
+        nested_parse_with_titles(self.state, StringList(lines, source=self.env.docname), node)
         return list(node.children)
 
 

@@ -1,6 +1,6 @@
 """The ``samprompt`` command line: parses arguments, calls the library, prints.
 
-Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``list``, ``presets``, ``export``; see ``samprompt -h`` and
+Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``list``, ``presets``; see ``samprompt -h`` and
 ``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
 ``failures.jsonl``); 2 usage, configuration, data or checkpoint error, or a file that cannot be read or
 written (the message names the file, key or stage; ``--debug`` shows the traceback); 130 interrupted

@@ -212,7 +212,8 @@ class _Record:
 
 def _inspect(sample: Sample) -> _Record:
     try:
-        image = medical.load_image(sample) if medical.is_medical(sample.image_path) else load_image(sample.image_path)
+        image = (medical.load_medical_image(sample) if medical.is_medical(sample.image_path)
+                 else load_image(sample.image_path))
     except DataError as e:
         return _Record(error=str(e))
     h, w = image.shape[:2]
@@ -222,7 +223,7 @@ def _inspect(sample: Sample) -> _Record:
     error: str | None = None
     if sample.mask_paths:
         try:
-            mask = (medical.load_mask(sample) if medical.is_medical(sample.image_path)
+            mask = (medical.load_medical_mask(sample) if medical.is_medical(sample.image_path)
                     else load_mask(sample.mask_paths, size=(w, h)))
             mask_empty = mask is not None and not bool(mask.any())
         except DataError as e:

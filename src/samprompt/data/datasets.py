@@ -216,7 +216,7 @@ class Dataset(Sequence[Sample]):
             DataError: If the file cannot be read (the message names it).
         """
         s = self._resolve(i)
-        return medical.load_image(s) if medical.is_medical(s.image_path) else load_image(s.image_path)
+        return medical.load_medical_image(s) if medical.is_medical(s.image_path) else load_image(s.image_path)
 
     def load_mask(self, i: int | str) -> NDArray[np.bool_] | None:
         """Decode the mask of sample ``i`` (index or id): its mask files merged by logical OR.
@@ -231,7 +231,7 @@ class Dataset(Sequence[Sample]):
         """
         s = self._resolve(i)
         if medical.is_medical(s.image_path):  # DICOM / NIfTI: the sample's frame / slice
-            return medical.load_mask(s)
+            return medical.load_medical_mask(s)
         if not s.mask_paths:
             return None
         return load_mask(s.mask_paths, image_path=s.image_path)

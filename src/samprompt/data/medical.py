@@ -56,8 +56,8 @@ __all__ = [
     "SliceGeometry",
     "expand",
     "is_medical",
-    "load_image",
-    "load_mask",
+    "load_medical_image",
+    "load_medical_mask",
     "medical_stem",
     "slice_geometry",
 ]
@@ -263,7 +263,7 @@ def _dicom_image(path: Path, frame: int | None) -> NDArray[np.uint8]:
     return _grey3(u8)
 
 
-def load_image(sample: Sample) -> NDArray[np.uint8]:
+def load_medical_image(sample: Sample) -> NDArray[np.uint8]:
     """Decode the 2D image of a DICOM / NIfTI sample (frame or slice from its id).
 
     Returns:
@@ -326,7 +326,7 @@ def _medical_mask(sample: Sample, mpath: Path, vol_shape: tuple[int, ...]) -> ND
     return np.asarray(_nifti_slice(img, mpath, axis, 0 if part is None else part[1]) != 0)
 
 
-def load_mask(sample: Sample) -> NDArray[np.bool_] | None:
+def load_medical_mask(sample: Sample) -> NDArray[np.bool_] | None:
     """The mask of a DICOM / NIfTI sample: its mask files' matching frame / slice, merged by OR.
 
     Returns:

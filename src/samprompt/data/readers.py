@@ -28,7 +28,8 @@ _REQUIRED = ("image", "label")
 
 
 def _is_visible_image(p: Path) -> bool:
-    return not p.name.startswith(".") and (p.suffix.lower() in IMAGE_EXTENSIONS or is_medical(p)) and p.is_file()
+    known = p.suffix.lower() in IMAGE_EXTENSIONS or is_medical(p)  # PNG, JPEG, ... or DICOM / NIfTI
+    return not p.name.startswith(".") and known and p.is_file()
 
 
 def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
@@ -121,7 +122,8 @@ def _read_class(base: Path, folder: Path) -> list[Sample]:
     for stem, p in images.items():
         mask_paths = tuple(mp for _, mp in sorted(masks.get(stem, []), key=lambda t: (t[0], t[1].name)))
         rel = p.relative_to(base)
-        out.extend(expand(Sample(sample_id(rel), p, mask_paths, folder.name, None)))  # DICOM / NIfTI: per frame
+        # DICOM / NIfTI: one sample per frame / slice
+        out.extend(expand(Sample(sample_id(rel), p, mask_paths, folder.name, None)))
     return out
 
 

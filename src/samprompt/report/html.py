@@ -44,7 +44,7 @@ body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:nth-child(-n+2){text-align:left}img{image-rendering:auto;display:block}
 .panel{margin:0 0 10px}.id{font:12px monospace;color:#444}details{margin:8px 0}pre{background:#f7f7f7;padding:8px}
-.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;vertical-align:middle}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;vertical-align:-1px}
 .legend span:first-child{margin-left:0}
 """
 
@@ -67,9 +67,8 @@ def legend_html(entries: Sequence[tuple[str, tuple[int, int, int]]] = LEGEND) ->
     Returns:
         One ``<p class="legend">`` element; labels are HTML-escaped.
     """
-    items = "".join(
-        f'<span style="background:rgb({r},{g},{b})"></span>{html.escape(label)}' for label, (r, g, b) in entries
-    )
+    items = "".join(f'<span style="background:rgb({r},{g},{b})"></span>{html.escape(label)}'
+                    for label, (r, g, b) in entries)
     return f'<p class="legend">{items}</p>'
 
 
