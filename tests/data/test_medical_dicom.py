@@ -11,7 +11,7 @@ import pytest
 pydicom = pytest.importorskip("pydicom", reason="DICOM input needs the 'medical' extra (pydicom)")
 
 from samprompt.data import audit_dataset, open_dataset
-from samprompt.data.medical import slice_geometry
+from samprompt.data.medical_geometry import slice_geometry
 from samprompt.errors import DataError
 
 

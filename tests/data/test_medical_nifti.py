@@ -10,7 +10,7 @@ import pytest
 nib = pytest.importorskip("nibabel", reason="NIfTI input needs the 'medical' extra (nibabel)")
 
 from samprompt.data import audit_dataset, make_split, open_dataset
-from samprompt.data.medical import slice_geometry
+from samprompt.data.medical_geometry import slice_geometry
 from samprompt.errors import DataError
 
 AFFINE = np.array([[0.0, 0.0, -2.0, 10.0], [0.5, 0.0, 0.0, -3.0], [0.0, 0.7, 0.0, 4.0], [0, 0, 0, 1.0]])
@@ -108,3 +108,30 @@ def test_slices_of_one_volume_stay_in_one_split(tmp_path: Path) -> None:
         same_file = [s.id for s in ds if s.image_path == sample.image_path]
         where = {name for name in ("train", "test") for i in same_file if i in split.ids(name)}
         assert len(where) == 1, (sample.id, where)
+
+
+def test_gz_cache_rereads_a_changed_file(tmp_path: Path) -> None:
+    path = write_nifti(tmp_path / "c" / "v.nii.gz", _volume((4, 4, 3)))
+    ds = open_dataset(tmp_path)
+    first = ds.load_image("c/v#z001")
+    write_nifti(path, _volume((4, 4, 3))[::-1].copy() * 2 + 7, affine=np.eye(4))  # other bytes, other size
+    second = open_dataset(tmp_path).load_image("c/v#z001")
+    expected = (_volume((4, 4, 3))[::-1] * 2 + 7)[:, :, 1].T
+    expected = np.rint((expected - expected.min()) * 255 / (expected.max() - expected.min())).astype(np.uint8)
+    assert np.array_equal(second[:, :, 0], expected) and not np.array_equal(first, second)
+
+
+def test_cli_audit_counts_slices(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from samprompt.cli import main
+
+    write_nifti(tmp_path / "a" / "v.nii.gz", _volume((6, 5, 2)))
+    write_nifti(tmp_path / "a" / "v_mask.nii.gz", np.ones((6, 5, 2), np.uint8))
+    write_nifti(tmp_path / "b" / "w.nii", _volume((6, 5, 3)))
+    assert main(["--no-progress", "audit", str(tmp_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_samples"] == 5 and report["problems"] == []
+    assert report["counts"]["a"]["images"] == 2 and report["counts"]["a"]["with_mask"] == 2
+    assert report["image_size"]["width"] == {"min": 6, "median": 6, "max": 6}
+    assert report["image_size"]["height"] == {"min": 5, "median": 5, "max": 5}

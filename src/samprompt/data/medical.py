@@ -10,7 +10,8 @@ file into one :class:`~samprompt.data.datasets.Sample` per 2D image:
   the chosen axis (``z`` by default; a manifest's optional ``axis`` column picks ``x``, ``y`` or ``z``),
   ids ``benign/vol#z000``, ``#z001``, ... The voxel order is kept (no reorientation); a slice
   ``data[:, :, k]`` becomes the image ``data[:, :, k].T``, so image column ``x`` = first remaining voxel
-  index and row ``y`` = second. :func:`slice_geometry` records the affine and axis codes.
+  index and row ``y`` = second. :func:`~samprompt.data.medical_geometry.slice_geometry` records the
+  affine and axis codes.
 
 Unless a manifest gives a ``group``, all images of one file share a group (the file), so a split never
 puts slices of one volume on both sides.
@@ -34,6 +35,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -53,13 +56,11 @@ __all__ = [
     "DICOM_SUFFIXES",
     "MEDICAL_SUFFIXES",
     "NIFTI_SUFFIXES",
-    "SliceGeometry",
     "expand",
     "is_medical",
     "load_medical_image",
     "load_medical_mask",
     "medical_stem",
-    "slice_geometry",
 ]
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ MEDICAL_SUFFIXES: tuple[str, ...] = DICOM_SUFFIXES + NIFTI_SUFFIXES
 _AXES = {"x": 0, "y": 1, "z": 2}
 _PART = re.compile(r"^#(?P<kind>[fxyz])(?P<index>\d+)$")
 _EXTRA = "pip install 'samprompt[medical]'"
+_CACHE_SIZE = 2  # decompressed .nii.gz volumes kept (see _gz_volume)
+_CACHE: OrderedDict[tuple[str, int, int], NDArray[Any]] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
 
 
 def _suffix(path: StrPath) -> str | None:
@@ -108,11 +112,19 @@ def _dicom_header(path: Path) -> Any:
         raise DataError(f"DICOM file {str(path)!r} is not readable: {type(e).__name__}: {e}") from e
 
 
-def _dicom_pixels(path: Path) -> tuple[Any, NDArray[Any]]:
-    pydicom = _require("pydicom", path)
+def _dicom_pixels(path: Path, frame: int | None) -> tuple[Any, NDArray[Any]]:
+    """``(header, pixels)``: one frame (``frame``, or the first) of a multi-frame file, decoded alone."""
+    ds = _dicom_header(path)
+    n = _frames(ds)
+    k = 0 if frame is None else frame
+    if not 0 <= k < n:
+        raise DataError(f"DICOM file {str(path)!r}: frame {k} is outside 0..{n - 1}")
     try:
-        ds = pydicom.dcmread(str(path))
-        return ds, np.asarray(ds.pixel_array)
+        from pydicom.pixels import pixel_array
+
+        return ds, np.asarray(pixel_array(str(path), index=k if n > 1 else None))
+    except ImportError:
+        raise DataError(f"reading {str(path)!r} needs pydicom >= 3: {_EXTRA}") from None
     except Exception as e:  # any decoder failure is a bad input file, never a crash
         raise DataError(f"DICOM file {str(path)!r} is not readable: {type(e).__name__}: {e}") from e
 
@@ -151,12 +163,34 @@ def _nifti_slice(img: Any, path: Path, axis: int | None, index: int) -> NDArray[
             key[axis] = index
             if len(shape) == 4:
                 key[3] = 0
-            data = np.asarray(img.dataobj[tuple(key)], dtype=np.float64)
+            whole = _gz_volume(img, path) if _suffix(path) == ".nii.gz" else None
+            data = np.asarray((img.dataobj if whole is None else whole)[tuple(key)], dtype=np.float64)
     except DataError:
         raise
     except Exception as e:  # truncated / corrupt data
         raise DataError(f"NIfTI file {str(path)!r} cannot be decoded: {type(e).__name__}: {e}") from e
     return np.ascontiguousarray(data.T)
+
+
+def _gz_volume(img: Any, path: Path) -> NDArray[Any]:
+    """The whole (scaled) data of a ``.nii.gz`` volume, decompressed once and kept for the next slices.
+
+    Reading one slice of a gzip file decompresses everything before it, so slicing a volume slice by slice
+    would cost O(slices²); the last :data:`_CACHE_SIZE` volumes are kept (keyed by path, size and
+    modification time, so a changed file is read again). Thread-safe.
+    """
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _CACHE_LOCK:
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+    data = np.asarray(img.dataobj)
+    with _CACHE_LOCK:
+        _CACHE[key] = data
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return data
 
 
 def _to_u8(v: NDArray[np.float64], lo: float, hi: float) -> NDArray[np.uint8]:
@@ -234,13 +268,7 @@ def expand(sample: Sample, *, axis: str = "z") -> list[Sample]:
 
 # -- loading --------------------------------------------------------------------------------------
 def _dicom_image(path: Path, frame: int | None) -> NDArray[np.uint8]:
-    ds, arr = _dicom_pixels(path)
-    n = _frames(ds)
-    if frame is not None or n > 1:
-        k = 0 if frame is None else frame
-        if not 0 <= k < n:
-            raise DataError(f"DICOM file {str(path)!r}: frame {k} is outside 0..{n - 1}")
-        arr = arr[k] if n > 1 else arr
+    ds, arr = _dicom_pixels(path, frame)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     if samples == 3 and arr.ndim == 3:
         if arr.dtype == np.uint8:
@@ -311,12 +339,14 @@ def _medical_mask(sample: Sample, mpath: Path, vol_shape: tuple[int, ...]) -> ND
     part = _part(sample)
     what = f"mask file {str(mpath)!r} (image {str(sample.image_path)!r})"
     if _suffix(mpath) in DICOM_SUFFIXES:
-        ds, arr = _dicom_pixels(mpath)
-        shape = (_frames(ds), *arr.shape[-2:])
+        ds = _dicom_header(mpath)
+        try:
+            shape: tuple[int, ...] = (_frames(ds), int(ds.Rows), int(ds.Columns))
+        except (AttributeError, TypeError, ValueError) as e:
+            raise DataError(f"{what}: no Rows / Columns: {e}") from e
         if _suffix(sample.image_path) not in DICOM_SUFFIXES or shape != vol_shape:
             raise DataError(f"{what}: mask frames x rows x cols {shape} differ from the image's {vol_shape}")
-        if shape[0] > 1:
-            arr = arr[part[1] if part is not None else 0]
+        arr = _dicom_pixels(mpath, part[1] if part is not None else None)[1]
         return np.asarray(arr != 0)
     img = _nifti(mpath)
     shape = tuple(int(n) for n in img.shape[:3])
@@ -353,75 +383,3 @@ def load_medical_mask(sample: Sample) -> NDArray[np.bool_] | None:
             raise DataError(f"mask file {str(mp)!r} is {m.shape[1]}x{m.shape[0]} (WxH) but the image is {w}x{h}")
         merged |= m
     return merged
-
-
-# -- geometry -------------------------------------------------------------------------------------
-@dataclasses.dataclass(frozen=True)
-class SliceGeometry:
-    """Where a sample's 2D image sits in its file (for writing aligned label volumes).
-
-    Attributes:
-        path: The image file.
-        kind: ``"nifti"`` or ``"dicom"``.
-        shape: The file's voxel shape: NIfTI ``(X, Y[, Z])``; DICOM ``(Columns, Rows, frames)``.
-        axis: Voxel axis the image was cut along (DICOM: 2, the frame axis), or ``None`` for a 2D file.
-        index: Slice / frame index along ``axis`` (0 for a 2D file).
-        affine: 4 x 4 voxel → world (RAS+, mm) matrix: the NIfTI's own, or built from the DICOM's
-            ImagePositionPatient / ImageOrientationPatient / PixelSpacing (identity directions and 1 mm
-            when absent).
-        axcodes: Orientation codes of the voxel axes, e.g. ``("R", "A", "S")``.
-    """
-
-    path: Path
-    kind: str
-    shape: tuple[int, ...]
-    axis: int | None
-    index: int
-    affine: tuple[tuple[float, ...], ...]
-    axcodes: tuple[str, ...]
-
-
-def _dicom_affine(ds: Any) -> NDArray[np.float64]:
-    iop = getattr(ds, "ImageOrientationPatient", None)
-    ipp = getattr(ds, "ImagePositionPatient", None)
-    ps = getattr(ds, "PixelSpacing", None)
-    try:
-        row_cos = np.array([float(v) for v in iop[:3]]) if iop else np.array([1.0, 0.0, 0.0])
-        col_cos = np.array([float(v) for v in iop[3:6]]) if iop else np.array([0.0, 1.0, 0.0])
-        dy, dx = (float(ps[0]), float(ps[1])) if ps else (1.0, 1.0)
-        origin = np.array([float(v) for v in ipp[:3]]) if ipp else np.zeros(3)
-        dz = float(getattr(ds, "SpacingBetweenSlices", None) or getattr(ds, "SliceThickness", None) or 1.0)
-    except (TypeError, ValueError, IndexError):
-        row_cos, col_cos, dx, dy, origin, dz = np.eye(3)[0], np.eye(3)[1], 1.0, 1.0, np.zeros(3), 1.0
-    lps = np.eye(4)
-    lps[:3, 0], lps[:3, 1] = row_cos * dx, col_cos * dy  # voxel i = column, j = row
-    lps[:3, 2], lps[:3, 3] = np.cross(row_cos, col_cos) * dz, origin
-    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps  # DICOM LPS → NIfTI RAS
-
-
-def slice_geometry(sample: Sample) -> SliceGeometry:
-    """The file, shape, affine and slice of a DICOM / NIfTI sample (headers only).
-
-    Raises:
-        DataError: If the sample is not a DICOM / NIfTI file or its header is unreadable.
-    """
-    path, part = sample.image_path, _part(sample)
-    kind = _suffix(path)
-    if kind is None:
-        raise DataError(f"{str(path)!r} is not a DICOM or NIfTI file")
-    nib = _require("nibabel", path)
-    if kind in DICOM_SUFFIXES:
-        ds = _dicom_header(path)
-        vol, _ = _image_shape(sample)
-        affine = _dicom_affine(ds)
-        shape: tuple[int, ...] = (vol[2], vol[1], vol[0])
-        axis: int | None = 2
-    else:
-        img = _nifti(path)
-        affine = np.asarray(img.affine, dtype=np.float64)
-        shape = tuple(int(n) for n in img.shape[:3])
-        axis = None if part is None else _AXES[part[0]]
-    codes = tuple(str(c) for c in nib.aff2axcodes(affine))
-    rows = tuple(tuple(float(v) for v in r) for r in affine)
-    return SliceGeometry(path, "dicom" if kind in DICOM_SUFFIXES else "nifti", shape, axis,
-                         0 if part is None else part[1], rows, codes)

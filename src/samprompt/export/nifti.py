@@ -5,7 +5,7 @@ label volume ``<out>/<stem>.nii.gz`` with the input's voxel grid:
 
 * NIfTI input: the same shape and affine (the input header's ``qform`` / ``sform`` codes are kept);
 * DICOM input: shape ``(Columns, Rows, frames)`` and the affine built from ImagePositionPatient /
-  ImageOrientationPatient / PixelSpacing (see :func:`~samprompt.data.medical.slice_geometry`).
+  ImageOrientationPatient / PixelSpacing (see :func:`~samprompt.data.medical_geometry.slice_geometry`).
 
 Each finished slice / frame is written where it came from (image ``mask[y, x]`` → voxel
 ``[x, y]`` of the slice), voxels of slices the run did not process stay 0; ``index.json`` lists, per
@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from samprompt.data.medical import is_medical, slice_geometry
+from samprompt.data.medical import is_medical
+from samprompt.data.medical_geometry import slice_geometry
 from samprompt.errors import ConfigError
 from samprompt.export._run import RunOutputs
 from samprompt.runner.outputs import atomic_write_bytes, atomic_write_json, safe_name
