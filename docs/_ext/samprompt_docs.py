@@ -68,6 +68,8 @@ API_GROUPS: list[tuple[str, list[str]]] = [
             "samprompt.runner.*",
             "samprompt.report",
             "samprompt.report.*",
+            "samprompt.export",
+            "samprompt.export.*",
             "samprompt.cli",
         ],
     ),
@@ -596,6 +598,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("source-read", drop_missing_optional_pages)
     app.connect("builder-inited", generate_api_pages)
     app.add_directive("argparse-cli", ArgparseCli)
+    app.setup_extension("samprompt_config_ref")  # config-reference / component-params directives
     app.connect("missing-reference", resolve_short_reference)
     app.connect("autodoc-process-signature", pydantic_signature)
     app.connect("autodoc-process-signature", clean_signature)

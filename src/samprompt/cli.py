@@ -230,6 +230,14 @@ def _cmd_presets(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from samprompt.export import export_run
+
+    path = export_run(args.run, args.format, args.out, args.strategy, source=args.source, labels=args.labels)
+    print(f"{args.format} export written to {path}")
+    return EXIT_OK
+
+
 class _UsageError(SampromptError):
     """A wrong combination of command-line arguments."""
 
@@ -304,6 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     li = cmd("list", _cmd_list, "list registered components (built-in and plugins; plugins are not imported)")
     li.add_argument("kind", nargs="?", choices=["classifiers", "cams", "maskers", "prompts", "segmenters"])
+
+    ex = cmd("export", _cmd_export, "export a finished run's masks: COCO RLE, nnU-Net v2 raw data set, NIfTI")
+    ex.add_argument("run", help="run folder (written by 'samprompt run')")
+    ex.add_argument("--format", required=True, choices=["coco", "nnunet", "nifti"], help="output format")
+    ex.add_argument("--out", required=True, help="output folder (nnunet: e.g. $nnUNet_raw/Dataset501_Name)")
+    ex.add_argument("--strategy", help="strategy whose masks are exported (default: the run's first)")
+    ex.add_argument("--source", choices=["cam", "gt"], default="cam",
+                    help="masks prompted from the CAM (pseudo labels, default) or from ground truth")
+    ex.add_argument("--labels", choices=["lesion", "class"], default="lesion",
+                    help="nnunet/nifti label values: one foreground label, or one per class")
 
     pr = cmd("presets", _cmd_presets, "list the run presets")
     pr.add_argument("--show", metavar="NAME", help="print a preset's runs as JSON")

@@ -18,6 +18,7 @@ EXPECTED = {
     "custom_strategy.py": r"^registered prompt strategies: .*\bshrunk_box\b",
     "ground_truth_baseline.py": r"^\s*box_center_point\s+0\.\d{3}\s+0\.\d{3}\s+\d+%\s+1$",
     "sam_tiny.py": r"^(tiny SAM loaded from a checkpoint file|skipped: )",
+    "weight_free_segmenter.py": r"^\s+dark_in_box: mean Dice over 4 synthetic images: box 0\.\d{3}",
 }
 
 

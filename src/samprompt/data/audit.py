@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samprompt.data import medical
 from samprompt.data.datasets import Dataset, Sample
 from samprompt.data.hashing import near_pairs, perceptual_hash, pixel_hash
 from samprompt.data.io import load_image, load_mask
@@ -211,7 +212,8 @@ class _Record:
 
 def _inspect(sample: Sample) -> _Record:
     try:
-        image = load_image(sample.image_path)
+        image = (medical.load_medical_image(sample) if medical.is_medical(sample.image_path)
+                 else load_image(sample.image_path))
     except DataError as e:
         return _Record(error=str(e))
     h, w = image.shape[:2]
@@ -221,8 +223,9 @@ def _inspect(sample: Sample) -> _Record:
     error: str | None = None
     if sample.mask_paths:
         try:
-            mask = load_mask(sample.mask_paths, size=(w, h))
-            mask_empty = not bool(mask.any())
+            mask = (medical.load_medical_mask(sample) if medical.is_medical(sample.image_path)
+                    else load_mask(sample.mask_paths, size=(w, h)))
+            mask_empty = mask is not None and not bool(mask.any())
         except DataError as e:
             error = f"{e} (image {str(sample.image_path)!r})"
     return _Record(w, h, px, ph, mask_empty, error)

@@ -25,6 +25,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
+from samprompt.data import medical
 from samprompt.data.io import StrPath, load_image, load_mask
 from samprompt.errors import DataError
 
@@ -214,7 +215,8 @@ class Dataset(Sequence[Sample]):
         Raises:
             DataError: If the file cannot be read (the message names it).
         """
-        return load_image(self._resolve(i).image_path)
+        s = self._resolve(i)
+        return medical.load_medical_image(s) if medical.is_medical(s.image_path) else load_image(s.image_path)
 
     def load_mask(self, i: int | str) -> NDArray[np.bool_] | None:
         """Decode the mask of sample ``i`` (index or id): its mask files merged by logical OR.
@@ -228,6 +230,8 @@ class Dataset(Sequence[Sample]):
                 names both files and both sizes).
         """
         s = self._resolve(i)
+        if medical.is_medical(s.image_path):  # DICOM / NIfTI: the sample's frame / slice
+            return medical.load_medical_mask(s)
         if not s.mask_paths:
             return None
         return load_mask(s.mask_paths, image_path=s.image_path)
@@ -260,6 +264,7 @@ class Dataset(Sequence[Sample]):
         if content in self._fingerprints:
             return self._fingerprints[content]
         h = hashlib.sha256(b"samprompt-dataset-v1\0")
+        digests: dict[Path, str] = {}  # the slices of one volume share its file: hash it once
         for s in sorted(self._samples, key=lambda s: s.id):
             h.update(f"{s.id}\0{s.label}\0{s.group or ''}\0".encode())
             for p in (s.image_path, *s.mask_paths):
@@ -268,7 +273,7 @@ class Dataset(Sequence[Sample]):
                     size = p.stat().st_size
                 except (OSError, ValueError) as e:
                     raise DataError(f"file {str(p)!r} cannot be read: {e}") from e
-                digest = _hash_file(p) if content else ""
+                digest = (digests.get(p) or digests.setdefault(p, _hash_file(p))) if content else ""
                 h.update(f"{rel}\0{size}\0{digest}\0".encode())
         self._fingerprints[content] = h.hexdigest()
         return self._fingerprints[content]

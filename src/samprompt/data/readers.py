@@ -14,6 +14,7 @@ from pathlib import Path
 
 from samprompt.data.datasets import Dataset, Sample, sample_id
 from samprompt.data.io import IMAGE_EXTENSIONS, StrPath
+from samprompt.data.medical import expand, is_medical, medical_stem
 from samprompt.errors import DataError
 
 __all__ = ["MASK_NAME", "read_class_folders", "read_manifest"]
@@ -27,7 +28,8 @@ _REQUIRED = ("image", "label")
 
 
 def _is_visible_image(p: Path) -> bool:
-    return not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    known = p.suffix.lower() in IMAGE_EXTENSIONS or is_medical(p)  # PNG, JPEG, ... or DICOM / NIfTI
+    return not p.name.startswith(".") and known and p.is_file()
 
 
 def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
@@ -96,7 +98,7 @@ def _read_class(base: Path, folder: Path) -> list[Sample]:
             continue
         if not _is_visible_image(p):
             continue
-        stem = p.name[: -len(p.suffix)]
+        stem = medical_stem(p)  # ``vol.nii.gz`` -> ``vol``
         m = MASK_NAME.match(stem)
         if m:
             k = int(m.group("k")) if m.group("k") is not None else -1
@@ -120,7 +122,8 @@ def _read_class(base: Path, folder: Path) -> list[Sample]:
     for stem, p in images.items():
         mask_paths = tuple(mp for _, mp in sorted(masks.get(stem, []), key=lambda t: (t[0], t[1].name)))
         rel = p.relative_to(base)
-        out.append(Sample(sample_id(rel), p, mask_paths, folder.name, None))
+        # DICOM / NIfTI: one sample per frame / slice
+        out.extend(expand(Sample(sample_id(rel), p, mask_paths, folder.name, None)))
     return out
 
 
@@ -151,6 +154,8 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
     * ``label`` (required): class name, non-empty.
     * ``mask`` (optional): mask paths separated by ``;``, merged by logical OR; empty = no mask.
     * ``group`` (optional): e.g. a patient id; samples of one group never straddle splits.
+    * ``axis`` (optional): ``x``, ``y`` or ``z`` (default): how a NIfTI volume is cut into 2D images
+      (see :mod:`samprompt.data.medical`, which also reads DICOM).
 
     The CSV's folder is the data root: no path may leave it (``../``, or absolute elsewhere). The file
     is read as UTF-8 (a BOM is accepted). Blank lines are skipped.
@@ -217,7 +222,8 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
                     sid = sample_id(image.relative_to(root))
                 except DataError as e:
                     raise DataError(f"{where}: {e}") from None
-                samples.append(Sample(sid, image, mask_paths, label, cell("group") or None))
+                samples.extend(expand(Sample(sid, image, mask_paths, label, cell("group") or None),
+                                      axis=cell("axis").lower() or "z"))  # DICOM / NIfTI: per frame / slice
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         raise DataError(f"CSV file {str(src)!r} cannot be read: {e}") from e
     both = sorted(set(seen) & set(mask_lines), key=lambda p: seen[p])

@@ -20,8 +20,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samprompt.report.figures import (
+    CAM_COLOR,
     GT_COLOR,
     PRED_COLOR,
+    PROMPT_COLOR,
     blend,
     caption,
     colorize,
@@ -35,15 +37,39 @@ from samprompt.report.figures import (
 )
 from samprompt.report.tables import format_summary_md
 
-__all__ = ["RunView", "render_report"]
+__all__ = ["LEGEND", "RunView", "legend_html", "render_report"]
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 table{border-collapse:collapse;margin:8px 0 18px}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:nth-child(-n+2){text-align:left}img{image-rendering:auto;display:block}
 .panel{margin:0 0 10px}.id{font:12px monospace;color:#444}details{margin:8px 0}pre{background:#f7f7f7;padding:8px}
-.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}
+.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px;vertical-align:-1px}
+.legend span:first-child{margin-left:0}
 """
+
+
+#: Legend of the panels: ``(label, RGB colour)`` in the order shown (the colours of report.figures).
+LEGEND: tuple[tuple[str, tuple[int, int, int]], ...] = (
+    ("ground truth", GT_COLOR),
+    ("prediction", PRED_COLOR),
+    ("pseudo mask", CAM_COLOR),
+    ("box", PROMPT_COLOR),
+)
+
+
+def legend_html(entries: Sequence[tuple[str, tuple[int, int, int]]] = LEGEND) -> str:
+    """The panels' colour legend: each colour swatch directly BEFORE its label.
+
+    Args:
+        entries: ``(label, (r, g, b))`` pairs, in display order.
+
+    Returns:
+        One ``<p class="legend">`` element; labels are HTML-escaped.
+    """
+    items = "".join(f'<span style="background:rgb({r},{g},{b})"></span>{html.escape(label)}'
+                    for label, (r, g, b) in entries)
+    return f'<p class="legend">{items}</p>'
 
 
 class RunView(Protocol):
@@ -122,7 +148,7 @@ class _Painter:
         tiles = [caption(base, f"{rec['label']} -> {rec['predicted']}"),
                  caption(thumbnail(blend(arr, cam, 0.55), self.thumb)[0], "CAM " + "+".join(rec["target"]))]
         pseudo = resize_mask(self.view.pseudo(dict(rec)), size)
-        p_img = thumbnail(outline(arr, pseudo, (255, 200, 0), fill=0.3), self.thumb)[0]
+        p_img = thumbnail(outline(arr, pseudo, CAM_COLOR, fill=0.3), self.thumb)[0]
         for strategy in rec["strategies"]:
             draw_prompt(p_img, _prompt_of(rec, strategy, "cam"), scale)
         tiles.append(caption(p_img, "pseudo mask + prompts"))
@@ -211,10 +237,7 @@ def render_report(
     shown = list(records[:panels])
     total = len(shown) + (2 if gallery else 0)
     parts.append(f"<h2>Per-image panels (first {len(shown)} images)</h2>")
-    parts.append('<p class="legend">ground truth<span style="background:rgb(40,220,60)"></span>'
-                 'prediction<span style="background:rgb(255,60,60)"></span>'
-                 'pseudo mask<span style="background:rgb(255,200,0)"></span>'
-                 'box<span style="background:rgb(0,230,255)"></span></p>')
+    parts.append(legend_html())
     for k, rec in enumerate(shown):
         parts.append(painter.panel(rec))
         if progress:
