@@ -29,8 +29,9 @@ def test_every_key_of_the_run_config_has_a_row() -> None:
     assert set(rows) == _leaves(RunConfig)
     assert set(RunConfig.model_fields) <= set(rows)
     assert {"split.fractions", "pipeline.prompts[].params", "report.thumb", "data.path"} <= set(rows)
-    assert rows["batch_size"][1:4] == ("int", "``8``", ">= 1")
-    assert rows["workers"][3] == ">= 0, <= 64"
+    assert rows["batch_size"][1:4] == ("int", "``8``", ">= 1, <= 4096")
+    assert rows["workers"][3] == ">= 0, <= 256"
+    assert rows["seed"][3] == ">= 0, < 4294967296"
     assert rows["data.path"][2] == "**required**"
     assert rows["classifier.train.augmentation.hflip"][3] == ">= 0.0, <= 1.0"
     assert rows["split.use"][1] == "'train' | 'val' | 'test' | 'all'"
