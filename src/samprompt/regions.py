@@ -148,7 +148,7 @@ def _select(
         weights = np.zeros(labels.size) if cam is None else cam.ravel().astype(np.float64)
         mass = np.bincount(labels.ravel(), weights=weights, minlength=n + 1)
         score = np.where(valid, mass, -np.inf)
-    return labels == int(np.argmax(score))
+    return np.asarray(labels == int(np.argmax(score)), dtype=bool)
 
 
 def bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:
