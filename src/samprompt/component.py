@@ -23,6 +23,7 @@ pipeline and run configs, and :meth:`samprompt.registry.Registry.create` rebuild
 
 from __future__ import annotations
 
+import typing
 from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -62,6 +63,8 @@ def format_validation_error(exc: ValidationError, prefix: str) -> str:
 def params_model_of(cls: type) -> type[ComponentParams] | None:
     """The parameter model named as generic argument in ``cls``'s own bases, e.g. ``BoxParams`` for
     ``class Box(PromptStrategy[BoxParams])``; ``None`` when no base of ``cls`` is parametrised with one.
+    For a base parametrised with a type variable (a generic intermediate class such as
+    ``class Base(Segmenter[ParamsT])``), the variable's default, else its bound, is the model.
 
     Raises:
         TypeError: If a component base is parametrised with a class that is not a
@@ -72,7 +75,10 @@ def params_model_of(cls: type) -> type[ComponentParams] | None:
         if not (isinstance(origin, type) and issubclass(origin, Component)):
             continue
         for arg in get_args(base):
-            if not isinstance(arg, type):  # a type variable: a generic intermediate base class
+            if isinstance(arg, typing.TypeVar):  # a generic intermediate class: its default, else bound
+                default = getattr(arg, "__default__", None)
+                arg = default if isinstance(default, type) else arg.__bound__
+            if not isinstance(arg, type):
                 continue
             if not issubclass(arg, ComponentParams):
                 raise TypeError(

@@ -11,7 +11,12 @@ from samprompt.maskers import MASKERS
 from samprompt.maskers.base import MaskerParams, PseudoMasker
 
 __all__ = [
-    "OtsuMasker", "PercentileMasker", "PercentileParams", "ThresholdMasker", "ThresholdParams", "percentile_linear",
+    "OtsuMasker",
+    "PercentileMasker",
+    "PercentileParams",
+    "ThresholdMasker",
+    "ThresholdParams",
+    "percentile_linear",
 ]
 
 

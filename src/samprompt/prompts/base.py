@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 from samprompt._arrays import as_bool_mask, as_cam, as_image
 from samprompt.component import Component, P_co
@@ -54,6 +54,21 @@ class Prompt:
     points: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     point_labels: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0,), np.int64))
     mask_logits: NDArray[np.float32] | None = None
+
+    def __init__(
+        self,
+        box: ArrayLike | None = None,
+        points: ArrayLike | None = None,
+        point_labels: ArrayLike | None = None,
+        mask_logits: ArrayLike | None = None,
+    ) -> None:
+        # Any array-like in (lists included, so ``Prompt(box=[...])`` type-checks), validated arrays out.
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "points", np.zeros((0, 2), np.float32) if points is None else points)
+        labels = np.zeros((0,), np.int64) if point_labels is None else point_labels
+        object.__setattr__(self, "point_labels", labels)
+        object.__setattr__(self, "mask_logits", mask_logits)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         box = self.box

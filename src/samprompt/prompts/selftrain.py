@@ -357,8 +357,8 @@ def predict_map(net: SelfTrainNet, image: Any) -> NDArray[np.float32]:
     x = torch.from_numpy(_normalise(_grey_input(img, size)))[None].to(device)
     with torch.inference_mode():
         p = (torch.sigmoid(net(x)) + torch.sigmoid(net(x.flip(-1))).flip(-1)) / 2
-    full: NDArray[np.float32] = resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1).astype(np.float32)
-    return full
+    full: NDArray[np.float64] = resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1)
+    return full.astype(np.float32)
 
 
 def net_box(prob: NDArray[np.float32], threshold: float = 0.5) -> NDArray[np.float32] | None:
