@@ -95,12 +95,11 @@ class Component(Generic[P_co]):
     Generic over the parameter model ``P_co`` (see the module docstring).
 
     Attributes:
-        Params: The class's parameter model (from the generic argument, a nested ``class Params``, or
-            inherited).
-        params: The validated parameters, an instance of ``Params``.
+        params: The validated parameters, an instance of :attr:`Params`.
         registered_name: Name under which the class is registered (set by the registry), or ``None``.
     """
 
+    #: The class's parameter model: the generic argument, a nested ``class Params``, or inherited.
     Params: ClassVar[type[ComponentParams]] = ComponentParams
     registered_name: ClassVar[str | None] = None
     params: P_co

@@ -20,7 +20,7 @@ from samprompt._arrays import as_cam
 from samprompt.component import Component, ComponentParams
 from samprompt.regions import keep_components
 
-__all__ = ["MaskerParams", "PseudoMasker"]
+__all__ = ["MP_co", "MaskerParams", "PseudoMasker"]
 
 
 class MaskerParams(ComponentParams):

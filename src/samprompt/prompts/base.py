@@ -13,11 +13,12 @@ import enum
 import inspect
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import NDArray
 
 from samprompt._arrays import as_bool_mask, as_cam, as_image
 from samprompt.component import Component, P_co
@@ -57,12 +58,12 @@ class Prompt:
 
     def __init__(
         self,
-        box: ArrayLike | None = None,
-        points: ArrayLike | None = None,
-        point_labels: ArrayLike | None = None,
-        mask_logits: ArrayLike | None = None,
+        box: NDArray[Any] | Sequence[float] | None = None,
+        points: NDArray[Any] | Sequence[Sequence[float]] | None = None,
+        point_labels: NDArray[Any] | Sequence[int] | None = None,
+        mask_logits: NDArray[Any] | None = None,
     ) -> None:
-        # Any array-like in (lists included, so ``Prompt(box=[...])`` type-checks), validated arrays out.
+        # Arrays or (nested) lists in, so ``Prompt(box=[...])`` type-checks; validated arrays out.
         object.__setattr__(self, "box", box)
         object.__setattr__(self, "points", np.zeros((0, 2), np.float32) if points is None else points)
         labels = np.zeros((0,), np.int64) if point_labels is None else point_labels
