@@ -104,7 +104,7 @@ def test_typed_plugin_in_a_registry_and_a_pipeline() -> None:
         assert isinstance(made, MarginBox) and made.name == "margin_box_test"
         pipe = PromptPipeline.from_config({"prompts": [{"name": "margin_box_test", "params": {"margin": 1}}],
                                            "segmenter": {"name": "classical"}})
-        mask, cam = _square(40, 40)
+        _, cam = _square(40, 40)
         result = pipe(np.full((40, 40, 3), 128, np.uint8), cam=cam)
         assert result.strategies["margin_box_test"].prompt.box.tolist() == [9.0, 4.0, 17.0, 11.0]
         assert pipe.to_config()["prompts"][0] == {"name": "margin_box_test",
@@ -308,7 +308,7 @@ def test_old_uses_image_and_call_override_still_work_and_warn() -> None:
                 raise AssertionError("never called: the pipeline calls __call__")
 
     assert OldImage.needs_image and OldImage.uses_image
-    mask, cam = _square()
+    _, cam = _square()
     image = np.full((20, 30, 3), 200, np.uint8)
     image[8, 14] = 0
     pipe = PromptPipeline(cam=CAM_EXTRACTORS.create("gradcam"), masker=MASKERS.create("threshold", {"value": 0.5}),

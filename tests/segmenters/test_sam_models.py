@@ -126,8 +126,10 @@ def test_tiny_is_a_test_model_type_not_a_production_one() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == [
         "['vit_b', 'vit_h', 'vit_l']",
-        "ConfigError sam.params.model_type: Value error, unknown SAM model type 'tiny'; "
-        "known: 'vit_b', 'vit_l', 'vit_h'",
+        (
+            "ConfigError sam.params.model_type: Value error, unknown SAM model type 'tiny'; "
+            "known: 'vit_b', 'vit_l', 'vit_h'"
+        ),
     ]
     from samprompt.segmenters.sam_models import checkpoint_free_builder
 
