@@ -317,3 +317,28 @@ def test_old_uses_image_and_call_override_still_work_and_warn() -> None:
     result = pipe(image, cam=cam)
     assert result.strategies["old_image"].prompt.points.tolist() == [[14.5, 8.5]]  # got the image
     assert result.strategies["old_call"].prompt.box.tolist() == [0.0, 0.0, 2.0, 2.0]
+
+
+def test_nested_params_of_other_kinds_still_work_without_warnings() -> None:
+    """The 0.1 segmenter example's style: nested Params, a subclass extending its parent's Params."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+
+        class OldSeg(Segmenter):
+            class Params(ComponentParams):
+                device: str = "auto"
+
+            def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
+                return ImageEmbedding((image.shape[0], image.shape[1]), None)
+
+            def decode(self, embedding: ImageEmbedding, prompts: Any) -> Segmentation:
+                return self.empty(embedding)
+
+        class OldHq(OldSeg):
+            class Params(OldSeg.Params):
+                hq_token_only: bool = False
+
+    seg = OldHq(hq_token_only=True)
+    assert seg.to_config() == {"name": "OldHq", "params": {"device": "auto", "hq_token_only": True}}
+    with pytest.raises(ConfigError, match=r"^OldHq\.params\.hq_token: Extra inputs are not permitted"):
+        OldHq(hq_token=True)
