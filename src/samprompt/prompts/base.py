@@ -15,7 +15,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import FrameType
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -182,10 +183,10 @@ class Emits(enum.Flag):
 _REMOVAL = "samprompt 0.3"
 
 
-def _own_make_prompt_takes_image(cls: type) -> bool:
+def _own_make_prompt_takes_image(cls: type[PromptStrategy]) -> bool:
     """Whether ``cls.make_prompt`` accepts ``image`` (as a named parameter or through ``**kwargs``)."""
     try:
-        params = inspect.signature(cls.make_prompt).parameters  # type: ignore[attr-defined]
+        params = inspect.signature(cls.make_prompt).parameters
     except (TypeError, ValueError):  # pragma: no cover - a callable without a signature
         return True
     return "image" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
@@ -197,9 +198,9 @@ _ABC_FILE = abc.ABCMeta.__new__.__code__.co_filename
 def _deprecated(message: str) -> None:
     """Warn, attributed to the class statement being executed (the first frame outside this module and
     :mod:`abc`, whose ``ABCMeta.__new__`` runs ``__init_subclass__``)."""
-    level, frame = 1, sys._getframe(1)
+    level, frame = 1, cast("FrameType | None", sys._getframe(1))
     while frame is not None and frame.f_code.co_filename in (__file__, _ABC_FILE):
-        level, frame = level + 1, frame.f_back  # type: ignore[assignment]
+        level, frame = level + 1, frame.f_back
     warnings.warn(f"{message} (the old form stops working in {_REMOVAL})", DeprecationWarning,
                   stacklevel=level + 1)
 
