@@ -171,8 +171,9 @@ def batch_prompts(
         if has_box:
             bx = np.stack(
                 [
-                    scale_coords(to_sam_box(prompts[i].box).reshape(2, 2), original_size, input_size)  # type: ignore[arg-type]
+                    scale_coords(to_sam_box(box).reshape(2, 2), original_size, input_size)
                     for i in idx
+                    if (box := prompts[i].box) is not None  # all of them: this group has boxes
                 ]
             ).reshape(-1, 4)
             boxes = torch.from_numpy(bx).to(device)
