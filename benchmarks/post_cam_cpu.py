@@ -35,12 +35,12 @@ def runner_write_cost(n: int, size: tuple[int, int], threads: int) -> dict[str, 
 
     from samprompt import PromptPipeline
     from samprompt.runner.records import commit_image, prepare_image
-    from samprompt.runner.scoring import probe_strategy
+    from samprompt.runner.scoring import strategy_kind
     from samprompt.testing import random_image
 
     names = ["box", "center_point", "max_point", "box_center_point", "box_max_point"]
     pipe = PromptPipeline.from_config({"prompts": [{"name": k} for k in names], "segmenter": {"name": "classical"}})
-    kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
+    kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     h, w = size
     yy, xx = np.mgrid[0:h, 0:w]
     results = []

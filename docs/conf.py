@@ -97,7 +97,7 @@ nitpick_ignore_regex = [
     (r"py:.*", rf"({_STDLIB})(\..*)?"),
     (r"py:.*", rf"({_THIRD_PARTY})(\..*)?"),
     # samprompt's own: private modules (not documented) and type variables.
-    (r"py:.*", r"samprompt\._.*|samprompt\.registry\.T|samprompt\.data\.prefetch\._[TR]"),
+    (r"py:.*", r"samprompt\._.*|samprompt\.registry\.(T|_C)|samprompt\.data\.prefetch\._[TR]"),
 ]
 
 # -- HTML -------------------------------------------------------------------------------------------

@@ -11,20 +11,27 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 
-from samprompt import PROMPT_STRATEGIES, Prompt, PromptPipeline, PromptStrategy
+from samprompt import PROMPT_STRATEGIES, Emits, Prompt, PromptPipeline, PromptStrategy
 from samprompt.component import ComponentParams
 from samprompt.metrics import dice
 from samprompt.regions import clip_box, keep_components, mask_to_box
 
 
+class ShrunkBoxParams(ComponentParams):
+    """``shrink``: fraction of the box's size each side moves towards the centre."""
+
+    shrink: float = Field(default=0.15, ge=0.0, lt=0.5)
+
+
 @PROMPT_STRATEGIES.register("shrunk_box")
-class ShrunkBox(PromptStrategy):
+class ShrunkBox(PromptStrategy[ShrunkBoxParams]):
     """Box of the largest component, its sides pulled towards the CAM-weighted centre of the component."""
 
-    class Params(ComponentParams):
-        shrink: float = Field(default=0.15, ge=0.0, lt=0.5)
+    emits = Emits.BOX
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
         region = keep_components(mask, "largest")
         box = mask_to_box(region)  # (x0, y0, x1, y1) pixel edges, or None for an empty mask
         if box is None:

@@ -12,6 +12,12 @@ os.environ.setdefault("TORCH_HOME", os.path.join(os.path.dirname(__file__), ".to
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _tiny_sam_model_type() -> None:
+    """The test-only SAM model type ``tiny`` exists in every test (``samprompt.testing`` registers it)."""
+    import samprompt.testing  # noqa: F401
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread() -> Iterator[None]:
     """The tests run tiny models: one thread is faster, and far faster when the 2 cores are shared."""
     import torch

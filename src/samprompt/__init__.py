@@ -26,7 +26,7 @@ from samprompt.errors import (
 from samprompt.maskers import MASKERS, PseudoMasker
 from samprompt.pipeline import PipelineResult, PromptPipeline, StrategyResult
 from samprompt.preprocess import Preprocessing
-from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
+from samprompt.prompts import PROMPT_STRATEGIES, Emits, Prompt, PromptStrategy
 from samprompt.registry import Registry
 from samprompt.segmenters import SEGMENTERS, ImageEmbedding, Segmentation, Segmenter
 
@@ -47,6 +47,7 @@ __all__ = [
     "ComponentParams",
     "ConfigError",
     "DataError",
+    "Emits",
     "ImageEmbedding",
     "PipelineResult",
     "PluginError",

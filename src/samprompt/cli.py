@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only validate the config (or preset) and its data, files and classes; exit 2 on problems")
     r.add_argument("--segmenter", help="segmenter name (e.g. sam, classical)")
     r.add_argument("--checkpoint", help="segmenter checkpoint (implies --segmenter sam)")
-    r.add_argument("--model-type", help="SAM model type: vit_b, vit_l, vit_h, tiny")
+    r.add_argument("--model-type", help="SAM model type: vit_b, vit_l, vit_h")
     r.add_argument("--set", **sets)  # type: ignore[arg-type]
 
     d = cmd("demo", _cmd_demo, "run the whole method on the bundled BUSI sample (CPU, a few minutes)")

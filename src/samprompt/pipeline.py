@@ -415,7 +415,7 @@ class PromptPipeline:
         if self.classifier is None:
             raise StageError("cam", self.cam.name, "the pipeline has no classifier; pass cams= instead")
         with _stage("cam", self.cam):
-            return self.cam(self.classifier, images, preprocessing=self.preprocessing, targets=targets)  # type: ignore[arg-type]
+            return self.cam(self.classifier, images, preprocessing=self.preprocessing, targets=targets)
 
     def prompts_for(
         self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -79,7 +79,7 @@ def _shared(tag: tuple[Any, ...], arrays: tuple[Any, ...], compute: Callable[[],
     key = (*tag, *(id(a) for a in arrays))
     hit = cache.get(key)
     if hit is not None and all(h is a for h, a in zip(hit[0], arrays)):
-        return hit[1]  # type: ignore[no-any-return]
+        return cast(_T, hit[1])
     out = compute()
     if isinstance(out, np.ndarray):
         out.flags.writeable = False
@@ -148,7 +148,7 @@ def _select(
         weights = np.zeros(labels.size) if cam is None else cam.ravel().astype(np.float64)
         mass = np.bincount(labels.ravel(), weights=weights, minlength=n + 1)
         score = np.where(valid, mass, -np.inf)
-    return labels == int(np.argmax(score))
+    return np.asarray(labels == int(np.argmax(score)), dtype=bool)
 
 
 def bbox_slices(mask: NDArray[np.bool_]) -> tuple[slice, slice] | None:

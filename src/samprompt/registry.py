@@ -22,7 +22,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from samprompt.errors import PluginError, RegistryError, UnknownComponentError
 
@@ -31,6 +31,7 @@ __all__ = ["DISABLE_PLUGINS_ENV", "Registry", "plugins_disabled"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+_C = TypeVar("_C")
 
 #: Environment variable that switches entry-point discovery off when set to ``1``/``true``/``yes``.
 DISABLE_PLUGINS_ENV = "SAMPROMPT_DISABLE_PLUGINS"
@@ -84,7 +85,7 @@ class Registry(Generic[T]):
         self._plugin_cache: dict[str, _PluginSpec] | None = None
 
     # ------------------------------------------------------------------ registration
-    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[type[T]], type[T]]:
+    def register(self, name: str | None = None, *, override: bool = False) -> Callable[[_C], _C]:
         """Class decorator registering ``cls`` under ``name`` (default: ``cls.__name__``).
 
         Raises:
@@ -92,8 +93,8 @@ class Registry(Generic[T]):
                 the registry's base class.
         """
 
-        def decorator(cls: type[T]) -> type[T]:
-            self.add(name or cls.__name__, cls, override=override)
+        def decorator(cls: _C) -> _C:  # returns the object itself, typed as it is
+            self.add(name or str(getattr(cls, "__name__", cls)), cast("type[T]", cls), override=override)
             return cls
 
         return decorator
@@ -201,7 +202,7 @@ class Registry(Generic[T]):
                 distribution=spec.distribution,
                 entry_point=f"{ep.name} = {ep.value}",
             ) from exc
-        return obj
+        return self._items[name]
 
     def create(self, name: str, params: Mapping[str, Any] | None = None) -> T:
         """Instantiate the component ``name`` with keyword ``params`` (validated by the component)."""

@@ -2,11 +2,13 @@
 
 Everything here is cheap: a tiny CNN classifier (:func:`tiny_classifier`, the registered ``tiny_cnn``
 builder with seeded weights, saved as a real samprompt checkpoint by :func:`save_tiny_classifier_checkpoint`)
-and the tiny SAM (model type ``"tiny"``, see
-:data:`samprompt.segmenters.sam_models.SAM_ARCHITECTURES`) is built from the REAL ``segment_anything``
-modules at a 128 px input (8 x 8 embedding, 32 x 32 low-res masks, ~60 k parameters) and runs in
-milliseconds on a CPU. Its weights are random but seeded, so results are reproducible. Importing this
-module imports nothing heavy beyond numpy; torch and segment_anything are imported when a function runs.
+and the tiny SAM (:data:`TINY_SAM`) is built from the REAL ``segment_anything`` modules at a 128 px input
+(8 x 8 embedding, 32 x 32 low-res masks, ~60 k parameters) and runs in milliseconds on a CPU. Its weights
+are random but seeded, so results are reproducible.
+
+The tiny SAM is a test model, not one of the production model types: importing this module registers it
+as the ``sam`` segmenter's ``model_type="tiny"`` (:func:`register_tiny_sam`; without a checkpoint it gets
+the weights of :func:`tiny_sam` ``(seed=0)``). segment_anything is imported only when a function runs.
 
 Example:
     >>> from samprompt.testing import save_tiny_sam_checkpoint
@@ -24,12 +26,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
+from samprompt.segmenters.sam_models import SamArchitecture, register_sam_architecture
+
 if TYPE_CHECKING:
     import torch
     from segment_anything.modeling import Sam
 
 __all__ = [
+    "TINY_SAM",
     "random_image",
+    "register_tiny_sam",
     "save_tiny_classifier_checkpoint",
     "save_tiny_sam_checkpoint",
     "tiny_classifier",
@@ -39,6 +45,39 @@ __all__ = [
 #: Standard deviation given to the parameters the SAM modules initialise to zero (absolute position
 #: embedding, relative-position tables), so that those code paths actually change the output.
 _POS_STD = 0.5
+
+
+#: The tiny SAM's numbers: 128 px input (8 x 8 embedding, 32 x 32 low-res masks), width 32, 2 heads,
+#: 2 blocks of which block 1 is global, window 3 (so 8 x 8 tokens are padded to 9 x 9 windows), relative
+#: positions on, decoder width 32.
+TINY_SAM = SamArchitecture(
+    encoder_embed_dim=32,
+    encoder_depth=2,
+    encoder_num_heads=2,
+    encoder_global_attn_indexes=(1,),
+    image_size=128,
+    patch_size=16,
+    window_size=3,
+    prompt_embed_dim=32,
+    mask_in_chans=8,
+    decoder_depth=2,
+    decoder_mlp_dim=64,
+    decoder_num_heads=2,
+    iou_head_hidden_dim=32,
+)
+
+
+def register_tiny_sam(name: str = "tiny") -> None:
+    """Make :data:`TINY_SAM` a SAM model type named ``name`` (done for ``"tiny"`` on import).
+
+    Afterwards ``SEGMENTERS.create("sam", {"model_type": "tiny"})`` builds :func:`tiny_sam` ``(0)``, and
+    with a ``checkpoint`` (:func:`save_tiny_sam_checkpoint`) loads it like an official model.
+    """
+    register_sam_architecture(name, TINY_SAM, random_weights=_tiny_sam_seed_zero)
+
+
+def _tiny_sam_seed_zero() -> Sam:
+    return tiny_sam(seed=0)
 
 
 def tiny_sam(seed: int = 0) -> Sam:
@@ -57,7 +96,7 @@ def tiny_sam(seed: int = 0) -> Sam:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_sam_model("tiny")
+        model = build_sam_model(TINY_SAM)
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if name.endswith(("pos_embed", "rel_pos_h", "rel_pos_w")):
@@ -107,7 +146,7 @@ def tiny_classifier(num_classes: int = 3, seed: int = 0) -> torch.nn.Module:
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = CLASSIFIERS.get("tiny_cnn")(num_classes)
+        model: torch.nn.Module = CLASSIFIERS.get("tiny_cnn")(num_classes)
     return model.eval()
 
 
@@ -132,8 +171,10 @@ def save_tiny_classifier_checkpoint(
     info = ClassifierInfo(
         arch="tiny_cnn",
         class_names=tuple(class_names),
-        preprocessing=Preprocessing(input_size=input_size),
+        preprocessing=Preprocessing(input_size=(input_size, input_size)),
         target_layer="layer4",
     )
     return save_classifier(path, tiny_classifier(len(class_names), seed), info)
 
+
+register_tiny_sam()

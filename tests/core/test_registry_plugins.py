@@ -10,6 +10,7 @@ import pytest
 from samprompt import (
     PROMPT_STRATEGIES,
     SEGMENTERS,
+    Emits,
     PluginError,
     PromptPipeline,
     PromptStrategy,
@@ -18,6 +19,8 @@ from samprompt import (
 )
 from samprompt.registry import Registry
 
+# Written against the 0.1 contract on purpose (nested Params, make_prompt(mask, cam), no emits): an old
+# plugin package still loads by name and runs (with DeprecationWarnings; see tests/core/test_plugin_contract.py).
 PLUGIN_SRC = '''
 import numpy as np
 from samprompt import Prompt, PromptStrategy, Segmenter, Segmentation, ImageEmbedding
@@ -146,7 +149,9 @@ def test_registering_taken_name_needs_override() -> None:
 
     @reg.register("a")
     class A(PromptStrategy):
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+        emits = Emits.BOX
+
+        def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
             return None
 
     class B(A):

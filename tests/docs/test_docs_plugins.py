@@ -16,13 +16,14 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from samprompt import PROMPT_STRATEGIES, SEGMENTERS, PromptPipeline
+from samprompt import PROMPT_STRATEGIES, SEGMENTERS, Emits, PromptPipeline
 from samprompt.errors import ConfigError
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -110,8 +111,21 @@ def test_prompt_strategy_plugin_by_name_in_a_config(site: Path) -> None:
     assert r.prompt.points.tolist() == [[45.5, 30.5]] and r.mask[30, 45]
     assert pipe.to_config()["prompts"][0] == {
         "name": "cam_centroid_point",
-        "params": {"component": "largest", "with_box": False},
+        "params": {"component": "largest"},
     }
+    assert pipe.strategies["cam_centroid_point"].emits == Emits.POINTS and r.prompt.box is None
+
+
+def test_example_plugins_use_the_current_contract(site: Path) -> None:
+    """The pages teach the typed contract: loading the example plugins raises no DeprecationWarning, and the
+    generic argument is the Params model (so ``self.params.x`` type-checks in them)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        strategy = PROMPT_STRATEGIES.get("cam_centroid_point")
+        mobile, hq = SEGMENTERS.get("mobile_sam"), SEGMENTERS.get("sam_hq")
+    assert strategy.Params.__name__ == "CamCentroidParams" and not strategy.needs_image
+    assert mobile.Params.__name__ == "PredictorParams" and hq.Params.__name__ == "SamHqParams"
+    assert set(hq.Params.model_fields) == {"checkpoint", "device", "multimask", "model_type", "hq_token_only"}
 
 
 def test_segmenter_plugin_by_name_in_a_config(site: Path) -> None:
@@ -138,7 +152,7 @@ def test_plugin_test_suite_passes(folder: str, site: Path, tmp_path: Path) -> No
     }
     env.pop("SAMPROMPT_DISABLE_PLUGINS", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error::DeprecationWarning"],
         cwd=copy,
         env=env,
         capture_output=True,

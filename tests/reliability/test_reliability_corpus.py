@@ -339,7 +339,7 @@ def _check_masks(res: Any) -> None:
 
 def _no_cam_prompt_and_a_miss(res: Any) -> None:
     """No CAM-derived prompt; each strategy is scored as a miss against the lesion (Dice 0)."""
-    from samprompt.runner.scoring import probe_strategy, score_row
+    from samprompt.runner.scoring import score_row, strategy_kind
 
     _check_masks(res)
     assert not res.pseudo_mask.any()
@@ -347,7 +347,7 @@ def _no_cam_prompt_and_a_miss(res: Any) -> None:
         assert sr.prompt is None and not sr.mask.any() and sr.score == 0.0
     for name, sr in res.strategies.items():
         row = score_row(prompt=None, mask=sr.mask, score=sr.score, gt=GT,
-                        kind=probe_strategy(_pipeline().strategies[name]))
+                        kind=strategy_kind(_pipeline().strategies[name]))
         assert row["dice"] == 0.0 and row["has_prompt"] is False
     assert all(sr.prompt is not None for sr in res.gt.values())  # the GT baseline still runs
 

@@ -16,7 +16,7 @@ from samprompt import PromptPipeline
 from samprompt.errors import ConfigError, DataError
 from samprompt.runner.outputs import inside, safe_name
 from samprompt.runner.records import label_dir, mask_path, record_path, write_image
-from samprompt.runner.scoring import probe_strategy
+from samprompt.runner.scoring import strategy_kind
 
 HOSTILE_IDS = [
     "../x", "../../etc/passwd", "/etc/passwd", "/", "C:\\Windows\\system32", "..", ".", "", "a/../../b",
@@ -63,7 +63,7 @@ def test_write_image_with_hostile_ids_stays_inside_the_run_folder(tmp_path: Path
     cam[5:12, 8:20] = 1.0
     gt = cam > 0.5
     result = pipe(np.full((20, 30, 3), 90, np.uint8), cam=cam, gt_mask=gt)
-    kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
+    kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     out = tmp_path / "deep" / "run"
     out.mkdir(parents=True)
     for image_id in HOSTILE_IDS:

@@ -55,3 +55,35 @@ def test_score_row_values_and_conventions() -> None:
     assert (row["dice"], row["iou"], row["pixel_accuracy"], row["gt_empty"]) == (1.0, 1.0, 1.0, True)
     row = score_row(prompt=None, mask=empty, score=0.0, gt=None, kind=kind)
     assert np.isnan(row["dice"]) and row["gt_empty"] is None and row["has_prompt"] is False
+
+
+def test_strategy_kind_reads_the_declaration_and_scores_a_miss_on_it() -> None:
+    import warnings
+
+    from samprompt import PROMPT_STRATEGIES, Emits, PromptStrategy
+    from samprompt.runner.scoring import strategy_kind
+
+    expected = {"box": (True, False), "center_point": (False, True), "box_center_point": (True, True)}
+    for name, kind in expected.items():
+        assert strategy_kind(PROMPT_STRATEGIES.create(name)) == StrategyKind(*kind)
+    cands = PROMPT_STRATEGIES.get("candidates")
+    assert strategy_kind(cands(output="points")) == StrategyKind(False, True)  # follows the parameters
+    assert strategy_kind(cands(output="box", fallback="none")) == StrategyKind(True, False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # undeclared emits (tested in tests/core)
+
+        class Undeclared(PromptStrategy):
+            calls = 0
+
+            def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
+                Undeclared.calls += 1
+                return Prompt(box=[0, 0, 1, 1])
+
+    assert strategy_kind(Undeclared()) == StrategyKind(True, True) and Undeclared.calls == 0  # nothing is run
+    assert Undeclared.emits == Emits.BOX | Emits.POINTS
+    gt = np.zeros((10, 10), bool)
+    gt[2:6, 2:6] = True
+    miss = score_row(prompt=None, mask=np.zeros_like(gt), score=0.0, gt=gt,
+                     kind=strategy_kind(PROMPT_STRATEGIES.create("center_point")))
+    assert miss["points_inside"] == 0.0 and np.isnan(miss["box_iou"]) and np.isnan(miss["box_prior_dice"])

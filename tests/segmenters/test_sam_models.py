@@ -106,3 +106,34 @@ def test_random_image() -> None:
     assert img.shape == (40, 50, 3) and img.dtype == "uint8"
     assert (img[:, :, 0] == img[:, :, 2]).all()
     assert img[14:22, 20:30].mean() < img[:, :8].mean() - 40  # the lesion is darker than the border
+
+
+def test_tiny_is_a_test_model_type_not_a_production_one() -> None:
+    """Without samprompt.testing only the official types exist (a fresh interpreter: ``samprompt list`` and
+    a user's configs never see ``tiny``); samprompt.testing registers it, with seeded random weights."""
+    import subprocess
+    import sys
+
+    code = (
+        "import samprompt, samprompt.segmenters.sam_models as m\n"
+        "from samprompt.segmenters import SEGMENTERS\n"
+        "print(sorted(m.SAM_ARCHITECTURES))\n"
+        "try:\n"
+        "    SEGMENTERS.create('sam', {'model_type': 'tiny'})\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        "['vit_b', 'vit_h', 'vit_l']",
+        (
+            "ConfigError sam.params.model_type: Value error, unknown SAM model type 'tiny'; "
+            "known: 'vit_b', 'vit_l', 'vit_h'"
+        ),
+    ]
+    from samprompt.segmenters.sam_models import checkpoint_free_builder
+
+    assert SAM_ARCHITECTURES["tiny"].image_size == 128  # registered by importing samprompt.testing
+    build = checkpoint_free_builder("tiny")
+    assert build is not None and checkpoint_free_builder("vit_b") is None
+    torch.testing.assert_close(build().state_dict(), tiny_sam(seed=0).state_dict())

@@ -17,13 +17,13 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from samprompt.component import Component
+from samprompt.component import Component, P_co
 from samprompt.preprocess import Preprocessing
 
 __all__ = ["CamExtractor", "CamResult", "Target", "normalize_targets"]
@@ -70,9 +70,9 @@ def normalize_targets(
     if isinstance(targets, (str, int, np.integer)) or (
         isinstance(targets, tuple) and all(isinstance(t, (int, np.integer)) for t in targets)
     ):
-        per = [targets] * batch  # type: ignore[list-item]
+        per = [targets] * batch
     else:
-        per = list(targets)  # type: ignore[arg-type]
+        per = list(targets)
         if len(per) != batch:
             raise ValueError(f"targets has {len(per)} entries for {batch} images")
     out: list[Target] = []
@@ -93,8 +93,15 @@ def normalize_targets(
     return out
 
 
-class CamExtractor(Component, abc.ABC):
-    """Base class of CAM extractors (see the module docstring for the contract)."""
+class CamExtractor(Component[P_co], abc.ABC):
+    """Base class of CAM extractors (see the module docstring for the contract).
+
+    A CAM extractor implements ONE method, :meth:`extract`; calling the extractor fills in the defaults
+    (target policy, preprocessing) and calls it. Its parameters are a
+    :class:`~samprompt.component.ComponentParams` model given as the generic argument
+    (``class MyCam(CamExtractor[MyCamParams])``); a ``target`` field, when the model has one, is the
+    default target policy.
+    """
 
     def __call__(
         self,
@@ -120,10 +127,13 @@ class CamExtractor(Component, abc.ABC):
         """
         if len(images) == 0:
             return []
+        chosen: Target | Sequence[Target]
         if targets is None:
-            default = getattr(self.params, "target", "predicted")
-            targets = tuple(default) if isinstance(default, list) else default
-        return self.extract(model, list(images), preprocessing or Preprocessing(), targets)
+            default: Any = getattr(self.params, "target", "predicted")
+            chosen = tuple(default) if isinstance(default, list) else default
+        else:
+            chosen = targets
+        return self.extract(model, list(images), preprocessing or Preprocessing(), chosen)
 
     @abc.abstractmethod
     def extract(

@@ -23,7 +23,7 @@ from samprompt.cams.base import CamExtractor, CamResult, Target
 from samprompt.component import ComponentParams
 from samprompt.preprocess import Preprocessing
 
-__all__ = ["TTACamExtractor"]
+__all__ = ["TTACamExtractor", "TTAParams"]
 
 
 def _minmax(a: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -32,8 +32,25 @@ def _minmax(a: NDArray[np.float32]) -> NDArray[np.float32]:
     return (a - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(a)
 
 
+def _left_right() -> list[Literal["h", "v"]]:
+    return ["h"]
+
+
+class TTAParams(ComponentParams):
+    """Parameters of :class:`TTACamExtractor` (documented there)."""
+
+    method: str = "gradcampp"
+    target_layer: str | list[str] | None = None
+    fusion: Literal["max", "mean"] = "mean"
+    flips: list[Literal["h", "v"]] = Field(default_factory=_left_right)
+    scales: list[float] = Field(default_factory=list)
+    tta_fusion: Literal["mean", "max"] = "mean"
+    target: Literal["predicted"] | int | list[int] = "predicted"
+    batch_size: int = Field(default=16, ge=1)
+
+
 @CAM_EXTRACTORS.register("tta")
-class TTACamExtractor(CamExtractor):
+class TTACamExtractor(CamExtractor[TTAParams]):
     """CAM averaged over flips and input scales (see the module docstring).
 
     Params:
@@ -48,16 +65,6 @@ class TTACamExtractor(CamExtractor):
         batch_size: Images per forward/backward pass.
     """
 
-    class Params(ComponentParams):
-        method: str = "gradcampp"
-        target_layer: str | list[str] | None = None
-        fusion: Literal["max", "mean"] = "mean"
-        flips: list[Literal["h", "v"]] = Field(default_factory=lambda: ["h"])
-        scales: list[float] = Field(default_factory=list)
-        tta_fusion: Literal["mean", "max"] = "mean"
-        target: Literal["predicted"] | int | list[int] = "predicted"
-        batch_size: int = Field(default=16, ge=1)
-
     def extract(
         self,
         model: torch.nn.Module,
@@ -67,11 +74,11 @@ class TTACamExtractor(CamExtractor):
     ) -> list[CamResult]:
         """Run ``method`` on every view and fuse; probabilities are those of the unaugmented view."""
         p = self.params
-        if p.method == "tta" or p.method not in CAM_EXTRACTORS.names():  # type: ignore[attr-defined]
-            raise ValueError(f"tta.method must be a registered CAM extractor other than 'tta', got {p.method!r}")  # type: ignore[attr-defined]
-        base = CAM_EXTRACTORS.create(p.method, {"target_layer": p.target_layer, "fusion": p.fusion,  # type: ignore[attr-defined]
-                                                "batch_size": p.batch_size})  # type: ignore[attr-defined]
-        views: list[tuple[str, float]] = [("", 1.0)] + [(f, 1.0) for f in p.flips] + [("", s) for s in p.scales]  # type: ignore[attr-defined]
+        if p.method == "tta" or p.method not in CAM_EXTRACTORS.names():
+            raise ValueError(f"tta.method must be a registered CAM extractor other than 'tta', got {p.method!r}")
+        base = CAM_EXTRACTORS.create(p.method, {"target_layer": p.target_layer, "fusion": p.fusion,
+                                                "batch_size": p.batch_size})
+        views: list[tuple[str, float]] = [("", 1.0)] + [(f, 1.0) for f in p.flips] + [("", s) for s in p.scales]
         acc: list[list[NDArray[np.float32]]] = [[] for _ in images]
         first: list[CamResult] = []
         for flip, scale in views:
@@ -89,6 +96,6 @@ class TTACamExtractor(CamExtractor):
         out = []
         for i, maps in enumerate(acc):
             stack = np.stack(maps)
-            fused = stack.mean(0) if p.tta_fusion == "mean" else stack.max(0)  # type: ignore[attr-defined]
+            fused = stack.mean(0) if p.tta_fusion == "mean" else stack.max(0)
             out.append(CamResult(cam=_minmax(fused), target=first[i].target, probabilities=first[i].probabilities))
         return out

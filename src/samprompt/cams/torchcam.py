@@ -22,7 +22,7 @@ from samprompt.cams.base import CamExtractor, CamResult, Target, normalize_targe
 from samprompt.component import ComponentParams
 from samprompt.preprocess import Preprocessing
 
-__all__ = ["TorchCamExtractor"]
+__all__ = ["TorchCamExtractor", "TorchCamParams"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,16 @@ def _minmax(t: torch.Tensor) -> torch.Tensor:
     return (t - lo) / (hi - lo) if float(hi - lo) > 1e-12 else torch.zeros_like(t)
 
 
-class TorchCamExtractor(CamExtractor):
+class TorchCamParams(ComponentParams):
+    """Parameters of every TorchCAM-backed extractor (see :class:`TorchCamExtractor`)."""
+
+    target_layer: str | list[str] | None = None
+    batch_size: int = Field(default=16, ge=1)
+    fusion: Literal["max", "mean"] = "max"
+    target: Literal["predicted"] | int | list[int] = "predicted"
+
+
+class TorchCamExtractor(CamExtractor[TorchCamParams]):
     """Base of the TorchCAM-backed extractors; subclasses set :attr:`method` (a TorchCAM class name).
 
     Params:
@@ -48,12 +57,6 @@ class TorchCamExtractor(CamExtractor):
 
     #: Name of the TorchCAM class in :mod:`torchcam.methods` that computes the maps.
     method: ClassVar[str] = "GradCAM"
-
-    class Params(ComponentParams):
-        target_layer: str | list[str] | None = None
-        batch_size: int = Field(default=16, ge=1)
-        fusion: Literal["max", "mean"] = "max"
-        target: Literal["predicted"] | int | list[int] = "predicted"
 
     def _make(self, model: torch.nn.Module, input_shape: tuple[int, int, int]) -> Any:
         cls = getattr(tcm, self.method)

@@ -103,7 +103,7 @@ def make_head(in_features: int, num_classes: int, head: HeadKind = "fc", dropout
 
 
 def _last_linear_name(model: nn.Module) -> str:
-    name = None
+    name: str | None = None
     for n, m in model.named_modules():
         if isinstance(m, nn.Linear):
             name = n
@@ -278,7 +278,7 @@ def _torchvision(
 ) -> nn.Module:
     _check_head_args(num_classes, head, dropout)
     try:
-        model = torchvision.models.get_model(arch, weights=None, **_TV_KWARGS.get(arch, {}))
+        model: nn.Module = torchvision.models.get_model(arch, weights=None, **_TV_KWARGS.get(arch, {}))
     except (ValueError, KeyError) as exc:
         raise ConfigError(f"arch: torchvision has no model {arch!r}") from exc
     fc = "fc" if arch.startswith("resnet") else None
@@ -341,7 +341,8 @@ class TinyCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return (B, num_classes) logits for a (B, 3, h, w) batch."""
         x = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        logits: torch.Tensor = self.fc(torch.flatten(self.avgpool(x), 1))
+        return logits
 
 
 @CLASSIFIERS.register("tiny_cnn")

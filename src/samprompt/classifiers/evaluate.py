@@ -92,7 +92,8 @@ class ClassificationReport:
     @property
     def support(self) -> NDArray[np.int64]:
         """(K,) number of true samples per class."""
-        return self.confusion.sum(axis=1)
+        counts: NDArray[np.int64] = self.confusion.sum(axis=1)
+        return counts
 
     @property
     def precision(self) -> NDArray[np.float64]:

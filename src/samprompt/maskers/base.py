@@ -14,12 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 from scipy import ndimage as ndi
+from typing_extensions import TypeVar
 
 from samprompt._arrays import as_cam
 from samprompt.component import Component, ComponentParams
 from samprompt.regions import keep_components
 
-__all__ = ["MaskerParams", "PseudoMasker"]
+__all__ = ["MP_co", "MaskerParams", "PseudoMasker"]
 
 
 class MaskerParams(ComponentParams):
@@ -36,8 +37,18 @@ class MaskerParams(ComponentParams):
     min_area: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-class PseudoMasker(Component, abc.ABC):
-    """Base class of pseudo maskers."""
+#: A masker's parameter model: :class:`MaskerParams` or a subclass of it.
+MP_co = TypeVar("MP_co", bound=MaskerParams, covariant=True, default=MaskerParams)
+
+
+class PseudoMasker(Component[MP_co], abc.ABC):
+    """Base class of pseudo maskers.
+
+    A masker implements ONE method, :meth:`binarize`; calling the masker validates the CAM, binarises it
+    and applies the shared post-processing. Its parameters are a :class:`MaskerParams` subclass given as
+    the generic argument (``class MyMasker(PseudoMasker[MyMaskerParams])``); without one, the masker
+    takes the post-processing options only.
+    """
 
     Params = MaskerParams
 
@@ -55,7 +66,7 @@ class PseudoMasker(Component, abc.ABC):
         """
         c = as_cam(cam)
         mask = np.asarray(self.binarize(c), dtype=bool)
-        p: MaskerParams = self.params  # type: ignore[assignment]
+        p = self.params
         if not mask.any():
             return mask
         min_px = int(np.ceil(p.min_area * mask.size))

@@ -10,11 +10,30 @@ from skimage.filters import threshold_otsu
 from samprompt.maskers import MASKERS
 from samprompt.maskers.base import MaskerParams, PseudoMasker
 
-__all__ = ["OtsuMasker", "PercentileMasker", "ThresholdMasker", "percentile_linear"]
+__all__ = [
+    "OtsuMasker",
+    "PercentileMasker",
+    "PercentileParams",
+    "ThresholdMasker",
+    "ThresholdParams",
+    "percentile_linear",
+]
+
+
+class ThresholdParams(MaskerParams):
+    """Parameters of :class:`ThresholdMasker`: the threshold ``value`` plus the post-processing options."""
+
+    value: float = Field(default=0.5, ge=0.0, le=1.0)
+
+
+class PercentileParams(MaskerParams):
+    """Parameters of :class:`PercentileMasker`: the percentile ``q`` plus the post-processing options."""
+
+    q: float = Field(default=90.0, gt=0.0, lt=100.0)
 
 
 @MASKERS.register("threshold")
-class ThresholdMasker(PseudoMasker):
+class ThresholdMasker(PseudoMasker[ThresholdParams]):
     """Foreground where ``cam > value`` (strictly greater, as the paper's ``> 0.8`` / ``0.6`` / ``0.5``).
 
     Example:
@@ -24,11 +43,8 @@ class ThresholdMasker(PseudoMasker):
         [[0, 1], [1, 0]]
     """
 
-    class Params(MaskerParams):
-        value: float = Field(default=0.5, ge=0.0, le=1.0)
-
     def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
-        return cam > self.params.value  # type: ignore[attr-defined,no-any-return]
+        return cam > self.params.value
 
 
 @MASKERS.register("otsu")
@@ -47,21 +63,19 @@ class OtsuMasker(PseudoMasker):
         bins = np.minimum(((cam - lo) * (256.0 / (hi - lo))).astype(np.intp), 255)
         counts = np.bincount(bins.ravel(), minlength=256)
         centers = lo + (np.arange(256) + 0.5) * ((hi - lo) / 256.0)
-        return cam > threshold_otsu(hist=(counts, centers))  # type: ignore[no-any-return]
+        threshold: np.floating = threshold_otsu(hist=(counts, centers))
+        return cam > threshold
 
 
 @MASKERS.register("percentile")
-class PercentileMasker(PseudoMasker):
+class PercentileMasker(PseudoMasker[PercentileParams]):
     """Foreground where ``cam`` exceeds its ``q``-th percentile (keeps about ``100 - q`` % of pixels).
 
     A constant CAM gives an empty mask (nothing exceeds it).
     """
 
-    class Params(MaskerParams):
-        q: float = Field(default=90.0, gt=0.0, lt=100.0)
-
     def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
-        return cam > percentile_linear(cam, self.params.q)  # type: ignore[attr-defined,no-any-return]
+        return cam > percentile_linear(cam, self.params.q)
 
 
 def percentile_linear(values: NDArray[np.floating], q: float) -> np.floating:
@@ -91,4 +105,5 @@ def percentile_linear(values: NDArray[np.floating], q: float) -> np.floating:
     part = np.partition(flat, k)
     lower = part[k]
     upper = part[k + 1:].min() if k + 1 < flat.size else lower
-    return np.quantile(np.array([lower, upper], dtype=flat.dtype), index - k)  # type: ignore[no-any-return]
+    result: np.floating = np.quantile(np.array([lower, upper], dtype=flat.dtype), index - k)
+    return result

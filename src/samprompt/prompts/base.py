@@ -1,4 +1,4 @@
-"""The :class:`Prompt` value type and the :class:`PromptStrategy` base class.
+"""The :class:`Prompt` value type, the :class:`PromptStrategy` base class and its :class:`Emits` flags.
 
 Coordinates: every prompt is in ORIGINAL-image pixels. Boxes are ``(x0, y0, x1, y1)`` pixel edges
 (see :mod:`samprompt.regions`); points are ``(x, y)`` with pixel ``(col, row)`` having its centre at
@@ -9,16 +9,22 @@ foreground), which a segmenter resizes to whatever its decoder expects (SAM: 256
 from __future__ import annotations
 
 import abc
+import enum
+import inspect
+import sys
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from types import FrameType
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from samprompt._arrays import as_bool_mask, as_cam, as_image
-from samprompt.component import Component
+from samprompt.component import Component, P_co
 
-__all__ = ["Prompt", "PromptStrategy"]
+__all__ = ["Emits", "Prompt", "PromptStrategy"]
 
 
 def _frozen(arr: NDArray[Any]) -> NDArray[Any]:
@@ -50,6 +56,21 @@ class Prompt:
     points: NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     point_labels: NDArray[np.int64] = field(default_factory=lambda: np.zeros((0,), np.int64))
     mask_logits: NDArray[np.float32] | None = None
+
+    def __init__(
+        self,
+        box: NDArray[Any] | Sequence[float] | None = None,
+        points: NDArray[Any] | Sequence[Sequence[float]] | None = None,
+        point_labels: NDArray[Any] | Sequence[int] | None = None,
+        mask_logits: NDArray[Any] | None = None,
+    ) -> None:
+        # Arrays or (nested) lists in, so ``Prompt(box=[...])`` type-checks; validated arrays out.
+        object.__setattr__(self, "box", box)
+        object.__setattr__(self, "points", np.zeros((0, 2), np.float32) if points is None else points)
+        labels = np.zeros((0,), np.int64) if point_labels is None else point_labels
+        object.__setattr__(self, "point_labels", labels)
+        object.__setattr__(self, "mask_logits", mask_logits)
+        self.__post_init__()
 
     def __post_init__(self) -> None:
         box = self.box
@@ -90,11 +111,6 @@ class Prompt:
             object.__setattr__(self, "mask_logits", _frozen(logits))
         if box is None and points.shape[0] == 0 and self.mask_logits is None:
             raise ValueError("Prompt needs at least one of box, points or mask_logits")
-
-    @property
-    def has_box(self) -> bool:
-        """Whether the prompt carries a box."""
-        return self.box is not None
 
     def check_within(self, height: int, width: int, *, name: str = "prompt") -> None:
         """Check that the prompt lies on an image of ``height`` x ``width`` pixels.
@@ -146,17 +162,111 @@ class Prompt:
     __hash__ = None  # type: ignore[assignment]
 
 
-class PromptStrategy(Component, abc.ABC):
-    """Turns a pseudo mask (and its CAM) into a :class:`Prompt`.
+class Emits(enum.Flag):
+    """What a strategy's prompts carry, declared on the class as :attr:`PromptStrategy.emits`.
 
-    Subclasses implement :meth:`make_prompt`; calling the strategy validates the inputs first. The same
-    strategy also runs on a ground-truth mask (pass the mask as ``pseudo_mask`` and, when no CAM exists,
-    the mask as float as ``cam``), which is how the ground-truth-prompt baseline is built.
+    Combine with ``|``: ``Emits.BOX | Emits.POINTS`` for a box plus points. :attr:`POINTS` means at
+    least one POSITIVE point (negative points may come with it). The runner reads the declaration to score
+    an image without a prompt as a miss on exactly the geometry the strategy would have given.
+
+    Example:
+        >>> Emits.BOX in (Emits.BOX | Emits.POINTS), Emits.POINTS in Emits.BOX
+        (True, False)
     """
 
-    #: Whether :meth:`make_prompt` looks at the image itself. Such strategies receive it as the keyword
-    #: ``image`` ((H, W, 3) uint8, or ``None`` when the caller has none, e.g. a bare mask).
+    BOX = enum.auto()  #: a ``box``
+    POINTS = enum.auto()  #: at least one positive point
+    MASK = enum.auto()  #: dense ``mask_logits``
+
+
+#: Removal of the deprecated strategy contract (``make_prompt(mask, cam)``, ``uses_image``, ``__call__``).
+_REMOVAL = "samprompt 0.3"
+
+
+def _own_make_prompt_takes_image(cls: type[PromptStrategy]) -> bool:
+    """Whether ``cls.make_prompt`` accepts ``image`` (as a named parameter or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(cls.make_prompt).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a callable without a signature
+        return True
+    return "image" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+_ABC_FILE = abc.ABCMeta.__new__.__code__.co_filename
+
+
+def _deprecated(message: str) -> None:
+    """Warn, attributed to the class statement being executed (the first frame outside this module and
+    :mod:`abc`, whose ``ABCMeta.__new__`` runs ``__init_subclass__``)."""
+    level, frame = 1, cast("FrameType | None", sys._getframe(1))
+    while frame is not None and frame.f_code.co_filename in (__file__, _ABC_FILE):
+        level, frame = level + 1, frame.f_back
+    warnings.warn(f"{message} (the old form stops working in {_REMOVAL})", DeprecationWarning,
+                  stacklevel=level + 1)
+
+
+class PromptStrategy(Component[P_co], abc.ABC):
+    """Turns a pseudo mask (and its CAM, and optionally the image) into a :class:`Prompt`.
+
+    A strategy implements ONE method, :meth:`make_prompt`, and declares two class attributes:
+    :attr:`emits` (what its prompts carry) and :attr:`needs_image` (whether it looks at the image). Its
+    parameters are a :class:`~samprompt.component.ComponentParams` model given as the generic argument,
+    ``class MyBox(PromptStrategy[MyBoxParams])``, read as ``self.params``.
+
+    Calling the strategy validates the inputs and then calls :meth:`make_prompt`. The same strategy also
+    runs on a ground-truth mask (pass the mask as ``pseudo_mask`` and, when no CAM exists, the mask as
+    float as ``cam``), which is how the ground-truth-prompt baseline is built.
+
+    Deprecated (still working, with a :class:`DeprecationWarning`, until samprompt 0.3): a two-argument
+    ``make_prompt(mask, cam)``, the class attribute ``uses_image`` (now :attr:`needs_image`), and
+    overriding ``__call__`` instead of implementing :meth:`make_prompt`. A strategy that does not declare
+    :attr:`emits` is taken to emit a box and points (also with a warning).
+    """
+
+    #: What the prompts carry: :attr:`Emits.BOX`, :attr:`Emits.POINTS`, :attr:`Emits.MASK` or a
+    #: combination. Declare it on the class; when it depends on the parameters, assign ``self.emits`` in
+    #: ``__init__`` after ``super().__init__(**params)``.
+    emits: Emits = Emits.BOX | Emits.POINTS
+
+    #: Whether :meth:`make_prompt` looks at the image. Only then does it receive ``image``; otherwise
+    #: ``image`` is always ``None`` (so the pipeline need not hand images to it).
+    needs_image: ClassVar[bool] = False
+
+    #: Deprecated alias of :attr:`needs_image` (kept in step with it; reading it still works).
     uses_image: ClassVar[bool] = False
+
+    # Whether the class's make_prompt takes ``image`` (false for the deprecated two-argument form).
+    _takes_image: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__
+        name = cls.__qualname__
+        if "uses_image" in own and "needs_image" not in own:
+            _deprecated(f"{name}.uses_image is deprecated: declare the class attribute needs_image instead")
+            cls.needs_image = bool(own["uses_image"])
+        cls.uses_image = cls.needs_image
+        if "make_prompt" in own:
+            cls._takes_image = _own_make_prompt_takes_image(cls)
+            if not cls._takes_image:
+                _deprecated(
+                    f"{name}.make_prompt(mask, cam) is deprecated: implement "
+                    "make_prompt(self, mask, cam, image=None) (image: (H, W, 3) uint8 or None)"
+                )
+        if "__call__" in own:
+            _deprecated(
+                f"{name} overrides __call__, which is deprecated: implement "
+                "make_prompt(self, mask, cam, image=None) instead (calling the strategy validates the inputs)"
+            )
+        if "emits" in own and not isinstance(own["emits"], Emits):
+            raise TypeError(f"{name}.emits must be an Emits flag (e.g. Emits.BOX | Emits.POINTS), "
+                            f"got {own['emits']!r}")
+        below = cls.__mro__[: cls.__mro__.index(PromptStrategy)]
+        if not inspect.isabstract(cls) and not any("emits" in k.__dict__ for k in below):
+            _deprecated(
+                f"{name} does not declare what it emits: set the class attribute emits "
+                "(Emits.BOX, Emits.POINTS or Emits.BOX | Emits.POINTS); taken as box and points until then"
+            )
 
     def __call__(self, pseudo_mask: Any, cam: Any, image: Any = None) -> Prompt | None:
         """Build a prompt.
@@ -165,7 +275,7 @@ class PromptStrategy(Component, abc.ABC):
             pseudo_mask: (H, W) bool, the foreground proposed by a pseudo masker (or a ground truth).
             cam: (H, W) float32 in [0, 1] at the same size (NaN treated as 0).
             image: Optional original image, (H, W) or (H, W, 3) uint8 at the same size; passed on only to
-                strategies whose :attr:`uses_image` is true.
+                strategies whose :attr:`needs_image` is true.
 
         Returns:
             A :class:`Prompt` in original-image pixels, or ``None`` when no prompt can be made (for
@@ -174,7 +284,7 @@ class PromptStrategy(Component, abc.ABC):
         Raises:
             ValueError: If the arrays are not 2-D or their shapes differ.
         """
-        mask, cam_arr, img = self.check_inputs(pseudo_mask, cam, image if self.uses_image else None)
+        mask, cam_arr, img = self.check_inputs(pseudo_mask, cam, image if self.needs_image else None)
         return self.make_checked(mask, cam_arr, img)
 
     @staticmethod
@@ -210,16 +320,25 @@ class PromptStrategy(Component, abc.ABC):
         self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
     ) -> Prompt | None:
         """:meth:`make_prompt` on inputs already returned by :meth:`check_inputs` (``image`` is handed on
-        only when :attr:`uses_image` is true). The pipeline validates an image's inputs once and calls this
+        only when :attr:`needs_image` is true). The pipeline validates an image's inputs once and calls this
         for each of its strategies whose class does not override ``__call__``."""
-        if not self.uses_image:
+        if not self._takes_image:  # the deprecated two-argument make_prompt
             return self.make_prompt(mask, cam)
-        return self.make_prompt(mask, cam, image=image)  # type: ignore[call-arg]
+        return self.make_prompt(mask, cam, image=image if self.needs_image else None)
 
     @abc.abstractmethod
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        """Build the prompt from validated inputs; see :meth:`__call__`.
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        """Build the prompt from validated inputs: the one method a strategy implements.
 
-        Strategies with :attr:`uses_image` true take a third keyword argument ``image``
-        ((H, W, 3) uint8 or ``None``).
+        Args:
+            mask: (H, W) bool pseudo mask (or ground-truth mask), read-only in a pipeline.
+            cam: (H, W) float32 CAM in [0, 1] at the same size, read-only in a pipeline.
+            image: (H, W, 3) uint8 RGB original image when the class declares :attr:`needs_image`
+                (and the caller has one), else ``None``.
+
+        Returns:
+            A :class:`Prompt` in original-image pixels (boxes ``(x0, y0, x1, y1)`` pixel edges, points
+            ``(x, y)``), carrying what :attr:`emits` declares, or ``None`` when no prompt can be made.
         """

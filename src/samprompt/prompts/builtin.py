@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 
 from samprompt.component import ComponentParams
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.prompts.base import Prompt, PromptStrategy
+from samprompt.prompts.base import Emits, Prompt, PromptStrategy
 from samprompt.regions import bbox_slices, clip_box, keep_components, mask_to_box
 
 __all__ = [
@@ -46,8 +46,10 @@ class StrategyParams(ComponentParams):
     margin: float = Field(default=0.0, ge=0.0)
 
 
-def _region(mask: NDArray[np.bool_], cam: NDArray[np.float32], mode: str) -> NDArray[np.bool_]:
-    return mask if mode == "all" else keep_components(mask, mode, cam=cam)  # type: ignore[arg-type]
+def _region(
+    mask: NDArray[np.bool_], cam: NDArray[np.float32], mode: Literal["largest", "all", "max_cam"]
+) -> NDArray[np.bool_]:
+    return mask if mode == "all" else keep_components(mask, mode, cam=cam)
 
 
 def _box(region: NDArray[np.bool_], margin: float) -> NDArray[np.float32] | None:
@@ -111,79 +113,94 @@ def _prompt(box: NDArray[np.float32] | None, point: NDArray[np.float32] | None) 
 
 
 @PROMPT_STRATEGIES.register("box")
-class BoxStrategy(PromptStrategy):
+class BoxStrategy(PromptStrategy[StrategyParams]):
     """Bounding box of the chosen region (plus ``margin``), clipped to the image."""
 
-    Params = StrategyParams
+    emits = Emits.BOX
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
-        return _prompt(_box(region, self.params.margin), None)  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        region = _region(mask, cam, self.params.component)
+        return _prompt(_box(region, self.params.margin), None)
 
 
 @PROMPT_STRATEGIES.register("center_point")
-class CenterPointStrategy(PromptStrategy):
+class CenterPointStrategy(PromptStrategy[StrategyParams]):
     """One positive point at the centre of the region's bounding box (the paper's "centre point").
 
     The box centre can fall outside a concave region; :class:`InsidePointStrategy` cannot.
     """
 
-    Params = StrategyParams
+    emits = Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        box = _box(_region(mask, cam, self.params.component), 0.0)  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        box = _box(_region(mask, cam, self.params.component), 0.0)
         return None if box is None else _prompt(None, _center(box))
 
 
 @PROMPT_STRATEGIES.register("inside_point")
-class InsidePointStrategy(PromptStrategy):
+class InsidePointStrategy(PromptStrategy[StrategyParams]):
     """One positive point guaranteed inside the region: its distance-transform peak."""
 
-    Params = StrategyParams
+    emits = Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        return _prompt(None, inside_point(_region(mask, cam, self.params.component)))  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        return _prompt(None, inside_point(_region(mask, cam, self.params.component)))
 
 
 @PROMPT_STRATEGIES.register("max_point")
-class MaxPointStrategy(PromptStrategy):
+class MaxPointStrategy(PromptStrategy[StrategyParams]):
     """One positive point at the CAM maximum inside the region (plateau: its centroid)."""
 
-    Params = StrategyParams
+    emits = Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        return _prompt(None, max_point(cam, _region(mask, cam, self.params.component)))  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        return _prompt(None, max_point(cam, _region(mask, cam, self.params.component)))
 
 
 @PROMPT_STRATEGIES.register("box_center_point")
-class BoxCenterPointStrategy(PromptStrategy):
+class BoxCenterPointStrategy(PromptStrategy[StrategyParams]):
     """Box plus one positive point at the box centre (the paper's "box + 1 point")."""
 
-    Params = StrategyParams
+    emits = Emits.BOX | Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
-        box = _box(region, self.params.margin)  # type: ignore[attr-defined]
-        return None if box is None else _prompt(box, _center(_box(region, 0.0)))  # type: ignore[arg-type]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        region = _region(mask, cam, self.params.component)
+        box = _box(region, self.params.margin)
+        centre = _box(region, 0.0)
+        return None if box is None or centre is None else _prompt(box, _center(centre))
 
 
 @PROMPT_STRATEGIES.register("box_inside_point")
-class BoxInsidePointStrategy(PromptStrategy):
+class BoxInsidePointStrategy(PromptStrategy[StrategyParams]):
     """Box plus one positive point at the region's distance-transform peak."""
 
-    Params = StrategyParams
+    emits = Emits.BOX | Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
-        return _prompt(_box(region, self.params.margin), inside_point(region))  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        region = _region(mask, cam, self.params.component)
+        return _prompt(_box(region, self.params.margin), inside_point(region))
 
 
 @PROMPT_STRATEGIES.register("box_max_point")
-class BoxMaxPointStrategy(PromptStrategy):
+class BoxMaxPointStrategy(PromptStrategy[StrategyParams]):
     """Box plus one positive point at the CAM maximum inside the region."""
 
-    Params = StrategyParams
+    emits = Emits.BOX | Emits.POINTS
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
-        region = _region(mask, cam, self.params.component)  # type: ignore[attr-defined]
-        return _prompt(_box(region, self.params.margin), max_point(cam, region))  # type: ignore[attr-defined]
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
+        region = _region(mask, cam, self.params.component)
+        return _prompt(_box(region, self.params.margin), max_point(cam, region))

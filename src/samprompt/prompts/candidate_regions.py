@@ -113,14 +113,16 @@ class Candidate:
 
     def full_mask(self, shape: tuple[int, int]) -> NDArray[np.bool_]:
         """The region at the original (H, W)."""
-        return resize(self.mask.astype(np.float32), shape, order=1) > 0.5
+        scaled: NDArray[np.float64] = resize(self.mask.astype(np.float32), shape, order=1)
+        return scaled > 0.5
 
 
 def _grey(image: Any) -> NDArray[np.float32]:
     arr = np.asarray(image)
     if arr.ndim == 2 and arr.dtype != np.uint8:
         return arr.astype(np.float32)
-    return as_image(arr).astype(np.float32).mean(axis=2) / 255.0
+    grey: NDArray[np.float32] = as_image(arr).astype(np.float32).mean(axis=2) / 255.0
+    return grey
 
 
 class _Work:
@@ -151,7 +153,7 @@ class _Work:
 
 def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     inter = np.count_nonzero(a & b)
-    return inter / max(1, np.count_nonzero(a | b))
+    return inter / max(1, int(np.count_nonzero(a | b)))
 
 
 def _crop_around(mask: NDArray[np.bool_], pad: int) -> tuple[slice, slice]:
@@ -201,7 +203,8 @@ def _shrink_mask(full: NDArray[np.bool_], shape: tuple[int, int]) -> NDArray[np.
     blurred = np.zeros(full.shape, np.float32)
     blurred[inner] = blurred_outer[inner[0].start - outer[0].start:inner[0].stop - outer[0].start,
                                    inner[1].start - outer[1].start:inner[1].stop - outer[1].start]
-    return resize(blurred, shape, order=1, anti_aliasing=False) > 0.5
+    scaled: NDArray[np.float64] = resize(blurred, shape, order=1, anti_aliasing=False)
+    return scaled > 0.5
 
 
 def propose_candidates(
@@ -347,7 +350,7 @@ def _features(work: _Work, candidates: Sequence[Candidate], cam: NDArray[np.floa
         bdist = min(y0, x0, h - y1, w - x1) / max(h, w)
         la = np.log(a / (h * w))
         cy = (ys.mean() + 0.5) / h
-        rows.append([1.0, la, la**2, a / max(hull, 1), a / ((y1 - y0) * (x1 - x0)),
+        rows.append([1.0, la, la**2, a / max(int(hull), 1), a / ((y1 - y0) * (x1 - x0)),
                      np.log(max(y1 - y0, 1) / max(x1 - x0, 1)) ** 2, abs((xs.mean() + 0.5) / w - 0.5), cy, cy**2,
                      border, bdist, (out - inside) / std, 0.0, -float(local[m].mean()) / std,
                      inside / (float(small.mean()) + 1e-3), below_above, np.log(c.hits), 0.0, 0.0, 0.0, 0.0])
@@ -447,7 +450,7 @@ def _refine(work: _Work, candidates: Sequence[Candidate], scores: NDArray[np.flo
         small_masks.append(sm)
         full_masks.append(full)
     n = len(order)
-    inter = np.array([[np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b)) for b in small_masks]
+    inter = np.array([[np.count_nonzero(a & b) / max(1, int(np.count_nonzero(a | b))) for b in small_masks]
                       for a in small_masks])
     agree = (inter > 0.6).sum(axis=1)
     refined = [Candidate(mask=m, scale=candidates[0].scale, hits=int(a)) for m, a in zip(small_masks, agree)]
@@ -471,7 +474,7 @@ def _refine(work: _Work, candidates: Sequence[Candidate], scores: NDArray[np.flo
             float(grad[edge_px].mean()) / gscale if edge_px.any() else 0.0,
             float(small[m].std()) / std,
             (float(below.mean()) - float(side.mean())) / std if below.size and side.size else 0.0,
-            np.log(max(1, np.count_nonzero(m)) / max(1, np.count_nonzero(orig))),
+            np.log(max(1, int(np.count_nonzero(m))) / max(1, int(np.count_nonzero(orig)))),
         ]
     return refined, full_masks, np.concatenate([F, extra], axis=1)
 

@@ -21,7 +21,7 @@ plus shape, size, position and contrast features. The chosen region's box (and p
   regions (:data:`REFINED_FEATURE_NAMES`); a second labels-only MIL scorer
   (:data:`REFINED_DEFAULT_WEIGHTS`) picks among them.
 * :class:`CandidatePromptStrategy` (registered ``candidates``) — the prompt strategy. It needs the
-  image: pass ``image=`` when calling it (the pipeline does so for strategies whose ``uses_image`` is
+  image: pass ``image=`` when calling it (the pipeline does so for strategies whose ``needs_image`` is
   true). Without an image it falls back to the built-in box of the pseudo mask's largest component.
 """
 
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,7 +39,7 @@ from skimage.transform import resize
 
 from samprompt.component import ComponentParams
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.prompts.base import Prompt, PromptStrategy
+from samprompt.prompts.base import Emits, Prompt, PromptStrategy
 from samprompt.prompts.builtin import inside_point
 from samprompt.prompts.candidate_regions import (
     CAM_FEATURES,
@@ -76,6 +76,7 @@ __all__ = [
     "REFINED_DEFAULT_WEIGHTS",
     "REFINED_FEATURE_NAMES",
     "Candidate",
+    "CandidateParams",
     "CandidatePromptStrategy",
     "CandidateScorer",
     "cam_features",
@@ -89,7 +90,42 @@ __all__ = [
 ]
 
 
-class CandidatePromptStrategy(PromptStrategy):
+#: What each ``output`` makes a prompt carry (:attr:`CandidatePromptStrategy.emits`).
+_EMITS = {"box": Emits.BOX, "box_point": Emits.BOX | Emits.POINTS, "box_points": Emits.BOX | Emits.POINTS,
+          "points": Emits.POINTS}
+
+
+class CandidateParams(ComponentParams):
+    """Parameters of :class:`CandidatePromptStrategy` (documented there)."""
+
+    output: Literal["box", "box_point", "box_points", "points"] = "box"
+    n_points: int = Field(default=3, ge=1, le=16)
+    n_negative: int = Field(default=0, ge=0, le=16)
+    margin: float = Field(default=0.0, ge=0.0, le=1.0)
+    work_size: int = Field(default=128, ge=32)
+    sigma: float = Field(default=1.5, ge=0.0)
+    quantiles: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
+    min_area: float = Field(default=0.002, ge=0.0, lt=1.0)
+    max_area: float = Field(default=0.4, gt=0.0, le=1.0)
+    segments: tuple[float, ...] = (50.0, 200.0)
+    max_candidates: int = Field(default=60, ge=1)
+    weights: tuple[float, ...] | None = None
+    mean: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    refine_top_k: int = Field(default=6, ge=0, le=32)
+    refine_margin: float = Field(default=0.1, ge=0.0, le=1.0)
+    refine_weights: tuple[float, ...] | None = None
+    refine_mean: tuple[float, ...] | None = None
+    refine_scale: tuple[float, ...] | None = None
+    shadow_penalty: float = Field(default=2.0, ge=0.0)
+    agreement_net: Path | None = None
+    agreement_weight: float = Field(default=8.0, ge=0.0)
+    point_min_score: float | None = None
+    cam_gate: Literal["none", "overlap"] = "none"
+    fallback: Literal["mask_box", "none"] = "mask_box"
+
+
+class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
     """Prompt from the best image candidate (registered ``candidates``); see the module docstring.
 
     Params:
@@ -129,47 +165,22 @@ class CandidatePromptStrategy(PromptStrategy):
             component) or ``none`` (no prompt).
     """
 
-    uses_image: ClassVar[bool] = True
-
-    class Params(ComponentParams):
-        output: Literal["box", "box_point", "box_points", "points"] = "box"
-        n_points: int = Field(default=3, ge=1, le=16)
-        n_negative: int = Field(default=0, ge=0, le=16)
-        margin: float = Field(default=0.0, ge=0.0, le=1.0)
-        work_size: int = Field(default=128, ge=32)
-        sigma: float = Field(default=1.5, ge=0.0)
-        quantiles: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4)
-        min_area: float = Field(default=0.002, ge=0.0, lt=1.0)
-        max_area: float = Field(default=0.4, gt=0.0, le=1.0)
-        segments: tuple[float, ...] = (50.0, 200.0)
-        max_candidates: int = Field(default=60, ge=1)
-        weights: tuple[float, ...] | None = None
-        mean: tuple[float, ...] | None = None
-        scale: tuple[float, ...] | None = None
-        refine_top_k: int = Field(default=6, ge=0, le=32)
-        refine_margin: float = Field(default=0.1, ge=0.0, le=1.0)
-        refine_weights: tuple[float, ...] | None = None
-        refine_mean: tuple[float, ...] | None = None
-        refine_scale: tuple[float, ...] | None = None
-        shadow_penalty: float = Field(default=2.0, ge=0.0)
-        agreement_net: Path | None = None
-        agreement_weight: float = Field(default=8.0, ge=0.0)
-        point_min_score: float | None = None
-        cam_gate: Literal["none", "overlap"] = "none"
-        fallback: Literal["mask_box", "none"] = "mask_box"
+    needs_image = True
+    emits = Emits.BOX | Emits.POINTS  # narrowed to what ``output`` gives in __init__
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
-        self.scorer = CandidateScorer(p.weights, p.mean, p.scale)  # type: ignore[attr-defined]
-        self.refine_scorer = CandidateScorer(p.refine_weights, p.refine_mean, p.refine_scale,  # type: ignore[attr-defined]
+        self.emits = _EMITS[p.output]
+        self.scorer = CandidateScorer(p.weights, p.mean, p.scale)
+        self.refine_scorer = CandidateScorer(p.refine_weights, p.refine_mean, p.refine_scale,
                                              names=REFINED_FEATURE_NAMES)
         self._segmenter: Any = None
         self._agreement: Any = None
-        if p.agreement_net is not None:  # type: ignore[attr-defined]
+        if p.agreement_net is not None:
             from samprompt.prompts.selftrain import load_selftrain_net
 
-            self._agreement = load_selftrain_net(p.agreement_net)  # type: ignore[attr-defined]
+            self._agreement = load_selftrain_net(p.agreement_net)
 
     def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
@@ -180,10 +191,10 @@ class CandidatePromptStrategy(PromptStrategy):
     def _select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None
                 ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64], _Work]:
         p = self.params
-        work = _Work(image, p.sigma, work_size=p.work_size)  # type: ignore[attr-defined]
-        cands = _propose(work, quantiles=p.quantiles, min_area=p.min_area,  # type: ignore[attr-defined]
-                         max_area=p.max_area, segments=p.segments,  # type: ignore[attr-defined]
-                         max_candidates=p.max_candidates)  # type: ignore[attr-defined]
+        work = _Work(image, p.sigma, work_size=p.work_size)
+        cands = _propose(work, quantiles=p.quantiles, min_area=p.min_area,
+                         max_area=p.max_area, segments=p.segments,
+                         max_candidates=p.max_candidates)
         if not cands:
             return None, cands, np.zeros(0), work
         # CAM features cost a resize of the CAM; a scorer that gives them no weight does not need them
@@ -194,7 +205,7 @@ class CandidatePromptStrategy(PromptStrategy):
 
     def _gate(self, cands: Sequence[Candidate], scores: NDArray[np.float64],
               pseudo_mask: NDArray[np.bool_] | None) -> NDArray[np.float64]:
-        if self.params.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():  # type: ignore[attr-defined]
+        if self.params.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():
             pm = resize(pseudo_mask.astype(np.float32), cands[0].mask.shape, order=0) > 0.5
             hit = np.array([np.any(c.mask & pm) for c in cands])
             if hit.any():
@@ -208,7 +219,7 @@ class CandidatePromptStrategy(PromptStrategy):
         best, cands, scores, work = self._select(image, cam, pseudo_mask)
         if best is None:
             return None, float("-inf")
-        if p.refine_top_k == 0:  # type: ignore[attr-defined]
+        if p.refine_top_k == 0:
             return best.full_mask(work.grey.shape), float(np.max(scores))
         if self._segmenter is None:
             from samprompt.segmenters.classical import ClassicalSegmenter
@@ -216,41 +227,41 @@ class CandidatePromptStrategy(PromptStrategy):
             self._segmenter = ClassicalSegmenter(stretch_to_box=False)
         finite = np.isfinite(scores)
         keep = [c for c, f in zip(cands, finite) if f]
-        _, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,  # type: ignore[attr-defined]
-                              margin=p.refine_margin, segmenter=self._segmenter)  # type: ignore[attr-defined]
+        _, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,
+                              margin=p.refine_margin, segmenter=self._segmenter)
         s2 = self.refine_scorer(F)
         boxes = [mask_to_box(m) for m in full]
-        if p.shadow_penalty > 0:  # type: ignore[attr-defined]
-            s2 = s2 - p.shadow_penalty * under_smaller_region(boxes)  # type: ignore[attr-defined]
-        if self._agreement is not None and p.agreement_weight > 0:  # type: ignore[attr-defined]
+        if p.shadow_penalty > 0:
+            s2 = s2 - p.shadow_penalty * under_smaller_region(boxes)
+        if self._agreement is not None and p.agreement_weight > 0:
             from samprompt.prompts.selftrain import net_box, predict_map
 
             nb = net_box(predict_map(self._agreement, image))
             if nb is not None:
-                s2 = s2 + p.agreement_weight * np.array([box_iou(b, nb) for b in boxes])  # type: ignore[attr-defined]
+                s2 = s2 + p.agreement_weight * np.array([box_iou(b, nb) for b in boxes])
         i = int(np.argmax(s2))
         return full[i], float(s2[i])
 
-    def make_prompt(  # type: ignore[override]
+    def make_prompt(
         self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
     ) -> Prompt | None:
         """Pick the best candidate of ``image`` ((H, W, 3) uint8, validated by the caller) and prompt on it;
         without an image (or candidates), fall back to the pseudo mask's largest component."""
         p = self.params
         region = None
-        output = p.output  # type: ignore[attr-defined]
+        output = p.output
         if image is not None:
             region, score = self.choose(image, cam, mask)
             if region is not None and not region.any():
                 region = None
-            if (region is not None and p.point_min_score is not None and score < p.point_min_score  # type: ignore[attr-defined]
+            if (region is not None and p.point_min_score is not None and score < p.point_min_score
                     and output in ("box_point", "box_points")):
                 output = "box"
         if region is None:
-            if p.fallback == "none" or not mask.any():  # type: ignore[attr-defined]
+            if p.fallback == "none" or not mask.any():
                 return None
             region = keep_components(mask, "largest")
-        return region_prompt(region, output, p.n_points, p.n_negative, p.margin)  # type: ignore[attr-defined]
+        return region_prompt(region, output, p.n_points, p.n_negative, p.margin)
 
 
 def spread_points(region: NDArray[np.bool_], n: int) -> NDArray[np.float32]:
@@ -286,7 +297,8 @@ def negative_points(region: NDArray[np.bool_], n: int, gap: float = 0.5) -> NDAr
     th = np.arange(n) * 2 * np.pi / n + np.pi / max(n, 1)
     pts = np.stack([cx + rx * np.cos(th), cy + ry * np.sin(th)], 1)
     ok = (pts[:, 0] >= 0.5) & (pts[:, 0] <= W - 0.5) & (pts[:, 1] >= 0.5) & (pts[:, 1] <= H - 0.5)
-    return pts[ok].astype(np.float32)
+    out: NDArray[np.float32] = pts[ok].astype(np.float32)
+    return out
 
 
 def region_prompt(region: NDArray[np.bool_], output: str, n_points: int = 3, n_negative: int = 0,

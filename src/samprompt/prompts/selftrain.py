@@ -76,9 +76,10 @@ class SelfTrainNet(nn.Module):
             import torchvision
 
             encoder = torchvision.models.resnet18(weights=None)
+        resnet: Any = encoder  # attributes checked at run time (below)
         try:
-            self.stem = nn.Sequential(encoder.conv1, encoder.bn1, encoder.relu, encoder.maxpool)
-            self.layers = nn.ModuleList([encoder.layer1, encoder.layer2, encoder.layer3, encoder.layer4])
+            self.stem = nn.Sequential(resnet.conv1, resnet.bn1, resnet.relu, resnet.maxpool)
+            self.layers = nn.ModuleList([resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4])
         except AttributeError as exc:
             raise TypeError(f"the encoder must be a torchvision-style ResNet: {exc}") from exc
         widths = [int(layer[-1].conv1.in_channels) for layer in self.layers]  # type: ignore[index]
@@ -101,7 +102,8 @@ class SelfTrainNet(nn.Module):
 def _grey_input(image: Any, size: int) -> NDArray[np.float32]:
     """(H, W[, 3]) uint8 → (size, size) grey in [0, 1]."""
     grey = as_image(image).astype(np.float32).mean(axis=2) / 255.0
-    return resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
+    small: NDArray[np.float32] = resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
+    return small
 
 
 def _normalise(grey: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -245,7 +247,7 @@ def train_selftrain_net(
             if bool(has.any()):
                 loss = loss + soft_dice[has].mean()
             opt.zero_grad()
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             sched.step()
         if progress is not None:
@@ -259,13 +261,13 @@ class _Pick(Sequence[Any]):
     such as a data set's images stay lazy)."""
 
     def __init__(self, parts: Sequence[tuple[Sequence[Any], Sequence[int]]]) -> None:
-        self.index = [(seq, i) for seq, idx in parts for i in idx]
+        self.items = [(seq, i) for seq, idx in parts for i in idx]
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self.items)
 
     def __getitem__(self, k: int) -> Any:  # type: ignore[override]
-        seq, i = self.index[k]
+        seq, i = self.items[k]
         return seq[i]
 
 
@@ -355,7 +357,8 @@ def predict_map(net: SelfTrainNet, image: Any) -> NDArray[np.float32]:
     x = torch.from_numpy(_normalise(_grey_input(img, size)))[None].to(device)
     with torch.inference_mode():
         p = (torch.sigmoid(net(x)) + torch.sigmoid(net(x.flip(-1))).flip(-1)) / 2
-    return resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1).astype(np.float32)
+    full: NDArray[np.float64] = resize(p[0, 0].float().cpu().numpy(), img.shape[:2], order=1)
+    return full.astype(np.float32)
 
 
 def net_box(prob: NDArray[np.float32], threshold: float = 0.5) -> NDArray[np.float32] | None:

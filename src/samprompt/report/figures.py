@@ -66,7 +66,8 @@ def colorize(cam: NDArray[np.floating]) -> NDArray[np.uint8]:
     v = np.clip(np.nan_to_num(np.asarray(cam, dtype=np.float64)), 0.0, 1.0) * (len(CAM_COLORS) - 1)
     lo = np.minimum(np.floor(v).astype(np.int64), len(CAM_COLORS) - 2)
     t = (v - lo)[..., None]
-    return np.rint(CAM_COLORS[lo] * (1 - t) + CAM_COLORS[lo + 1] * t).astype(np.uint8)
+    rgb: NDArray[np.uint8] = np.rint(CAM_COLORS[lo] * (1 - t) + CAM_COLORS[lo + 1] * t).astype(np.uint8)
+    return rgb
 
 
 def blend(image: NDArray[np.uint8], overlay: NDArray[np.uint8], alpha: float) -> NDArray[np.uint8]:

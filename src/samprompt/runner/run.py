@@ -53,7 +53,7 @@ from samprompt.runner.records import (
     prepare_image,
     read_record,
 )
-from samprompt.runner.scoring import StrategyKind, probe_strategy
+from samprompt.runner.scoring import StrategyKind, strategy_kind
 from samprompt.runner.stages import (
     PreparedData,
     Progress,
@@ -310,7 +310,7 @@ def run_experiment(
     model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
     selftrain = get_selftrain_net(config, out, data, ckpt, progress)
     pipe = build_pipeline(config, model, info, selftrain)
-    kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
+    kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
     manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
     atomic_write_json(mpath, manifest)

@@ -20,7 +20,6 @@ geometry column that applies to the strategy is 0.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +27,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samprompt.metrics import dice, overlap
-from samprompt.prompts.base import Prompt, PromptStrategy
+from samprompt.prompts.base import Emits, Prompt, PromptStrategy
 from samprompt.regions import box_iou, ellipse_in_box, mask_to_box
 
-__all__ = ["METRIC_COLUMNS", "StrategyKind", "probe_strategy", "score_row"]
+__all__ = ["METRIC_COLUMNS", "StrategyKind", "score_row", "strategy_kind"]
 
 #: Column order of ``metrics.csv``.
 METRIC_COLUMNS: tuple[str, ...] = (
@@ -51,23 +50,15 @@ class StrategyKind:
     has_points: bool
 
 
-def probe_strategy(strategy: PromptStrategy) -> StrategyKind:
-    """Find out what a strategy makes by running it on a small square mask.
+def strategy_kind(strategy: PromptStrategy) -> StrategyKind:
+    """What a strategy's prompts carry, read from its declaration :attr:`PromptStrategy.emits`.
 
     Used to score a missing prompt as a miss on exactly the geometry columns the strategy would have
-    filled. A strategy that makes nothing on the probe is assumed to make both a box and points.
+    filled. Nothing is run: a strategy that does not declare ``emits`` counts as making both (with a
+    deprecation warning when its class was defined).
     """
-    mask = np.zeros((16, 16), dtype=bool)
-    mask[4:12, 5:11] = True
-    cam = np.where(mask, 1.0, 0.1).astype(np.float32)
-    cam[7, 8] = 1.0
-    try:
-        p = strategy(mask, cam)
-    except Exception:  # noqa: BLE001 - a probe only; the real call reports failures
-        p = None
-    if p is None:
-        return StrategyKind(True, True)
-    return StrategyKind(p.box is not None, bool((p.point_labels == 1).any()))
+    emits = strategy.emits
+    return StrategyKind(Emits.BOX in emits, Emits.POINTS in emits)
 
 
 def _points_inside(prompt: Prompt, gt: NDArray[np.bool_]) -> float:
@@ -95,7 +86,7 @@ def score_row(
         mask: (H, W) bool segmentation.
         score: The segmenter's score.
         gt: (H, W) bool ground truth, or ``None`` when the image has none.
-        kind: What the strategy makes (:func:`probe_strategy`).
+        kind: What the strategy makes (:func:`strategy_kind`).
     """
     has_prompt = prompt is not None
     n_points = 0 if prompt is None else int((prompt.point_labels == 1).sum())
@@ -125,7 +116,3 @@ def score_row(
     row["points_inside"] = _points_inside(prompt, gt)
     return row
 
-
-def is_nan(v: Any) -> bool:
-    """Whether ``v`` is a float NaN (``None`` counts as missing too)."""
-    return v is None or (isinstance(v, float) and math.isnan(v))

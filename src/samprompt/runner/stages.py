@@ -234,7 +234,7 @@ def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None)
         atomic_write_json(saved, split.to_dict())
     split_of = {i: "dropped" for i in split.dropped}
     for name in ("train", "val", "test"):
-        split_of.update({i: name for i in split.ids(name)})  # type: ignore[arg-type]
+        split_of.update({i: name for i in split.ids(name)})
     use = config.split.use
     ids = [i for i in ds.ids if i in split_of and split_of[i] != "dropped"] if use == "all" else list(
         split.ids(use))
@@ -277,7 +277,7 @@ def get_classifier(
         skipped: list[str] = []
         parts = {}
         for name in ("train", "val"):
-            ok = _readable(ds, sp.ids(name), skipped)  # type: ignore[arg-type]
+            ok = _readable(ds, sp.ids(name), skipped)
             parts[name] = examples_from_dataset(ds, ok)
         if not parts["train"]:
             raise DataError(f"the split of {str(config.data.path)!r} has no (readable) training images")

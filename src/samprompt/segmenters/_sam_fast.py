@@ -31,7 +31,7 @@ could not be validated on a GPU here, so it is not offered.
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -79,14 +79,15 @@ class SdpaAttention(nn.Module):
         super().__init__()
         if bias_mode not in ("mask", "fold"):
             raise ValueError(f"bias_mode must be 'mask' or 'fold', got {bias_mode!r}")
-        self.num_heads: int = reference.num_heads
-        self.scale: float = reference.scale
-        self.qkv: nn.Linear = reference.qkv
-        self.proj: nn.Linear = reference.proj
-        self.use_rel_pos: bool = reference.use_rel_pos
+        ref: Any = reference  # segment_anything's Attention (untyped)
+        self.num_heads: int = ref.num_heads
+        self.scale: float = ref.scale
+        self.qkv: nn.Linear = ref.qkv
+        self.proj: nn.Linear = ref.proj
+        self.use_rel_pos: bool = ref.use_rel_pos
         if self.use_rel_pos:
-            self.rel_pos_h: nn.Parameter = reference.rel_pos_h
-            self.rel_pos_w: nn.Parameter = reference.rel_pos_w
+            self.rel_pos_h: nn.Parameter = ref.rel_pos_h
+            self.rel_pos_w: nn.Parameter = ref.rel_pos_w
         self.bias_mode: BiasMode = bias_mode
         self._reference = (reference,)  # a tuple, so it is not registered as a submodule
         self._onehot: dict[tuple[int, int, torch.device, torch.dtype], torch.Tensor] = {}
@@ -135,7 +136,8 @@ class SdpaAttention(nn.Module):
                 v2 = F.pad(v, (0, width + pad - hd))
                 out = F.scaled_dot_product_attention(q2, k2, v2, scale=1.0)[..., :hd]
         out = out.transpose(1, 2).reshape(B, H, W, -1)
-        return self.proj(out)
+        result: torch.Tensor = self.proj(out)
+        return result
 
 
 def enable_fast_attention(encoder: nn.Module, bias_mode: BiasMode = "mask") -> int:

@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samprompt._arrays import as_image
-from samprompt.component import Component
+from samprompt.component import Component, P_co
 from samprompt.prompts.base import Prompt
 
 __all__ = ["ImageEmbedding", "Segmentation", "Segmenter"]
@@ -61,11 +61,15 @@ class Segmentation:
             )
 
 
-class Segmenter(Component, abc.ABC):
+class Segmenter(Component[P_co], abc.ABC):
     """A promptable segmenter.
 
-    Subclasses implement :meth:`embed` and :meth:`decode`; they may override :meth:`embed_batch` with a
-    truly batched path. All prompt coordinates are in original-image pixels (see :class:`Prompt`).
+    Subclasses implement the two halves of ONE contract, :meth:`embed` (the per-image work) and
+    :meth:`decode` (the per-prompt work on an embedding); they may override :meth:`embed_batch` and
+    :meth:`decode_batch` with truly batched paths. Their parameters are a
+    :class:`~samprompt.component.ComponentParams` model given as the generic argument
+    (``class MySeg(Segmenter[MySegParams])``). All prompt coordinates are in original-image pixels
+    (see :class:`Prompt`).
     """
 
     @abc.abstractmethod

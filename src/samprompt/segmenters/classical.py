@@ -43,7 +43,7 @@ from samprompt.segmenters import SEGMENTERS
 from samprompt.segmenters.base import ImageEmbedding, Segmentation, Segmenter
 from samprompt.segmenters.classical_polar import PolarParams, polar_contour, rasterise_star
 
-__all__ = ["ClassicalSegmenter"]
+__all__ = ["ClassicalParams", "ClassicalSegmenter"]
 
 
 def _soft_ellipse(box: NDArray[np.float32], H: int, W: int) -> NDArray[np.float32]:
@@ -58,11 +58,32 @@ def _soft_ellipse(box: NDArray[np.float32], H: int, W: int) -> NDArray[np.float3
 
 
 def _sigmoid(x: NDArray[np.float32]) -> NDArray[np.float32]:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+    return (1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))).astype(np.float32, copy=False)
+
+
+class ClassicalParams(ComponentParams):
+    """Parameters of :class:`ClassicalSegmenter` (documented there)."""
+
+    method: Literal["polar", "random_walker"] = "polar"
+    work_size: int = Field(default=96, ge=16)
+    context: float = Field(default=0.25, ge=0.0, le=2.0)
+    smoothing: float = Field(default=1.5, ge=0.0)
+    w_prior: float = Field(default=0.5, ge=0.0)
+    w_edge: float = Field(default=1.0, ge=0.0)
+    w_region: float = Field(default=0.3, ge=0.0)
+    w_smooth: float = Field(default=0.15, ge=0.0)
+    max_step: int = Field(default=2, ge=1, le=8)
+    n_angles: int = Field(default=64, ge=8, le=512)
+    stretch_to_box: bool = True
+    grow_tolerance: float = Field(default=0.5, gt=0.0)
+    grow_max_radius: float = Field(default=0.25, gt=0.0, le=1.0)
+    point_radius: float = Field(default=0.08, gt=0.0, le=1.0)
+    beta: float = Field(default=130.0, gt=0.0)
+    prior_weight: float = Field(default=0.6, ge=0.0, le=1.0)
 
 
 @SEGMENTERS.register("classical")
-class ClassicalSegmenter(Segmenter):
+class ClassicalSegmenter(Segmenter[ClassicalParams]):
     """Weight-free promptable segmenter (see the module docstring).
 
     Params:
@@ -86,52 +107,34 @@ class ClassicalSegmenter(Segmenter):
         prior_weight: Weight of the prior in the blend with the walker (``random_walker``).
     """
 
-    class Params(ComponentParams):
-        method: Literal["polar", "random_walker"] = "polar"
-        work_size: int = Field(default=96, ge=16)
-        context: float = Field(default=0.25, ge=0.0, le=2.0)
-        smoothing: float = Field(default=1.5, ge=0.0)
-        w_prior: float = Field(default=0.5, ge=0.0)
-        w_edge: float = Field(default=1.0, ge=0.0)
-        w_region: float = Field(default=0.3, ge=0.0)
-        w_smooth: float = Field(default=0.15, ge=0.0)
-        max_step: int = Field(default=2, ge=1, le=8)
-        n_angles: int = Field(default=64, ge=8, le=512)
-        stretch_to_box: bool = True
-        grow_tolerance: float = Field(default=0.5, gt=0.0)
-        grow_max_radius: float = Field(default=0.25, gt=0.0, le=1.0)
-        point_radius: float = Field(default=0.08, gt=0.0, le=1.0)
-        beta: float = Field(default=130.0, gt=0.0)
-        prior_weight: float = Field(default=0.6, ge=0.0, le=1.0)
-
     def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
         """Store the grey image in [0, 1] (float32); image (H, W) or (H, W, 3) uint8."""
         img = as_image(image).astype(np.float32).mean(axis=2) / 255.0
-        if self.params.method == "random_walker" and self.params.smoothing > 0:  # type: ignore[attr-defined]
-            img = ndi.gaussian_filter(img, self.params.smoothing)  # type: ignore[attr-defined]
-        return ImageEmbedding(original_size=img.shape, data=img)  # type: ignore[arg-type]
+        if self.params.method == "random_walker" and self.params.smoothing > 0:
+            img = ndi.gaussian_filter(img, self.params.smoothing)
+        return ImageEmbedding(original_size=(img.shape[0], img.shape[1]), data=img)
 
     # ------------------------------------------------------------------ polar method
     def _polar_params(self) -> PolarParams:
         p = self.params
-        return PolarParams(n_angles=p.n_angles, w_prior=p.w_prior, w_edge=p.w_edge, w_region=p.w_region,  # type: ignore[attr-defined]
-                           w_smooth=p.w_smooth, max_step=p.max_step)  # type: ignore[attr-defined]
+        return PolarParams(n_angles=p.n_angles, w_prior=p.w_prior, w_edge=p.w_edge, w_region=p.w_region,
+                           w_smooth=p.w_smooth, max_step=p.max_step)
 
     def _crop(self, img: NDArray[np.float32], box: NDArray[np.float64]) -> tuple[NDArray[np.float32], tuple[int, int, int, int], float, float]:
         """Crop around ``box`` with context, smoothed, at working resolution; returns crop, window, sx, sy."""
         H, W = img.shape
         p = self.params
         x0, y0, x1, y1 = box
-        mx, my = p.context * max(x1 - x0, 2.0), p.context * max(y1 - y0, 2.0)  # type: ignore[attr-defined]
+        mx, my = p.context * max(x1 - x0, 2.0), p.context * max(y1 - y0, 2.0)
         wx0, wy0 = int(max(0, np.floor(x0 - mx))), int(max(0, np.floor(y0 - my)))
         wx1, wy1 = int(min(W, np.ceil(x1 + mx))), int(min(H, np.ceil(y1 + my)))
         wx1, wy1 = max(wx1, wx0 + 1), max(wy1, wy0 + 1)
         crop = img[wy0:wy1, wx0:wx1]
-        scale = min(1.0, p.work_size / max(crop.shape))  # type: ignore[attr-defined]
+        scale = min(1.0, p.work_size / max(crop.shape))
         shape = (max(2, round(crop.shape[0] * scale)), max(2, round(crop.shape[1] * scale)))
         small = resize(crop, shape, order=1, anti_aliasing=scale < 1.0).astype(np.float32)
-        if p.smoothing > 0:  # type: ignore[attr-defined]
-            small = ndi.gaussian_filter(small, p.smoothing)  # type: ignore[attr-defined]
+        if p.smoothing > 0:
+            small = ndi.gaussian_filter(small, p.smoothing)
         return small, (wx0, wy0, wx1, wy1), shape[1] / crop.shape[1], shape[0] / crop.shape[0]
 
     def _contour(self, img: NDArray[np.float32], box: NDArray[np.float64], prompt: Prompt, tight: bool) -> tuple[NDArray[np.bool_], float]:
@@ -145,7 +148,7 @@ class ClassicalSegmenter(Segmenter):
         pos = (prompt.points[prompt.point_labels == 1] - off) * to_small
         neg = (prompt.points[prompt.point_labels == 0] - off) * to_small
         xs, ys, score = polar_contour(small, centre, radii, self._polar_params(), box=lb, positives=pos,
-                                      negatives=neg, stretch=tight and self.params.stretch_to_box)  # type: ignore[attr-defined]
+                                      negatives=neg, stretch=tight and self.params.stretch_to_box)
         xs, ys = xs / sx + wx0, ys / sy + wy0
         full = np.zeros((H, W), bool)
         ctr = ((box[0] + box[2]) / 2.0 - wx0, (box[1] + box[3]) / 2.0 - wy0)
@@ -156,7 +159,7 @@ class ClassicalSegmenter(Segmenter):
         """Box of the region grown from the positive points (original pixels), or ``None``."""
         H, W = img.shape
         p = self.params
-        rad = p.grow_max_radius * min(H, W)  # type: ignore[attr-defined]
+        rad = p.grow_max_radius * min(H, W)
         boxes = []
         for x, y in pos:
             win = np.array([x - rad, y - rad, x + rad, y + rad])
@@ -169,7 +172,7 @@ class ClassicalSegmenter(Segmenter):
             spread = max(float(q3 - q1), 0.02)
             yy, xx = np.mgrid[0:h, 0:w]
             disk = ((xx + 0.5 - px) / (rad * sx)) ** 2 + ((yy + 0.5 - py) / (rad * sy)) ** 2 <= 1.0
-            cand = (small <= seed + p.grow_tolerance * spread) & disk  # type: ignore[attr-defined]
+            cand = (small <= seed + p.grow_tolerance * spread) & disk
             cand = ndi.binary_opening(cand, iterations=1)
             lab, _ = ndi.label(cand)
             if lab[iy, ix] == 0:
@@ -187,6 +190,7 @@ class ClassicalSegmenter(Segmenter):
     def _decode_polar(self, img: NDArray[np.float32], prompt: Prompt) -> tuple[NDArray[np.bool_], float]:
         H, W = img.shape
         pos = prompt.points[prompt.point_labels == 1]
+        box: NDArray[np.float64] | None
         if prompt.box is not None:
             box = np.asarray(prompt.box, np.float64)
             if box[2] - box[0] < 1 or box[3] - box[1] < 1:
@@ -196,7 +200,7 @@ class ClassicalSegmenter(Segmenter):
         if len(pos):
             box = self._grow(img, pos)
             if box is None:
-                r = self.params.point_radius * min(H, W)  # type: ignore[attr-defined]
+                r = self.params.point_radius * min(H, W)
                 box = np.array([pos[:, 0].min() - r, pos[:, 1].min() - r, pos[:, 0].max() + r, pos[:, 1].max() + r])
             else:  # a grown box is a loose estimate: give the contour some room
                 cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -224,7 +228,7 @@ class ClassicalSegmenter(Segmenter):
         pos = prompt.points[prompt.point_labels == 1]
         neg = prompt.points[prompt.point_labels == 0]
         if len(pos) and prompt.box is None:
-            rad = p.point_radius * min(H, W)  # type: ignore[attr-defined]
+            rad = p.point_radius * min(H, W)
             yy, xx = np.mgrid[0:H, 0:W].astype(np.float32) + 0.5
             for x, y in pos:
                 d = np.sqrt((xx - x) ** 2 + (yy - y) ** 2) / rad
@@ -251,7 +255,7 @@ class ClassicalSegmenter(Segmenter):
         y0, y1 = max(0, ys.min() - pad), min(H, ys.max() + 1 + pad)
         x0, x1 = max(0, xs.min() - pad), min(W, xs.max() + 1 + pad)
         crop, pcrop = img[y0:y1, x0:x1], prior[y0:y1, x0:x1]
-        scale = min(1.0, self.params.work_size / max(crop.shape))  # type: ignore[attr-defined]
+        scale = min(1.0, self.params.work_size / max(crop.shape))
         shape = (max(2, round(crop.shape[0] * scale)), max(2, round(crop.shape[1] * scale)))
         small = resize(crop, shape, order=1, anti_aliasing=True).astype(np.float64)
         psmall = resize(pcrop, shape, order=1).astype(np.float32)
@@ -266,12 +270,12 @@ class ClassicalSegmenter(Segmenter):
         if (seeds == 1).any() and (seeds == 2).any() and (seeds == 0).any() and hi - lo > 1e-6:
             norm = (small - lo) / (hi - lo)
             try:
-                walk = random_walker(norm, seeds, beta=self.params.beta, mode="cg_j", return_full_prob=True)[0]  # type: ignore[attr-defined]
+                walk = random_walker(norm, seeds, beta=self.params.beta, mode="cg_j", return_full_prob=True)[0]
             except Exception:  # noqa: BLE001 - degenerate systems fall back to the prior
                 walk = psmall
             if not np.all(np.isfinite(walk)):
                 walk = psmall
-        w = self.params.prior_weight  # type: ignore[attr-defined]
+        w = self.params.prior_weight
         prob_small = w * psmall + (1.0 - w) * walk.astype(np.float32)
         prob = resize(prob_small, crop.shape, order=1).astype(np.float32)
         full = np.zeros((H, W), bool)
@@ -286,7 +290,7 @@ class ClassicalSegmenter(Segmenter):
         img: Any = embedding.data
         if not prompts:
             return self.empty(embedding)
-        one = self._decode_polar if self.params.method == "polar" else self._decode_walker  # type: ignore[attr-defined]
+        one = self._decode_polar if self.params.method == "polar" else self._decode_walker
         outs = [one(img, p) for p in prompts]
         return Segmentation(
             masks=np.stack([o[0] for o in outs]), scores=np.array([o[1] for o in outs], np.float32)

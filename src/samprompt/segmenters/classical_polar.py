@@ -182,7 +182,7 @@ def polar_contour(
 def rasterise(xs: NDArray[np.float64], ys: NDArray[np.float64], shape: tuple[int, int]) -> NDArray[np.bool_]:
     """Fill the polygon (vertex coordinates with pixel centres at ``i + 0.5``) on an (H, W) grid."""
     m = polygon2mask(shape, np.stack([ys - 0.5, xs - 0.5], axis=1))
-    return ndi.binary_fill_holes(m) if m.any() else m
+    return np.asarray(ndi.binary_fill_holes(m) if m.any() else m, dtype=bool)
 
 
 def rasterise_star(

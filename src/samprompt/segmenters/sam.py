@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from samprompt._arrays import as_image
 from samprompt.component import Component, ComponentParams
@@ -46,13 +46,13 @@ from samprompt.prompts.base import Prompt
 from samprompt.segmenters import SEGMENTERS
 from samprompt.segmenters._sam_fast import enable_fast_attention
 from samprompt.segmenters.base import ImageEmbedding, Segmentation, Segmenter
-from samprompt.segmenters.sam_models import load_sam_checkpoint
+from samprompt.segmenters.sam_models import SAM_ARCHITECTURES, checkpoint_free_builder, load_sam_checkpoint
 from samprompt.segmenters.sam_prompts import batch_prompts
 
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
-__all__ = ["SamFeatures", "SamSegmenter", "resolve_device"]
+__all__ = ["SamFeatures", "SamParams", "SamSegmenter", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,55 @@ class SamFeatures:
     input_size: tuple[int, int]
 
 
+class SamParams(ComponentParams):
+    """Parameters of :class:`SamSegmenter`.
+
+    Attributes:
+        model_type: Architecture: ``vit_b``, ``vit_l``, ``vit_h`` or a type added with
+            :func:`~samprompt.segmenters.sam_models.register_sam_architecture`.
+        checkpoint: State-dict file (required, except for test model types registered with seeded
+            random weights, such as :mod:`samprompt.testing`'s ``tiny``).
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        multimask: Predict 3 masks per prompt and keep the one with the highest predicted IoU;
+            ``False`` uses SAM's single-mask output.
+        precision: ``"bf16"`` runs the encoder under bf16 autocast; the decoder stays fp32.
+        batch_size: Images per encoder call in :meth:`embed_batch`; ``"auto"`` probes free GPU
+            memory once (CUDA) or uses 2 (CPU).
+        fast_attention: Use fused SDPA attention in the encoder (same weights; see ``_sam_fast``).
+        attention_bias: How fast attention applies the relative-position bias: ``"mask"``
+            (materialised ``attn_mask``) or ``"fold"`` (folded into q/k; flash-eligible).
+        compile: ``torch.compile`` the encoder (default mode; batches are padded to ``batch_size``
+            so shapes stay static).
+        prompt_batching: ``"exact"`` (one decoder call per distinct token count; equal to
+            per-prompt SAM) or ``"pad"`` (always one call; pads with SAM's not-a-point token).
+        decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch` (bounds the
+            decoder's memory: about 50 MB per prompt in fp32 at the official sizes).
+    """
+
+    model_type: str = "vit_b"
+    checkpoint: Path | None = None
+    device: str = "auto"
+    multimask: bool = True
+    precision: Literal["fp32", "bf16"] = "fp32"
+    batch_size: int | Literal["auto"] = Field(default="auto")
+    fast_attention: bool = True
+    attention_bias: Literal["mask", "fold"] = "mask"
+    compile: bool = False
+    prompt_batching: Literal["exact", "pad"] = "exact"
+    decoder_batch: int = Field(default=64, ge=1)
+
+    @field_validator("model_type")
+    @classmethod
+    def _known_model_type(cls, value: str) -> str:
+        if value not in SAM_ARCHITECTURES:
+            known = ", ".join(repr(k) for k in SAM_ARCHITECTURES)
+            raise ValueError(f"unknown SAM model type {value!r}; known: {known}")
+        return value
+
+
 @SEGMENTERS.register("sam")
-class SamSegmenter(Segmenter):
-    """Segment Anything (ViT-B/L/H, or the test-sized ``tiny``) as a samprompt segmenter.
+class SamSegmenter(Segmenter[SamParams]):
+    """Segment Anything (ViT-B/L/H) as a samprompt segmenter; parameters in :class:`SamParams`.
 
     Raises:
         ConfigError: Invalid parameters (e.g. no checkpoint for a ``vit_*`` type, bad device).
@@ -112,56 +158,17 @@ class SamSegmenter(Segmenter):
             ``model_type`` (the message names the file and model type).
     """
 
-    class Params(ComponentParams):
-        """Parameters of :class:`SamSegmenter`.
-
-        Attributes:
-            model_type: Architecture; ``tiny`` is a 128 px random-weight model for tests.
-            checkpoint: State-dict file (required except for ``tiny``, which is randomly initialised
-                with seed 0 when omitted).
-            device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-            multimask: Predict 3 masks per prompt and keep the one with the highest predicted IoU;
-                ``False`` uses SAM's single-mask output.
-            precision: ``"bf16"`` runs the encoder under bf16 autocast; the decoder stays fp32.
-            batch_size: Images per encoder call in :meth:`embed_batch`; ``"auto"`` probes free GPU
-                memory once (CUDA) or uses 2 (CPU).
-            fast_attention: Use fused SDPA attention in the encoder (same weights; see ``_sam_fast``).
-            attention_bias: How fast attention applies the relative-position bias: ``"mask"``
-                (materialised ``attn_mask``) or ``"fold"`` (folded into q/k; flash-eligible).
-            compile: ``torch.compile`` the encoder (default mode; batches are padded to ``batch_size``
-                so shapes stay static).
-            prompt_batching: ``"exact"`` (one decoder call per distinct token count; equal to
-                per-prompt SAM) or ``"pad"`` (always one call; pads with SAM's not-a-point token).
-            decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch` (bounds the
-                decoder's memory: about 50 MB per prompt in fp32 at the official sizes).
-        """
-
-        model_type: Literal["vit_b", "vit_l", "vit_h", "tiny"] = "vit_b"
-        checkpoint: Path | None = None
-        device: str = "auto"
-        multimask: bool = True
-        precision: Literal["fp32", "bf16"] = "fp32"
-        batch_size: int | Literal["auto"] = Field(default="auto")
-        fast_attention: bool = True
-        attention_bias: Literal["mask", "fold"] = "mask"
-        compile: bool = False
-        prompt_batching: Literal["exact", "pad"] = "exact"
-        decoder_batch: int = Field(default=64, ge=1)
-
-    params: Params
-
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         p = self.params
         if isinstance(p.batch_size, int) and p.batch_size < 1:
             raise ConfigError(f"{self.name}.params.batch_size: must be >= 1 or 'auto', got {p.batch_size}")
         if p.checkpoint is None:
-            if p.model_type != "tiny":
+            build = checkpoint_free_builder(p.model_type)
+            if build is None:
                 raise ConfigError(f"{self.name}.params.checkpoint: required for model_type={p.model_type!r}")
-            from samprompt.testing import tiny_sam
-
-            log.info("sam: model_type='tiny' without checkpoint: random weights (seed 0)")
-            model = tiny_sam(seed=0)
+            log.info("sam: model_type=%r without checkpoint: seeded random weights", p.model_type)
+            model = build()
         else:
             model = load_sam_checkpoint(p.checkpoint, p.model_type)
         self._setup(model)
@@ -193,7 +200,7 @@ class SamSegmenter(Segmenter):
         self.image_size: int = int(self.model.image_encoder.img_size)
         self._encoder: Callable[[torch.Tensor], torch.Tensor] = self.model.image_encoder
         if p.compile:
-            self._encoder = torch.compile(self.model.image_encoder, dynamic=False)  # type: ignore[assignment]
+            self._encoder = torch.compile(self.model.image_encoder, dynamic=False)
         self._batch: int | None = p.batch_size if isinstance(p.batch_size, int) else None
         with torch.inference_mode():
             self._dense_pe = self.model.prompt_encoder.get_dense_pe()
@@ -467,7 +474,7 @@ class SamSegmenter(Segmenter):
             H, W = emb.original_size
             n = len(ps) * H * W
             masks = host[at : at + n].view(bool).reshape(len(ps), H, W)
-            scores = host[at + n : at + n + 4 * len(ps)].view(np.float32).copy()
-            results.append(Segmentation(masks, scores))
+            image_scores = host[at + n : at + n + 4 * len(ps)].view(np.float32).copy()
+            results.append(Segmentation(masks, image_scores))
             at += n + 4 * len(ps)
         return results

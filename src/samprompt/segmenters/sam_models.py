@@ -1,6 +1,6 @@
 """SAM model types: builders that differ only in a few numbers, and safe checkpoint loading.
 
-Every model type (``vit_b``, ``vit_l``, ``vit_h`` and the test-sized ``tiny``) is a
+Every model type (``vit_b``, ``vit_l``, ``vit_h``) is a
 :class:`SamArchitecture`: a frozen set of numbers fed to ONE builder, :func:`build_sam_model`, which
 assembles the real ``segment_anything`` modules (``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``,
 ``TwoWayTransformer``). The ViT numbers mirror ``segment_anything/build_sam.py``, so official checkpoints
@@ -9,12 +9,15 @@ load with identical state-dict keys and shapes. :func:`load_sam_checkpoint` read
 :class:`~samprompt.errors.CheckpointError` naming the file and model type.
 
 Plugin authors may add a type with :func:`register_sam_architecture` and build it with
-:func:`build_sam_model`; the ``sam`` segmenter's ``model_type`` parameter accepts the built-in names.
+:func:`build_sam_model`; the ``sam`` segmenter's ``model_type`` parameter accepts every registered name.
+The test-sized ``tiny`` type is not built in: :mod:`samprompt.testing` registers it (with a builder of
+seeded random weights, used when no checkpoint is given) when it is imported.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -31,6 +34,7 @@ __all__ = [
     "SAM_ARCHITECTURES",
     "SamArchitecture",
     "build_sam_model",
+    "checkpoint_free_builder",
     "guess_model_type",
     "load_sam_checkpoint",
     "register_sam_architecture",
@@ -102,33 +106,34 @@ class SamArchitecture:
         return 4 * self.embedding_size
 
 
-#: Model type name → architecture. ``vit_*`` mirror ``segment_anything.build_sam``; ``tiny`` is for tests:
-#: 128 px input (8 x 8 embedding, 32 x 32 low-res masks), width 32, 2 heads, 2 blocks of which block 1 is
-#: global, window 3 (so 8 x 8 tokens are padded to 9 x 9 windows), relative positions on, decoder width 32.
+#: Model type name → architecture. The ``vit_*`` numbers mirror ``segment_anything.build_sam``.
 SAM_ARCHITECTURES: dict[str, SamArchitecture] = {
     "vit_b": SamArchitecture(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": SamArchitecture(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": SamArchitecture(1280, 32, 16, (7, 15, 23, 31)),
-    "tiny": SamArchitecture(
-        encoder_embed_dim=32,
-        encoder_depth=2,
-        encoder_num_heads=2,
-        encoder_global_attn_indexes=(1,),
-        image_size=128,
-        patch_size=16,
-        window_size=3,
-        prompt_embed_dim=32,
-        mask_in_chans=8,
-        decoder_depth=2,
-        decoder_mlp_dim=64,
-        decoder_num_heads=2,
-        iou_head_hidden_dim=32,
-    ),
 }
 
+#: Model types that may be built without a checkpoint (test models): name → builder of a model with
+#: seeded random weights. Filled by :func:`register_sam_architecture`'s ``random_weights``.
+_RANDOM_WEIGHTS: dict[str, Callable[[], Sam]] = {}
 
-def register_sam_architecture(name: str, arch: SamArchitecture, *, override: bool = False) -> None:
-    """Add a model type usable by :func:`build_sam_model` and :func:`load_sam_checkpoint`.
+
+def register_sam_architecture(
+    name: str,
+    arch: SamArchitecture,
+    *,
+    override: bool = False,
+    random_weights: Callable[[], Sam] | None = None,
+) -> None:
+    """Add a model type usable by :func:`build_sam_model`, :func:`load_sam_checkpoint` and the ``sam``
+    segmenter's ``model_type``.
+
+    Args:
+        name: The model type's name.
+        arch: Its numbers.
+        override: Replace an existing, different architecture of that name.
+        random_weights: For test models only: builds the model with seeded random weights; the ``sam``
+            segmenter then accepts the type without a checkpoint (:func:`checkpoint_free_builder`).
 
     Raises:
         RegistryError: If ``name`` is taken and ``override`` is false.
@@ -138,6 +143,13 @@ def register_sam_architecture(name: str, arch: SamArchitecture, *, override: boo
             f"SAM model type {name!r} is already registered; pass override=True to replace it"
         )
     SAM_ARCHITECTURES[name] = arch
+    if random_weights is not None:
+        _RANDOM_WEIGHTS[name] = random_weights
+
+
+def checkpoint_free_builder(model_type: str) -> Callable[[], Sam] | None:
+    """The seeded random-weight builder registered for ``model_type`` (test models), else ``None``."""
+    return _RANDOM_WEIGHTS.get(model_type)
 
 
 def _architecture(model_type: str | SamArchitecture) -> SamArchitecture:
@@ -251,7 +263,7 @@ def load_sam_checkpoint(path: str | Path, model_type: str) -> Sam:
 
     Args:
         path: A ``.pth`` file holding a SAM state dict (as published by Meta, or written by
-            :func:`samprompt.testing.save_tiny_sam_checkpoint`).
+            :func:`samprompt.testing.save_tiny_sam_checkpoint`, whose ``tiny`` type that module registers).
         model_type: A name in :data:`SAM_ARCHITECTURES`.
 
     Raises:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -150,9 +150,10 @@ def batch_prompts(
     Returns:
         Batches covering every prompt index exactly once.
     """
-    weight = prompt_encoder.no_mask_embed.weight
+    encoder: Any = prompt_encoder  # segment_anything's PromptEncoder (untyped)
+    weight: torch.Tensor = encoder.no_mask_embed.weight
     device, dim = weight.device, weight.shape[1]
-    gh, gw = prompt_encoder.image_embedding_size
+    gh, gw = encoder.image_embedding_size
     sparse: list[torch.Tensor] = [weight.new_zeros((0, dim))] * len(prompts)
     by_structure: dict[tuple[bool, int], list[int]] = defaultdict(list)
     for i, p in enumerate(prompts):
@@ -170,12 +171,13 @@ def batch_prompts(
         if has_box:
             bx = np.stack(
                 [
-                    scale_coords(to_sam_box(prompts[i].box).reshape(2, 2), original_size, input_size)  # type: ignore[arg-type]
+                    scale_coords(to_sam_box(box).reshape(2, 2), original_size, input_size)
                     for i in idx
+                    if (box := prompts[i].box) is not None  # all of them: this group has boxes
                 ]
             ).reshape(-1, 4)
             boxes = torch.from_numpy(bx).to(device)
-        emb, _ = prompt_encoder(points=points, boxes=boxes, masks=None)
+        emb, _ = encoder(points=points, boxes=boxes, masks=None)
         for j, i in enumerate(idx):
             sparse[i] = emb[j]
 
@@ -184,18 +186,18 @@ def batch_prompts(
     dense_of: dict[int, torch.Tensor] = {}
     if masked:
         low = mask_logits_to_low_res(
-            [prompts[i].mask_logits for i in masked],
+            [logits for i in masked if (logits := prompts[i].mask_logits) is not None],
             input_size,
             image_size,
             4 * gh,
-            device,  # type: ignore[misc]
+            device,
         )
-        emb = prompt_encoder.mask_downscaling(low)
+        emb = encoder.mask_downscaling(low)
         dense_of = {i: emb[j : j + 1] for j, i in enumerate(masked)}
 
     if mode == "pad":
         t_max = max(s.shape[0] for s in sparse)
-        pad_token = prompt_encoder.not_a_point_embed.weight  # (1, C)
+        pad_token = encoder.not_a_point_embed.weight  # (1, C)
         sparse = [torch.cat([s, pad_token.expand(t_max - s.shape[0], -1)]) for s in sparse]
     by_tokens: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(sparse):

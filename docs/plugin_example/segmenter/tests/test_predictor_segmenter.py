@@ -17,10 +17,10 @@ from samprompt import SEGMENTERS, Prompt
 from samprompt.errors import ConfigError
 from samprompt.segmenters.sam import SamSegmenter
 from samprompt.testing import random_image, tiny_sam
-from samprompt_sam_variants import MobileSamSegmenter, PredictorSegmenter
+from samprompt_sam_variants import MobileSamSegmenter, PredictorParams, PredictorSegmenter
 
 
-class TinyPredictorSegmenter(PredictorSegmenter):
+class TinyPredictorSegmenter(PredictorSegmenter[PredictorParams]):
     """The wrapper around segment-anything's predictor and the tiny random-weight SAM."""
 
     def build_predictor(self) -> Any:

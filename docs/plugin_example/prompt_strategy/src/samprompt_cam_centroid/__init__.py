@@ -13,31 +13,36 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from samprompt import Prompt, PromptStrategy
+from samprompt import Emits, Prompt, PromptStrategy
 from samprompt.component import ComponentParams
-from samprompt.regions import keep_components, mask_to_box
+from samprompt.regions import keep_components
 
-__all__ = ["CamCentroidPoint"]
+__all__ = ["CamCentroidParams", "CamCentroidPoint"]
 
 
-class CamCentroidPoint(PromptStrategy):
-    """One positive point at the CAM-weighted centroid of the region, snapped into the region.
+class CamCentroidParams(ComponentParams):
+    """Parameters of :class:`CamCentroidPoint`.
 
-    Params:
+    Attributes:
         component: Region of the pseudo mask to use: ``largest`` connected component, ``all`` of the
             foreground, or ``max_cam`` (the component with the largest CAM sum).
-        with_box: Also give the region's bounding box (pixel edges ``x0, y0, x1, y1``).
     """
 
-    class Params(ComponentParams):
-        component: Literal["largest", "all", "max_cam"] = "largest"
-        with_box: bool = False
+    component: Literal["largest", "all", "max_cam"] = "largest"
 
-    def make_prompt(self, mask: NDArray[np.bool_], cam: NDArray[np.float32]) -> Prompt | None:
+
+class CamCentroidPoint(PromptStrategy[CamCentroidParams]):
+    """One positive point at the CAM-weighted centroid of the region, snapped into the region."""
+
+    emits = Emits.POINTS  # what its prompts carry: one positive point, no box
+    needs_image = False  # it never looks at the image (the default; shown for clarity)
+
+    def make_prompt(
+        self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
+    ) -> Prompt | None:
         """Build the prompt from a validated (H, W) bool mask and its (H, W) float32 CAM in [0, 1]."""
-        region = (
-            mask if self.params.component == "all" else keep_components(mask, self.params.component, cam=cam)
-        )
+        component = self.params.component  # typed: Literal["largest", "all", "max_cam"]
+        region = mask if component == "all" else keep_components(mask, component, cam=cam)
         if not region.any():
             return None  # no prompt: the pipeline records an empty mask (a miss), never skips the image
         ys, xs = np.nonzero(region)
@@ -46,5 +51,4 @@ class CamCentroidPoint(PromptStrategy):
         cy = np.average(ys + 0.5, weights=weights)
         nearest = int(np.argmin((xs + 0.5 - cx) ** 2 + (ys + 0.5 - cy) ** 2))
         point = [[xs[nearest] + 0.5, ys[nearest] + 0.5]]
-        box = mask_to_box(region) if self.params.with_box else None
-        return Prompt(box=box, points=point, point_labels=[1])
+        return Prompt(points=point, point_labels=[1])

@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from samprompt.component import ComponentParams
 from samprompt.errors import ConfigError
 from samprompt.segmenters.sam_prompts import mask_logits_to_low_res, to_sam_box, to_sam_points
 
-__all__ = ["MobileSamSegmenter", "PredictorSegmenter", "SamHqSegmenter"]
+__all__ = ["MobileSamSegmenter", "PredictorParams", "PredictorSegmenter", "SamHqParams", "SamHqSegmenter"]
 
 #: Predictor attributes that ``set_image`` fills (SAM-HQ adds ``interm_features``).
 _STATE = ("features", "interm_features", "original_size", "input_size")
@@ -54,23 +54,44 @@ def _load_state_dict(model: torch.nn.Module, checkpoint: Path) -> torch.nn.Modul
     return model
 
 
-class PredictorSegmenter(Segmenter, abc.ABC):
-    """A samprompt :class:`~samprompt.Segmenter` around any segment-anything-style ``SamPredictor``.
+class PredictorParams(ComponentParams):
+    """Parameters of every :class:`PredictorSegmenter`.
 
-    Subclasses implement :meth:`build_predictor`; :meth:`predict_kwargs` adds variant-specific
-    arguments to ``predict``.
-
-    Params:
+    Attributes:
         checkpoint: The model's weights (a state dict, read with ``weights_only=True``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         multimask: Keep the best of the three masks SAM predicts (by predicted IoU) instead of its
             single-mask output.
     """
 
-    class Params(ComponentParams):
-        checkpoint: Path | None = None
-        device: str = "auto"
-        multimask: bool = True
+    checkpoint: Path | None = None
+    device: str = "auto"
+    multimask: bool = True
+
+
+class SamHqParams(PredictorParams):
+    """Parameters of :class:`SamHqSegmenter`: those of :class:`PredictorParams`, plus
+
+    Attributes:
+        model_type: Architecture matching the checkpoint.
+        hq_token_only: Use only the HQ token's mask (SAM-HQ's recommendation for single objects).
+    """
+
+    model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_l"
+    hq_token_only: bool = False
+
+
+#: The parameter model of a concrete predictor segmenter (each subclass names its own).
+ParamsT = TypeVar("ParamsT", bound=PredictorParams)
+
+
+class PredictorSegmenter(Segmenter[ParamsT], Generic[ParamsT], abc.ABC):
+    """A samprompt :class:`~samprompt.Segmenter` around any segment-anything-style ``SamPredictor``.
+
+    Subclasses name their parameter model (:class:`PredictorParams` or a subclass) as the generic
+    argument, implement :meth:`build_predictor`, and may add variant-specific arguments to ``predict``
+    with :meth:`predict_kwargs`.
+    """
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -123,7 +144,7 @@ class PredictorSegmenter(Segmenter, abc.ABC):
         return low[0].numpy()  # (1, 256, 256), what predict(mask_input=...) takes
 
 
-class MobileSamSegmenter(PredictorSegmenter):
+class MobileSamSegmenter(PredictorSegmenter[PredictorParams]):
     """MobileSAM: a TinyViT image encoder with SAM's decoder.
 
     Needs ``pip install git+https://github.com/ChaoningZhang/MobileSAM.git``.
@@ -149,7 +170,7 @@ class MobileSamSegmenter(PredictorSegmenter):
         return SamPredictor(model.to(_device(self.params.device)).eval())
 
 
-class SamHqSegmenter(PredictorSegmenter):
+class SamHqSegmenter(PredictorSegmenter[SamHqParams]):
     """SAM-HQ (SAM plus a high-quality output token). Needs ``pip install segment-anything-hq``.
 
     Params:
@@ -159,10 +180,6 @@ class SamHqSegmenter(PredictorSegmenter):
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
         multimask: Keep the best of three masks (by predicted IoU) instead of the single mask.
     """
-
-    class Params(PredictorSegmenter.Params):
-        model_type: Literal["vit_b", "vit_l", "vit_h"] = "vit_l"
-        hq_token_only: bool = False
 
     def build_predictor(self) -> Any:
         """SAM-HQ's model of ``model_type`` with the checkpoint's weights, in its own ``SamPredictor``."""
