@@ -120,7 +120,7 @@ def _dicom_pixels(path: Path, frame: int | None) -> tuple[Any, NDArray[Any]]:
     if not 0 <= k < n:
         raise DataError(f"DICOM file {str(path)!r}: frame {k} is outside 0..{n - 1}")
     try:
-        from pydicom.pixels import pixel_array
+        from pydicom.pixels.utils import pixel_array
 
         return ds, np.asarray(pixel_array(str(path), index=k if n > 1 else None))
     except ImportError:
