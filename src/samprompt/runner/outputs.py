@@ -1,8 +1,9 @@
 """Run-folder writing: atomic files, safe file names for image ids, mask PNGs.
 
-Every file the runner writes goes through :func:`atomic_write_bytes` (temporary file in the same folder,
-``fsync``, then :func:`os.replace`), so an interrupted run never leaves a half-written file behind: a file
-either holds its complete content or does not exist.
+Every file the runner writes goes through :func:`samprompt._io.atomic_write_bytes` (temporary file in the
+same folder, created with the process umask, ``fsync``, then :func:`os.replace`), so an interrupted run never
+leaves a half-written file behind: a file either holds its complete content or does not exist.
+``atomic_write_bytes`` and ``atomic_write_text`` are re-exported here.
 
 Image ids come from file names and may hold anything a file name can (``../evil``, ``a b (1)``, accents,
 ``/`` separators). :func:`safe_name` turns an id into a plain ASCII file stem that cannot leave the run
@@ -18,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from samprompt._io import atomic_write_bytes, atomic_write_text
 from samprompt.errors import DataError
 
 __all__ = [
@@ -79,30 +80,6 @@ def inside(root: Path, path: Path) -> Path:
     if p != r and r not in p.parents:
         raise DataError(f"refusing to write {str(path)!r}: it is outside the run folder {str(root)!r}")
     return p
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def to_jsonable(obj: Any) -> Any:

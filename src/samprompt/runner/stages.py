@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import shutil
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from samprompt._io import atomic_write
 from samprompt.cams import CAM_EXTRACTORS, Target
 from samprompt.classifiers import (
     ClassifierInfo,
@@ -289,9 +289,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     net, _ = self_train(_LazyImages(ds, lesion), _LazyImages(ds, empty), strategy=strategy, keep=st.keep,
                         progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
                         lr=st.lr, seed=config.seed, device=resolve_device(config.device))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_selftrain_net(net, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_selftrain_net(net, tmp))
     return path
 
 
