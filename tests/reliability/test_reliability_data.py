@@ -182,7 +182,7 @@ def test_lossy_reason_spares_binary_masks_and_flags_a_faint_halo() -> None:
     halo[4, 5:15] = 3
     halo[15, 5:15] = 250
     reason = lossy_mask_reason(Image.fromarray(halo)) or ""
-    assert "3 distinct values, 10 pixels of them non-zero but below 31" in reason
+    assert "holds 4 distinct values, 10 pixels of them non-zero but below 31" in reason
 
 
 # ---------------------------------------------------------------------------------------------- bombs
