@@ -37,7 +37,7 @@ def _temporary(path: Path) -> Path:
         return tmp
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, fsync: bool = True) -> Path:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object], *, fsync: bool = True) -> Path:
     """Let ``write(tmp)`` fill a temporary file next to ``path``, then rename it over ``path``.
 
     For writers that want a path (``torch.save``); :func:`atomic_write_bytes` is the usual entry point.
