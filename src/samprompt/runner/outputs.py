@@ -1,6 +1,6 @@
 """Run-folder writing: atomic files, safe file names for image ids, mask PNGs.
 
-Every file the runner writes goes through :func:`samprompt._io.atomic_write_bytes` (temporary file in the
+Every file the runner writes goes through ``samprompt._io.atomic_write_bytes`` (temporary file in the
 same folder, created with the process umask, ``fsync``, then :func:`os.replace`), so an interrupted run never
 leaves a half-written file behind: a file either holds its complete content or does not exist.
 ``atomic_write_bytes`` and ``atomic_write_text`` are re-exported here.
@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from samprompt import _io
 from samprompt._io import atomic_write_bytes, atomic_write_text
 from samprompt.errors import DataError
 
@@ -100,8 +101,9 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (NaN written as ``null``) atomically."""
-    return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+    """Write ``data`` as indented UTF-8 JSON atomically, after :func:`to_jsonable` (NaN written as ``null``,
+    numpy values and paths converted)."""
+    return _io.atomic_write_json(path, to_jsonable(data))
 
 
 def append_jsonl(lines: Iterable[Any]) -> str:

@@ -106,16 +106,16 @@ class RunResult:
 
     @property
     def permanent(self) -> list[dict[str, Any]]:
-        """The failures a rerun would repeat (the file itself is bad: undecodable, a broken link, ...)."""
+        """The failures a rerun would repeat, because the input itself is bad (undecodable, a broken link)."""
         return [f for f in self.failures if f.get("permanent")]
 
     @property
     def settled(self) -> bool:
-        """Whether nothing is left that a rerun could finish: every image is finished or failed permanently."""
+        """Whether nothing is left that a rerun could finish (every image finished or failed permanently)."""
         return self.done + len(self.permanent) >= self.split_total and len(self.permanent) == len(self.failures)
 
     def status_line(self) -> str:
-        """The run's last word: complete; complete with permanent failures; or incomplete (rerun)."""
+        """The run's last line, one of ``complete``, ``complete`` with permanent failures, or ``incomplete``."""
         names = "failures.jsonl"
         if self.complete:
             return f"complete: all {self.split_total} images finished"
