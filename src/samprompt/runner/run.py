@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from samprompt.cams import Target
-from samprompt.data import check_labels_against_classes, prefetch
+from samprompt.data import Dataset, check_labels_against_classes, prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
 from samprompt.runner.config import RunConfig
@@ -347,21 +347,24 @@ def run_experiment(
         CheckpointError: Unusable classifier or segmenter checkpoint.
     """
     out = Path(out).absolute()
-    check_inputs(config)  # before anything is created or written
+    dataset = check_inputs(config)  # before anything is created or written
     created = not out.exists()
     try:
         with run_lock(out, enabled=lock), _sigterm_as_interrupt():
             return _run(config, out, force=force, progress=progress, train_progress=train_progress,
-                        on_record=on_record, command=command)
+                        on_record=on_record, command=command, dataset=dataset)
     except SampromptError:
         if created:
             _remove_unstarted(out)
         raise
 
 
-def check_inputs(config: RunConfig) -> None:
+def check_inputs(config: RunConfig) -> Dataset:
     """Check what a run reads before it writes anything: the data set opens (every file listed, labels
     usable), a given split file fits it, and a given classifier checkpoint knows every label.
+
+    Returns:
+        The opened data set (the run goes on with it).
 
     Raises:
         DataError: Naming the file, CSV line or label at fault.
@@ -378,6 +381,7 @@ def check_inputs(config: RunConfig) -> None:
         task = read_info(ckpt)[0].task
         check_labels_against_classes(((s.label, s.image_path) for s in ds), task.mapping or task.class_names,
                                      f"classifier checkpoint {str(ckpt)!r}")
+    return ds
 
 
 #: Files a run writes before its first image; a folder holding nothing else has no work worth keeping.
@@ -423,14 +427,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None, train_progress: bool,
-         on_record: Callable[[str], None] | None, command: Sequence[str] | None) -> RunResult:
+         on_record: Callable[[str], None] | None, command: Sequence[str] | None,
+         dataset: Dataset | None = None) -> RunResult:
     """:func:`run_experiment`'s work, with the inputs checked and the folder's lock held."""
     started = _now()
     prepare_folder(out, config, force=force)
     _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
     previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
-    data = prepare_data(config, out, progress)
+    data = prepare_data(config, out, progress, dataset)
     if previous and previous.get("data", {}).get("fingerprint") not in (None, data.fingerprint):
         raise DataError(f"the data in {str(config.data.path)!r} changed since run folder {str(out)!r} was made "
                         "(fingerprint differs); pass --force to start over")

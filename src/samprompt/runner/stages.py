@@ -153,14 +153,16 @@ class PreparedData:
     fingerprint: str
 
 
-def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None) -> PreparedData:
-    """Open the data, load or make the split (saved as ``split.json``) and list the images to process.
+def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None,
+                 dataset: Dataset | None = None) -> PreparedData:
+    """Open the data (unless ``dataset`` is the data set already opened), load or make the split (saved as
+    ``split.json``) and list the images to process.
 
     Raises:
         DataError: Unreadable data, or a split file that does not match the data.
         ConfigError: Invalid split fractions.
     """
-    ds = open_dataset(config.data.path, classes=config.data.classes)
+    ds = dataset if dataset is not None else open_dataset(config.data.path, classes=config.data.classes)
     fingerprint = ds.fingerprint()
     saved = out / "split.json"
     if config.split.file is not None:
