@@ -72,6 +72,43 @@ def test_a_second_run_on_a_busy_folder_is_refused(small: tuple[Path, Path], tmp_
     assert _cli("run", str(_config(tmp_path, data, ckpt)), "--out", str(out))[0] == 0
 
 
+_HOLDER = """
+import json, os, socket, sys
+stat = open(f"/proc/{os.getpid()}/stat").read()
+start = stat[stat.rfind(")") + 2:].split()[19]
+me = {"pid": os.getpid(), "host": socket.gethostname(), "process_start": start, "started": "now"}
+os.makedirs(sys.argv[1], exist_ok=True)
+with open(os.path.join(sys.argv[1], ".samprompt.lock"), "x") as f:
+    json.dump(me, f)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_two_processes_one_folder(small: tuple[Path, Path], tmp_path: Path) -> None:
+    """Another live process holds the folder's lock (written in the lock's format by a bare Python process,
+    which starts in a fraction of samprompt's import time): the run is refused. Killed with SIGKILL, its
+    lock stays behind, is found stale, and the run takes the folder over."""
+    data, ckpt = small
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(out)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, _, err = _cli("run", str(_config(tmp_path, data, ckpt)), "--out", str(out))
+        assert code == 2 and f"is in use by another samprompt run (pid {holder.pid} on" in err
+        holder.kill()
+        holder.wait(timeout=30)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert lock_owner(out)["pid"] == holder.pid  # type: ignore[index]  # SIGKILL: the lock stays behind
+    code, stdout, _ = _cli("run", str(_config(tmp_path, data, ckpt)), "--out", str(out))
+    assert code == 0 and "complete: all 6 images finished" in stdout
+    _complete(out, 6)
+
+
 def test_a_lock_of_a_dead_process_is_taken_over(small: tuple[Path, Path], tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     data, ckpt = small
