@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -44,7 +42,8 @@ from samprompt.data import Dataset, check_labels_against_classes, prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
 from samprompt.runner.config import RunConfig
-from samprompt.runner.lock import LOCK_NAME, run_lock
+from samprompt.runner.guard import check_inputs, remove_unstarted, sigterm_as_interrupt
+from samprompt.runner.lock import run_lock
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
 from samprompt.runner.records import (
     ImageOutputs,
@@ -68,7 +67,7 @@ from samprompt.runner.stages import (
     versions,
 )
 
-__all__ = ["RunFolder", "RunResult", "check_inputs", "run_experiment"]
+__all__ = ["RunFolder", "RunResult", "run_experiment"]
 
 log = logging.getLogger(__name__)
 
@@ -347,83 +346,16 @@ def run_experiment(
         CheckpointError: Unusable classifier or segmenter checkpoint.
     """
     out = Path(out).absolute()
-    dataset = check_inputs(config)  # before anything is created or written
+    dataset = check_inputs(config)  # before anything is created or written (runner.guard)
     created = not out.exists()
     try:
-        with run_lock(out, enabled=lock), _sigterm_as_interrupt():
+        with run_lock(out, enabled=lock), sigterm_as_interrupt():
             return _run(config, out, force=force, progress=progress, train_progress=train_progress,
                         on_record=on_record, command=command, dataset=dataset)
     except SampromptError:
         if created:
-            _remove_unstarted(out)
+            remove_unstarted(out)
         raise
-
-
-def check_inputs(config: RunConfig) -> Dataset:
-    """Check what a run reads before it writes anything: the data set opens (every file listed, labels
-    usable), a given split file fits it, and a given classifier checkpoint knows every label.
-
-    Returns:
-        The opened data set (the run goes on with it).
-
-    Raises:
-        DataError: Naming the file, CSV line or label at fault.
-        CheckpointError: The classifier checkpoint cannot be read.
-    """
-    from samprompt.classifiers.checkpoint import read_info
-    from samprompt.data import Split, open_dataset
-
-    ds = open_dataset(config.data.path, classes=config.data.classes)
-    if config.split.file is not None:
-        Split.load(config.split.file, ds)
-    ckpt = config.classifier.checkpoint
-    if ckpt is not None:
-        task = read_info(ckpt)[0].task
-        check_labels_against_classes(((s.label, s.image_path) for s in ds), task.mapping or task.class_names,
-                                     f"classifier checkpoint {str(ckpt)!r}")
-    return ds
-
-
-#: Files a run writes before its first image; a folder holding nothing else has no work worth keeping.
-_SETUP_FILES = frozenset({"config.json", "split.json", "manifest.json", LOCK_NAME})
-
-
-def _remove_unstarted(out: Path) -> None:
-    """After an error, remove a run folder this invocation created if it holds only setup files."""
-    if not out.is_dir():
-        return
-    try:
-        names = {p.name for p in out.iterdir()}
-        if not names <= _SETUP_FILES or LOCK_NAME in names:  # a lock: another run took the folder meanwhile
-            return
-        for name in names:
-            (out / name).unlink()
-        out.rmdir()
-        log.info("removed the run folder %s: the run stopped before any work", out)
-    except OSError as exc:
-        log.warning("could not remove the unfinished run folder %s: %s", out, exc)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn ``SIGTERM`` into ``KeyboardInterrupt`` while the run runs (main thread only), so a terminated
-    run ends like a Ctrl-C: files stay whole, the lock is released, and a rerun resumes."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except (ValueError, OSError):  # not allowed here (e.g. an embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None, train_progress: bool,
