@@ -70,16 +70,14 @@ def _version() -> str:
 def _print_run(result: Any) -> int:
     print(f"run folder: {result.out}")
     print(f"images: {result.done} of {result.split_total} finished ({result.computed} computed now)")
-    if not result.complete:
-        print("the run is not complete (--limit or failures): rerun the same command to finish it")
     print(f"summary: {result.out / 'summary.md'}")
     print(f"report:  {result.report}")
     if result.failures:
         print(f"{len(result.failures)} image(s) failed; see {result.out / 'failures.jsonl'}:", file=sys.stderr)
         for f in result.failures[:10]:
             print(f"  {f['image']}: stage {f['stage']}: {f['reason']}", file=sys.stderr)
-        return EXIT_FAILURES
-    return EXIT_OK
+    print(result.status_line())
+    return EXIT_FAILURES if result.failures else EXIT_OK
 
 
 def _segmenter(args: argparse.Namespace) -> dict[str, Any] | None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 H, W = 64, 80
@@ -114,3 +118,54 @@ def run_config(data: Path, *, checkpoint: Path | None = None, **extra: Any) -> d
     }
     cfg.update(extra)
     return cfg
+
+
+
+@contextlib.contextmanager
+def deny_read(*paths: Path) -> Iterator[None]:
+    """Make ``paths`` unreadable for this process inside the block, as files or folders without read
+    permission are.
+
+    Not running as root: ``chmod 000``, restored on exit. As root, which permissions do not stop, opening
+    (``open``) or listing (``os.listdir``, ``os.scandir``) them raises the ``PermissionError`` the kernel
+    would raise for another user.
+    """
+    import builtins
+    import io as _io
+
+    if os.geteuid() != 0:
+        modes = [(p, p.stat().st_mode) for p in paths]
+        try:
+            for p, _ in modes:
+                os.chmod(p, 0)
+            yield
+        finally:
+            for p, mode in modes:
+                os.chmod(p, mode)
+        return
+    denied = {os.path.abspath(os.fspath(p)) for p in paths}
+
+    def check(target: Any) -> None:
+        if isinstance(target, (str, bytes, os.PathLike)) and os.path.abspath(os.fsdecode(target)) in denied:
+            raise PermissionError(13, "Permission denied", os.fsdecode(target))
+
+    real_open, real_listdir, real_scandir = builtins.open, os.listdir, os.scandir
+
+    def fake_open(file: Any, *a: Any, **k: Any) -> Any:
+        check(file)
+        return real_open(file, *a, **k)
+
+    def fake_listdir(path: Any = ".") -> Any:
+        check(path)
+        return real_listdir(path)
+
+    def fake_scandir(path: Any = ".") -> Any:
+        check(path)
+        return real_scandir(path)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(builtins, "open", fake_open)
+        mp.setattr(_io, "open", fake_open)
+        mp.setattr(os, "listdir", fake_listdir)
+        mp.setattr(os, "scandir", fake_scandir)
+        yield

@@ -64,7 +64,7 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("misspelled top key", _set("nmae", "x"), ("nmae: unknown key; did you mean 'name'?",)),
     ("name with a slash", _set("name", "a/b"), ("name:", "plain folder name")),
     ("data missing", _drop("data"), ("data: required key is missing",)),
-    ("data path missing", _missing_file("data.path"), ("data.path:", "does not exist")),
+    ("data path missing", _missing_file("data.path"), ("no-such-file.bin", "does not exist")),
     ("data key misspelled", _set("data.pathh", "x"), ("data.pathh: unknown key; did you mean 'path'?",)),
     ("data class unknown", _set("data.classes", ["benign", "tumour"]), ("data.classes:", "'tumour'")),
     ("split fractions sum", _set("split.fractions", [0.5, 0.5, 0.5]), ("split.fractions:", "summing to 1")),
@@ -101,7 +101,7 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
                                                   _set("classifier.negative", "healthy")(c, t)),
      ("classifier.negative:", "'healthy'")),
     ("checkpoint missing", _missing_file("classifier.checkpoint"), ("classifier.checkpoint: file not found",)),
-    ("checkpoint garbage", _garbage_checkpoint, ("classifier.checkpoint:", "garbage.pt")),
+    ("checkpoint garbage", _garbage_checkpoint, ("garbage.pt", "not a PyTorch file")),
     ("CAM unknown", _set("pipeline.cam.name", "gradcamm"),
      ("pipeline.cam.name:", "Did you mean 'gradcam'?")),
     ("CAM param misspelled", _set("pipeline.cam.params", {"target_layr": "layer4"}),
@@ -203,7 +203,7 @@ def test_checkpoint_classes_are_checked_against_the_data(synth_data: Path, finis
     cfg = load_run_config(fast_config(data, classifier={"checkpoint": str(finished_run[0] / "classifier.pt")}))
     problems = check_run(cfg)
     assert [p for p, _ in problems] == ["classifier.checkpoint"]
-    assert "'Benign'" in problems[0][1] and "benign" in problems[0][1]
+    assert "'Benign' (did you mean 'benign'? labels are case-sensitive)" in problems[0][1]
 
 
 def test_check_flag_validates_only(synth_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

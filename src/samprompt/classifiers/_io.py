@@ -5,12 +5,12 @@ The one safe way samprompt reads ``.pt`` files lives in :mod:`samprompt._torch` 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from samprompt._io import atomic_write
 from samprompt._torch import load_failure, safe_load
 
 __all__ = ["atomic_save", "describe_key_mismatch", "load_failure", "safe_load"]
@@ -24,17 +24,7 @@ def atomic_save(obj: Any, path: str | os.PathLike[str]) -> Path:
     Returns:
         The path written.
     """
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def describe_key_mismatch(

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from samprompt._io import atomic_write_text
 from samprompt.classifiers.evaluate import evaluate_classifier
 from samprompt.classifiers.inputs import examples_from_dataset
 from samprompt.classifiers.task import TaskPreset, TaskSpec
@@ -98,5 +99,5 @@ def train_from_paths(
         "task": spec.model_dump(mode="json"),
         **result.to_dict(),
     }
-    (out_dir / RESULT_NAME).write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(out_dir / RESULT_NAME, json.dumps(summary, indent=1) + "\n")
     return result

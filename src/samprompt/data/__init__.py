@@ -4,7 +4,9 @@
   :class:`Dataset` of :class:`Sample` s.
 * :func:`load_image` / :func:`load_mask` turn any image file into a (H, W, 3) uint8 RGB array or a
   (H, W) bool mask.
-* :func:`audit_dataset` counts classes and masks and finds exact and near duplicate images.
+* :func:`audit_dataset` counts classes and masks, finds exact and near duplicate images, unreadable
+  files and masks that look lossy-compressed.
+* :func:`check_labels_against_classes` checks a data set's labels against a classifier's, before any work.
 * :func:`prefetch` loads the next items in worker threads while the caller works on the current ones.
 * :func:`make_split` makes a seeded, stratified, duplicate- and group-aware train / val / test
   :class:`Split`.
@@ -15,7 +17,8 @@ from __future__ import annotations
 from samprompt.data.audit import AuditReport, ClassCounts, DuplicateGroup, audit_dataset
 from samprompt.data.datasets import Dataset, Sample, open_dataset, sample_id
 from samprompt.data.hashing import hamming_distance, near_pairs, perceptual_hash, pixel_hash
-from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask
+from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask, lossy_mask_reason
+from samprompt.data.labels import check_labels_against_classes
 from samprompt.data.prefetch import prefetch
 from samprompt.data.readers import read_class_folders, read_manifest
 from samprompt.data.splits import SPLIT_NAMES, Split, make_split
@@ -30,10 +33,12 @@ __all__ = [
     "Sample",
     "Split",
     "audit_dataset",
+    "check_labels_against_classes",
     "hamming_distance",
     "image_size",
     "load_image",
     "load_mask",
+    "lossy_mask_reason",
     "make_split",
     "near_pairs",
     "open_dataset",

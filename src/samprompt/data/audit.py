@@ -1,8 +1,11 @@
 """Data-set audit: class and mask counts, image sizes, exact and near duplicates.
 
 :func:`audit_dataset` decodes every image and mask once (one at a time per worker thread, nothing is
-kept but small per-image records) and returns an :class:`AuditReport`. Files that cannot be read do
-not stop the audit: they are listed in :attr:`AuditReport.problems`.
+kept but small per-image records) and returns an :class:`AuditReport`. Files that cannot be read (including
+dangling symbolic links, link loops and files without read permission) do not stop the audit: they are
+listed in :attr:`AuditReport.problems`; masks that look lossy-compressed are listed in
+:attr:`AuditReport.warnings`. Labels differing only by case or holding control characters are refused when
+the data set is opened (:mod:`samprompt.data.labels`), before any audit.
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 
 from samprompt.data import medical
 from samprompt.data.datasets import Dataset, Sample
 from samprompt.data.hashing import near_pairs, perceptual_hash, pixel_hash
-from samprompt.data.io import load_image, load_mask
+from samprompt.data.io import load_image, load_mask, lossy_mask_reason
 from samprompt.errors import DataError
 
 __all__ = ["AuditReport", "ClassCounts", "DuplicateGroup", "audit_dataset"]
@@ -99,9 +104,13 @@ class AuditReport:
         near_duplicates: Groups linked by pHash distance ``<= near_threshold`` (transitively) that are
             not all pixel-identical.
         near_threshold: The Hamming distance threshold used.
-        problems: ``(sample id, message)`` for every file that could not be read or whose mask size
+        problems: ``(sample id, message)`` for every file that could not be read (truncated, not an
+            image, no read permission, a dangling symbolic link or a link loop) or whose mask size
             differs from its image.
         fingerprint: :meth:`Dataset.fingerprint` of the audited data.
+        warnings: ``(sample id, message)`` for readable files that are probably wrong: masks that look
+            lossy-compressed (a JPEG, even one named ``.png``; see
+            :func:`~samprompt.data.io.lossy_mask_reason`).
     """
 
     source: str
@@ -117,6 +126,7 @@ class AuditReport:
     near_threshold: int
     problems: list[tuple[str, str]] = field(default_factory=list)
     fingerprint: str = ""
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
     def duplicate_groups(self) -> list[list[str]]:
         """Every exact and near duplicate group as a list of ids (input for ``make_split``)."""
@@ -145,6 +155,7 @@ class AuditReport:
             "near_duplicates": [g.to_dict() for g in self.near_duplicates],
             "n_conflicting_groups": len(self.conflicting_groups()),
             "problems": [{"id": i, "message": m} for i, m in self.problems],
+            "warnings": [{"id": i, "message": m} for i, m in self.warnings],
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -197,6 +208,9 @@ class AuditReport:
         if self.problems:
             lines.append(f"Problems: {len(self.problems)}")
             lines.extend(f"  {i}: {m}" for i, m in self.problems)
+        if self.warnings:
+            lines.append(f"Warnings: {len(self.warnings)}")
+            lines.extend(f"  {i}: {m}" for i, m in self.warnings)
         return "\n".join(lines)
 
 
@@ -208,6 +222,20 @@ class _Record:
     phash: int = 0
     mask_empty: bool | None = None
     error: str | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def _lossy(paths: tuple[Path, ...]) -> tuple[str, ...]:
+    found = []
+    for mp in paths:
+        try:
+            with Image.open(mp) as im:
+                reason = lossy_mask_reason(im, mp)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            continue  # unreadable masks are reported as problems by load_mask
+        if reason is not None:
+            found.append(f"mask file {str(mp)!r} {reason}")
+    return tuple(found)
 
 
 def _inspect(sample: Sample) -> _Record:
@@ -228,6 +256,8 @@ def _inspect(sample: Sample) -> _Record:
             mask_empty = mask is not None and not bool(mask.any())
         except DataError as e:
             error = f"{e} (image {str(sample.image_path)!r})"
+        else:
+            return _Record(w, h, px, ph, mask_empty, error, _lossy(sample.mask_paths))
     return _Record(w, h, px, ph, mask_empty, error)
 
 
@@ -302,6 +332,7 @@ def audit_dataset(
     tallies: dict[str, list[int]] = {c: [0, 0, 0, 0] for c in classes}
     several: list[str] = []
     problems: list[tuple[str, str]] = []
+    warned: list[tuple[str, str]] = []
     for s, r in zip(ds, records, strict=True):
         t = tallies[s.label]
         t[0] += 1
@@ -312,6 +343,7 @@ def audit_dataset(
         t[3] += r.mask_empty is True
         if r.error is not None:
             problems.append((s.id, r.error))
+        warned.extend((s.id, w) for w in r.warnings)
     counts = {c: ClassCounts(*t) for c, t in tallies.items()}
     empty_classes = [c for c, n in counts.items() if n.images and n.with_mask == n.images == n.empty_masks]
     ok = [k for k, r in enumerate(records) if r.pixels]
@@ -336,15 +368,18 @@ def audit_dataset(
         near_threshold=near_threshold,
         problems=problems,
         fingerprint=ds.fingerprint(),
+        warnings=warned,
     )
     logger.info(
-        "audited %s: %d images, %d exact and %d near duplicate groups, %d conflicting, %d problems",
+        "audited %s: %d images, %d exact and %d near duplicate groups, %d conflicting, %d problems, "
+        "%d warnings",
         ds.source,
         len(ds),
         len(exact),
         len(near),
         len(report.conflicting_groups()),
         len(problems),
+        len(warned),
     )
     return report
 

@@ -140,8 +140,10 @@ class Dataset(Sequence[Sample]):
         lookup = {c: k for k, c in enumerate(names)}
         bad = [s for s in items if s.label not in lookup]
         if bad:
+            same = [c for c in names if c.casefold() == bad[0].label.casefold()]
+            hint = f" (did you mean {same[0]!r}? labels are case-sensitive)" if same else ""
             raise DataError(
-                f"{str(self._source)!r}: sample {bad[0].id!r} has label {bad[0].label!r}, "
+                f"{str(self._source)!r}: sample {bad[0].id!r} has label {bad[0].label!r}{hint}, "
                 f"not one of the classes {names}"
             )
         self._labels = np.array([lookup[s.label] for s in self._samples], dtype=np.int64)
@@ -258,8 +260,8 @@ class Dataset(Sequence[Sample]):
         Hashing the bytes reads every file once (BUSI, 111 MB: ~0.2 s with a warm disk cache);
         ``content=False`` uses sizes only.
 
-        Raises:
-            DataError: If a file cannot be read.
+        A file that cannot be read (no permission, a broken symbolic link) enters the digest as
+        unreadable instead of failing: reading its image reports it.
         """
         if content in self._fingerprints:
             return self._fingerprints[content]
@@ -270,10 +272,18 @@ class Dataset(Sequence[Sample]):
             for p in (s.image_path, *s.mask_paths):
                 try:
                     rel = p.relative_to(self._root).as_posix()
-                    size = p.stat().st_size
-                except (OSError, ValueError) as e:
-                    raise DataError(f"file {str(p)!r} cannot be read: {e}") from e
-                digest = (digests.get(p) or digests.setdefault(p, _hash_file(p))) if content else ""
+                except ValueError as e:
+                    raise DataError(f"file {str(p)!r} is outside the data root {str(self._root)!r}") from e
+                try:
+                    size: int | str = p.stat().st_size
+                    # the slices of one volume share its file: hash it once
+                    digest = (digests.get(p) or digests.setdefault(p, _hash_file(p))) if content else ""
+                except (OSError, DataError) as e:
+                    # an unreadable file (permissions, a broken link) is that image's failure when it is
+                    # read, not the whole data set's: it enters the fingerprint as unreadable
+                    cause = e.__cause__ if isinstance(e, DataError) else e
+                    size, digest = "unreadable", type(cause).__name__
+                    logger.debug("fingerprint: %s is unreadable (%s)", p, e)
                 h.update(f"{rel}\0{size}\0{digest}\0".encode())
         self._fingerprints[content] = h.hexdigest()
         return self._fingerprints[content]

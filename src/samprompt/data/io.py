@@ -25,12 +25,18 @@ masks (``RGB``, ``P``) that means *any colour channel* non-zero; for masks with 
 whatever colour it stores. Alpha alone never makes a pixel foreground: an opaque black pixel is
 background.
 
-Every failure to read a file (missing, zero bytes, truncated, not an image, a decompression bomb
-beyond PIL's ``Image.MAX_IMAGE_PIXELS``) raises :class:`~samprompt.errors.DataError` naming the file.
+Every failure to read a file (missing, zero bytes, truncated, not an image, a dangling symbolic link or a
+link loop, no read permission, a decompression bomb beyond PIL's ``Image.MAX_IMAGE_PIXELS``) raises
+:class:`~samprompt.errors.DataError` naming the file. A mask that looks lossy-compressed (a JPEG, even one
+named ``.png``) is read but logged as a warning (:func:`lossy_mask_reason`).
 """
 
 from __future__ import annotations
 
+import errno
+import logging
+import os
+import re
 import struct
 import threading
 import warnings
@@ -52,6 +58,7 @@ __all__ = [
     "image_to_rgb",
     "load_image",
     "load_mask",
+    "lossy_mask_reason",
     "mask_to_bool",
 ]
 
@@ -74,13 +81,36 @@ _HIGH_BIT_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 StrPath = str | PathLike[str]
 _T = TypeVar("_T")
 _OPEN_LOCK = threading.Lock()
+log = logging.getLogger(__name__)
+
+#: PIL formats that compress with loss: a mask stored so holds artefacts next to its edges.
+LOSSY_FORMATS = frozenset({"JPEG", "MPO", "JPEG2000"})
 
 
 def _bomb_error(p: Path, what: str, e: BaseException) -> DataError:
+    """One message with one limit: PIL warns above ``MAX_IMAGE_PIXELS`` and fails above twice that;
+    samprompt refuses both, so only ``MAX_IMAGE_PIXELS`` is quoted (with the file's own pixel count)."""
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    size = f"{int(found.group(1))} pixels, " if found else ""
     return DataError(
-        f"{what} file {str(p)!r} is too large to decode safely (over PIL's "
-        f"MAX_IMAGE_PIXELS = {Image.MAX_IMAGE_PIXELS} pixels): {e}"
+        f"{what} file {str(p)!r} is too large to decode safely ({size}over the limit of "
+        f"{Image.MAX_IMAGE_PIXELS} pixels, PIL's Image.MAX_IMAGE_PIXELS); if you trust the file, raise "
+        "PIL.Image.MAX_IMAGE_PIXELS before running"
     )
+
+
+def _unreadable(p: Path, what: str, e: OSError) -> DataError:
+    """A DataError for a file that cannot be opened: broken link, permissions, or another OS error."""
+    if p.is_symlink() and not p.exists():
+        try:
+            target = f" to {os.readlink(p)!r}"
+        except OSError:
+            target = ""
+        kind = "a symbolic link loop" if e.errno == errno.ELOOP else "a dangling symbolic link"
+        return DataError(f"{what} file {str(p)!r} is {kind}{target}; fix or remove the link")
+    if isinstance(e, PermissionError):
+        return DataError(f"{what} file {str(p)!r} cannot be read (permission denied); fix its permissions")
+    return DataError(f"{what} file {str(p)!r} cannot be read: {e.strerror or e}")
 
 
 def _open(p: Path, what: str) -> Image.Image:
@@ -93,7 +123,7 @@ def _open(p: Path, what: str) -> Image.Image:
     try:
         size = p.stat().st_size
     except OSError as e:
-        raise DataError(f"{what} file {str(p)!r} cannot be read: {e.strerror or e}") from e
+        raise _unreadable(p, what, e) from e
     if size == 0:
         raise DataError(f"{what} file {str(p)!r} is empty (0 bytes)")
     try:
@@ -102,6 +132,8 @@ def _open(p: Path, what: str) -> Image.Image:
             return Image.open(p)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise _bomb_error(p, what, e) from e
+    except PermissionError as e:
+        raise _unreadable(p, what, e) from e
     except _DECODE_ERRORS as e:
         raise DataError(f"{what} file {str(p)!r} is not a readable image: {e}") from e
 
@@ -195,6 +227,52 @@ def mask_to_bool(im: Image.Image) -> NDArray[np.bool_]:
     return np.asarray(fg)
 
 
+def lossy_mask_reason(im: Image.Image, path: StrPath | None = None) -> str | None:
+    """Why a decoded mask looks lossy-compressed, or ``None``.
+
+    A mask is flagged when its file is in a lossy format (JPEG, whatever its suffix says), or when it is
+    an 8-bit grey mask with more than two distinct values some of which are non-zero but below an eighth
+    of its maximum: the faint halo JPEG compression leaves next to edges. Under the non-zero rule
+    (:func:`mask_to_bool`) such pixels count as foreground, so the lesion grows.
+
+    Args:
+        im: The mask, opened (and, for the value check, decodable) with PIL.
+        path: Its file, to say when the suffix hides the format (a JPEG named ``.png``).
+    """
+    fmt = (im.format or "").upper()
+    if fmt in LOSSY_FORMATS:
+        suffix = Path(path).suffix.lower() if path is not None else ""
+        named = f" (named {suffix})" if suffix and suffix not in (".jpg", ".jpeg", ".jp2", ".mpo") else ""
+        return (f"is {fmt}-compressed{named}: lossy compression adds faint non-zero pixels next to the "
+                "lesion's edges, which count as foreground; store masks as PNG")
+    if im.mode == "L":
+        counts = np.bincount(np.asarray(im, dtype=np.uint8).ravel(), minlength=256)
+        values = np.flatnonzero(counts)
+        peak = int(values[-1])
+        faint = int(counts[1 : max(1, peak // 8)].sum()) if peak >= 8 else 0
+        if values.size > 2 and faint:
+            return (f"holds {values.size} distinct values, {faint} pixels of them non-zero but below "
+                    f"{peak // 8} (an eighth of its maximum {peak}), as lossy compression leaves them; "
+                    "they count as foreground")
+    return None
+
+
+_WARNED: set[str] = set()
+
+
+def _mask_to_bool_checked(path: Path) -> Callable[[Image.Image], NDArray[np.bool_]]:
+    def convert(im: Image.Image) -> NDArray[np.bool_]:
+        key = str(path)
+        if key not in _WARNED:
+            reason = lossy_mask_reason(im, path)
+            if reason is not None:
+                _WARNED.add(key)
+                log.warning("mask file %s %s", path, reason)
+        return mask_to_bool(im)
+
+    return convert
+
+
 def load_image(path: StrPath) -> NDArray[np.uint8]:
     """Load an image file as a (H, W, 3) uint8 RGB array.
 
@@ -241,7 +319,7 @@ def load_mask(
         size, against = image_size(image_path), f"image {str(image_path)!r}"
     merged: NDArray[np.bool_] | None = None
     for p in items:
-        m = _read(p, "mask", mask_to_bool)
+        m = _read(p, "mask", _mask_to_bool_checked(Path(p)))
         msize = (int(m.shape[1]), int(m.shape[0]))
         if size is not None and msize != size:
             raise DataError(

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from samprompt.data.datasets import Dataset, Sample, sample_id
 from samprompt.data.io import IMAGE_EXTENSIONS, StrPath
+from samprompt.data.labels import check_case_variants, label_problem
 from samprompt.data.medical import expand, is_medical, medical_stem
 from samprompt.errors import DataError
 
@@ -32,6 +33,22 @@ def _is_visible_image(p: Path) -> bool:
     return not p.name.startswith(".") and known and p.is_file()
 
 
+def _broken_link(p: Path) -> bool:
+    """Whether ``p`` is a symbolic link that leads nowhere (dangling, or a loop)."""
+    return p.is_symlink() and not p.exists()
+
+
+def _list(folder: Path, what: str) -> list[Path]:
+    """The entries of ``folder``, sorted; a folder that cannot be listed is a DataError naming it."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as e:
+        raise DataError(
+            f"{what} {str(folder)!r} cannot be listed ({e.strerror or type(e).__name__}); "
+            "fix its permissions (it needs read and execute rights) or move it out of the data folder"
+        ) from e
+
+
 def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
     """Read a data set laid out as ``<root>/<class>/<name>.<ext>`` (the BUSI layout).
 
@@ -43,7 +60,9 @@ def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -
     :func:`~samprompt.data.audit.audit_dataset` reports them.
 
     Hidden files (``.name``), files with other suffixes, sub-folders of class folders and files
-    directly in ``root`` are ignored (logged at DEBUG / WARNING level).
+    directly in ``root`` are ignored (logged at DEBUG / WARNING level). A broken symbolic link with an
+    image suffix (dangling, or a loop) is kept as an image or mask, so reading it fails with a message
+    naming the link: a run records that image's failure and the audit lists it.
 
     Args:
         root: The folder holding one sub-folder per class.
@@ -52,13 +71,17 @@ def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -
 
     Raises:
         DataError: If ``root`` holds no class folder with images, a requested class folder is missing,
-            or two images in a folder share a name up to the suffix (``a.png`` and ``a.jpg``).
+            two images in a folder share a name up to the suffix (``a.png`` and ``a.jpg``), a folder
+            cannot be listed (permissions), a class folder's name is not a usable label (a control
+            character, white space at either end) or two class folders differ only by case
+            (``Benign``, ``benign``).
     """
     base = Path(root).absolute()
     if not base.is_dir():
         raise DataError(f"data folder {str(base)!r} does not exist or is not a folder")
     wanted = set(classes) if classes is not None else None
-    loose = [p.name for p in base.iterdir() if _is_visible_image(p)]
+    entries = _list(base, "data folder")
+    loose = [p.name for p in entries if _is_visible_image(p)]
     if loose:
         logger.warning(
             "%s: %d image files directly in the data folder are ignored (e.g. %r); "
@@ -67,20 +90,30 @@ def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -
             len(loose),
             min(loose),
         )
-    folders = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for p in entries:
+        if _broken_link(p) and not p.name.startswith("."):
+            logger.warning("%s is a broken symbolic link (dangling or a loop); it is ignored", p)
+    folders = sorted(p for p in entries if p.is_dir() and not p.name.startswith("."))
     if wanted is not None:
         missing = sorted(wanted - {p.name for p in folders})
         if missing:
             raise DataError(f"data folder {str(base)!r} has no class folder {missing[0]!r}")
         folders = [p for p in folders if p.name in wanted]
     samples: list[Sample] = []
+    first: dict[str, str] = {}
     for folder in folders:
+        problem = label_problem(folder.name)
+        if problem:
+            raise DataError(f"class folder {str(folder)!r}: {problem} (the folder name is the label)")
         found = _read_class(base, folder)
         if not found:
             if wanted is not None:
                 raise DataError(f"class folder {str(folder)!r} holds no images")
             logger.warning("class folder %s holds no images; it is not a class", folder)
+            continue
+        first[folder.name] = f"folder {str(folder)!r}"
         samples.extend(found)
+    check_case_variants(first, f"data folder {str(base)!r}")
     if not samples:
         raise DataError(
             f"data folder {str(base)!r} holds no class folders with images "
@@ -92,11 +125,20 @@ def read_class_folders(root: StrPath, *, classes: Iterable[str] | None = None) -
 def _read_class(base: Path, folder: Path) -> list[Sample]:
     images: dict[str, Path] = {}
     masks: dict[str, list[tuple[int, Path]]] = {}
-    for p in sorted(folder.iterdir()):
-        if p.is_dir():
+    for p in _list(folder, "class folder"):
+        if p.name.startswith(".") or not (p.suffix.lower() in IMAGE_EXTENSIONS or is_medical(p)):
+            if p.is_dir():
+                logger.debug("sub-folder %s of a class folder is ignored", p)
+            continue
+        if _broken_link(p):
+            # kept: reading it fails with a message naming the link, so the run records it as that
+            # image's failure and the audit lists it, instead of the file silently disappearing
+            logger.warning("%s is a broken symbolic link (dangling or a loop)", p)
+        elif p.is_dir():
             logger.debug("sub-folder %s of a class folder is ignored", p)
             continue
-        if not _is_visible_image(p):
+        elif not p.is_file():
+            logger.warning("%s is not a regular file (a FIFO, socket or device); it is ignored", p)
             continue
         stem = medical_stem(p)  # ``vol.nii.gz`` -> ``vol``
         m = MASK_NAME.match(stem)
@@ -141,6 +183,9 @@ def _resolve(root: Path, text: str, where: str, what: str) -> Path:
             f"paths must stay inside it"
         ) from None
     if not full.is_file():
+        if full.is_symlink():
+            raise DataError(f"{where}: {what} file {text!r} is a broken symbolic link (dangling or a loop): "
+                            f"{str(full)!r}")
         raise DataError(f"{where}: {what} file {text!r} does not exist (looked for {str(full)!r})")
     return full
 
@@ -166,7 +211,8 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
 
     Raises:
         DataError: Naming the CSV file and line for: a missing required column, an empty or unknown
-            label, an image listed twice, an image also listed as a mask, a path escaping the root, a
+            label, a label with a control character or white space at either end, labels differing
+            only by case (``Benign``, ``benign``), an image listed twice, an image also listed as a mask, a path escaping the root, a
             missing file, a row with more fields than the header, an unreadable or empty file.
     """
     src = Path(csv_path).absolute()
@@ -175,6 +221,7 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
     samples: list[Sample] = []
     seen: dict[Path, int] = {}
     mask_lines: dict[Path, int] = {}
+    labels_at: dict[str, str] = {}
     try:
         with src.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -206,11 +253,16 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
                         f"{where}: image {cell('image')!r} is already listed on line {seen[image]}"
                     )
                 seen[image] = line
-                label = cell("label")
-                if not label:
-                    raise DataError(f"{where}: empty label")
+                k_label = cols["label"]
+                label = row[k_label].strip(" ") if k_label < len(row) else ""
+                problem = label_problem(label)
+                if problem:
+                    raise DataError(f"{where}: {problem}")
+                labels_at.setdefault(label, f"line {line}")
                 if allowed is not None and label not in allowed:
-                    raise DataError(f"{where}: unknown label {label!r}; allowed: {sorted(allowed)}")
+                    same = [a for a in sorted(allowed) if a.casefold() == label.casefold()]
+                    hint = f" (did you mean {same[0]!r}? labels are case-sensitive)" if same else ""
+                    raise DataError(f"{where}: unknown label {label!r}{hint}; allowed: {sorted(allowed)}")
                 mask_paths = tuple(
                     _resolve(root, part.strip(), where, "mask")
                     for part in cell("mask").split(";")
@@ -235,6 +287,7 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
         )
     if not samples:
         raise DataError(f"CSV file {str(src)!r} lists no images")
+    check_case_variants(labels_at, f"CSV file {str(src)!r}")
     try:
         return Dataset(samples, root=root, classes=classes, source=src)
     except DataError as e:

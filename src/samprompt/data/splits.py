@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from samprompt._io import atomic_write_text
 from samprompt.data.audit import AuditReport, audit_dataset
 from samprompt.data.datasets import Dataset
 from samprompt.data.io import StrPath
@@ -147,10 +148,8 @@ class Split:
         }
 
     def save(self, path: StrPath) -> None:
-        """Write the split as UTF-8 JSON (parent folders are created)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        """Write the split as UTF-8 JSON, atomically (parent folders are created)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=1, ensure_ascii=False) + "\n")
 
     @classmethod
     def load(cls, path: StrPath, ds: Dataset | None = None, *, strict: bool = False) -> Split:

@@ -3,10 +3,11 @@ system, checked before any image is decoded, any model trained or anything writt
 
 :func:`~samprompt.runner.config.load_run_config` has already checked the structure, every key, every
 number's range and every component's name and ``params``. :func:`check_run` adds what needs the disk:
-the data path (listed, not decoded), the class names asked for against the data, a given classifier
-checkpoint (read, not built) and the data's labels against its classes, the target and skip classes
-against the classifier's classes, files named in component parameters, and the device. Every problem is
-collected and reported at once, each with its config path.
+the data path (listed, not decoded: every reader check, labels included), the class names asked for
+against the data, a given split file against the data, a given classifier checkpoint (read, not built)
+and the data's labels against its classes (:func:`~samprompt.data.check_labels_against_classes`), the
+target and skip classes against the classifier's classes, files named in component parameters, and the
+device. Every problem is collected and reported at once, each with its config path.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from samprompt.cams import CAM_EXTRACTORS
 from samprompt.classifiers import TaskSpec
 from samprompt.classifiers.checkpoint import read_info
 from samprompt.config import ComponentSpec, Problem, raise_problems
-from samprompt.data import open_dataset
-from samprompt.errors import SampromptError
+from samprompt.data import Dataset, Split, check_labels_against_classes, open_dataset
+from samprompt.errors import ConfigError, SampromptError
 from samprompt.maskers import MASKERS
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.registry import Registry
@@ -65,6 +66,99 @@ def _file_params(registry: Registry[Any], spec: ComponentSpec, path: str) -> lis
     return out
 
 
+_Found = list[tuple[Problem, SampromptError | None]]
+
+
+def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset | None]:
+    """Every problem with the typed error it came from (or ``None``), and the opened data set."""
+    found: _Found = []
+
+    def add(path: str, message: str, error: SampromptError | None = None) -> None:
+        found.append(((path, message), error))
+
+    ds: Dataset | None = None
+    data_classes: list[str] | None = None
+    try:
+        everything = open_dataset(config.data.path)
+        data_classes = everything.classes
+        ds = everything if config.data.classes is None else None
+    except SampromptError as exc:
+        add("data.path", str(exc), exc)
+    used = list(config.data.classes) if config.data.classes is not None else data_classes
+    if data_classes is not None and config.data.classes is not None:
+        bad = _unknown(config.data.classes, data_classes)
+        if bad:
+            add("data.classes", f"class(es) {bad} are not in the data, which has {data_classes}")
+            used = [c for c in config.data.classes if c in data_classes]
+        else:
+            try:
+                ds = open_dataset(config.data.path, classes=config.data.classes)
+            except SampromptError as exc:
+                add("data.classes", str(exc), exc)
+    if config.split.file is not None:
+        if not config.split.file.is_file():
+            add("split.file", f"file not found: {str(config.split.file)!r}")
+        elif ds is not None:
+            try:
+                Split.load(config.split.file, ds)
+            except SampromptError as exc:
+                add("split.file", str(exc), exc)
+
+    class_names: list[str] | None = None
+    src = config.classifier
+    if src.checkpoint is not None:
+        if Path(src.checkpoint) in {Path(p) for p in pending}:
+            pass  # written by an earlier run of the preset; checked when that run has made it
+        elif not src.checkpoint.is_file():
+            add("classifier.checkpoint", f"file not found: {str(src.checkpoint)!r}")
+        else:
+            try:
+                info, _ = read_info(src.checkpoint)
+                class_names = list(info.class_names)
+                if ds is not None:
+                    task = info.task
+                    check_labels_against_classes(((s.label, s.image_path) for s in ds),
+                                                 task.mapping or task.class_names,
+                                                 f"classifier checkpoint {str(src.checkpoint)!r}")
+            except SampromptError as exc:
+                add("classifier.checkpoint", str(exc), exc)
+    elif used is not None:
+        try:
+            class_names = list(TaskSpec.preset(src.task, used, negative=src.negative, positive=src.positive)
+                               .class_names)
+        except SampromptError as exc:
+            key = "classifier.negative" if src.task == "binary" else "classifier.task"
+            add(key, f"{exc} (the classes used: {used})")
+
+    if class_names is not None:
+        if isinstance(config.target, list):
+            bad = _unknown(config.target, class_names)
+            if bad:
+                add("target", f"class(es) {bad} are not outputs of the classifier {class_names}")
+        bad = _unknown(config.pipeline.skip_classes, class_names)
+        if bad:
+            add("pipeline.skip_classes", f"unknown class name(s) {bad}; the classifier's classes are {class_names}")
+    if config.selftrain is not None and data_classes is not None:
+        bad = _unknown(config.selftrain.empty_classes, data_classes)
+        if bad:
+            add("selftrain.empty_classes", f"unknown class name(s) {bad}; the data has {data_classes}")
+
+    p = config.pipeline
+    file_problems: list[Problem] = []
+    for key, registry, spec in (("cam", CAM_EXTRACTORS, p.cam), ("masker", MASKERS, p.masker),
+                                ("segmenter", SEGMENTERS, p.segmenter)):
+        file_problems += _file_params(registry, spec, f"pipeline.{key}")
+    for i, spec in enumerate(p.prompts):
+        file_problems += _file_params(PROMPT_STRATEGIES, spec, f"pipeline.prompts.{i}")
+    for problem in file_problems:
+        add(*problem)
+    for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
+        msg = _device_problem(device, key)
+        if msg and not (key != "device" and device == config.device):
+            add(key, msg)
+    return found, ds
+
+
 def check_run(config: RunConfig, *, pending: Collection[Path] = ()) -> list[Problem]:
     """Every problem of ``config`` that needs the file system (see the module docstring).
 
@@ -76,89 +170,27 @@ def check_run(config: RunConfig, *, pending: Collection[Path] = ()) -> list[Prob
     Returns:
         ``(config path, message)`` pairs; empty when the run can start.
     """
-    problems: list[Problem] = []
-    data_classes: list[str] | None = None
-    try:
-        ds = open_dataset(config.data.path)
-        data_classes = ds.classes
-    except SampromptError as exc:
-        problems.append(("data.path", str(exc)))
-    used = list(config.data.classes) if config.data.classes is not None else data_classes
-    if data_classes is not None and config.data.classes is not None:
-        bad = _unknown(config.data.classes, data_classes)
-        if bad:
-            problems.append(("data.classes", f"class(es) {bad} are not in the data, which has {data_classes}"))
-            used = [c for c in config.data.classes if c in data_classes]
-    if config.split.file is not None and not config.split.file.is_file():
-        problems.append(("split.file", f"file not found: {str(config.split.file)!r}"))
-
-    class_names: list[str] | None = None
-    src = config.classifier
-    if src.checkpoint is not None:
-        if Path(src.checkpoint) in {Path(p) for p in pending}:
-            pass  # written by an earlier run of the preset; checked when that run has made it
-        elif not src.checkpoint.is_file():
-            problems.append(("classifier.checkpoint", f"file not found: {str(src.checkpoint)!r}"))
-        else:
-            try:
-                info, _ = read_info(src.checkpoint)
-            except SampromptError as exc:
-                problems.append(("classifier.checkpoint", str(exc)))
-            else:
-                class_names = list(info.class_names)
-                for label in used or []:
-                    try:
-                        info.task.class_of(label)
-                    except SampromptError:
-                        mapping = dict(info.task.mapping) or "none"
-                        problems.append(("classifier.checkpoint", (
-                            f"the data's class {label!r} is not a class of checkpoint {str(src.checkpoint)!r}, "
-                            f"whose classes are {class_names} (label mapping {mapping})")))
-    elif used is not None:
-        try:
-            task = TaskSpec.preset(src.task, used, negative=src.negative, positive=src.positive)
-            class_names = list(task.class_names)
-        except SampromptError as exc:
-            key = "classifier.negative" if src.task == "binary" else "classifier.task"
-            problems.append((key, f"{exc} (the classes used: {used})"))
-
-    if class_names is not None:
-        if isinstance(config.target, list):
-            bad = _unknown(config.target, class_names)
-            if bad:
-                problems.append(("target", f"class(es) {bad} are not outputs of the classifier {class_names}"))
-        bad = _unknown(config.pipeline.skip_classes, class_names)
-        if bad:
-            problems.append(("pipeline.skip_classes",
-                             f"unknown class name(s) {bad}; the classifier's classes are {class_names}"))
-    if config.selftrain is not None and data_classes is not None:
-        bad = _unknown(config.selftrain.empty_classes, data_classes)
-        if bad:
-            problems.append(("selftrain.empty_classes",
-                             f"unknown class name(s) {bad}; the data has {data_classes}"))
-
-    p = config.pipeline
-    for key, registry, spec in (("cam", CAM_EXTRACTORS, p.cam), ("masker", MASKERS, p.masker),
-                                ("segmenter", SEGMENTERS, p.segmenter)):
-        problems += _file_params(registry, spec, f"pipeline.{key}")
-    for i, spec in enumerate(p.prompts):
-        problems += _file_params(PROMPT_STRATEGIES, spec, f"pipeline.prompts.{i}")
-    for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
-        msg = _device_problem(device, key)
-        if msg and not (key != "device" and device == config.device):
-            problems.append((key, msg))
-    return problems
+    return [problem for problem, _ in _door(config, pending)[0]]
 
 
-def ensure_runnable(config: RunConfig, *, pending: Collection[Path] = (), where: str = "run config") -> None:
-    """Raise one :class:`~samprompt.errors.ConfigError` listing every problem :func:`check_run` finds.
+def ensure_runnable(config: RunConfig, *, pending: Collection[Path] = (), where: str = "run config") -> Dataset | None:
+    """The door of a run: raise when :func:`check_run` finds anything, else return the opened data set.
 
     Args:
         config: The run config.
         pending: See :func:`check_run`.
         where: What is checked, for the message (a config file, or ``preset/run``).
 
+    Returns:
+        The data set, opened as the run will use it (``None`` only when its classes are pending).
+
     Raises:
-        ConfigError: With every problem and its config path (``.problems``).
+        DataError, CheckpointError: When the one problem found is a data or checkpoint error: the error
+            itself, naming the file, CSV line or label at fault.
+        ConfigError: Otherwise, listing every problem with its config path (``.problems``).
     """
-    raise_problems(check_run(config, pending=pending), where)
+    found, ds = _door(config, pending)
+    if len(found) == 1 and found[0][1] is not None and not isinstance(found[0][1], ConfigError):
+        raise found[0][1]
+    raise_problems([problem for problem, _ in found], where)
+    return ds

@@ -1,8 +1,9 @@
 """Run-folder writing: atomic files, safe file names for image ids, mask PNGs.
 
-Every file the runner writes goes through :func:`atomic_write_bytes` (temporary file in the same folder,
-``fsync``, then :func:`os.replace`), so an interrupted run never leaves a half-written file behind: a file
-either holds its complete content or does not exist.
+Every file the runner writes goes through ``samprompt._io.atomic_write_bytes`` (temporary file in the
+same folder, created with the process umask, ``fsync``, then :func:`os.replace`), so an interrupted run never
+leaves a half-written file behind: a file either holds its complete content or does not exist.
+``atomic_write_bytes`` and ``atomic_write_text`` are re-exported here.
 
 Image ids come from file names and may hold anything a file name can (``../evil``, ``a b (1)``, accents,
 ``/`` separators). :func:`safe_name` turns an id into a plain ASCII file stem that cannot leave the run
@@ -18,7 +19,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +28,8 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from samprompt import _io
+from samprompt._io import atomic_write_bytes, atomic_write_text
 from samprompt.errors import DataError
 
 __all__ = [
@@ -81,30 +83,6 @@ def inside(root: Path, path: Path) -> Path:
     return p
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temporary file in the same folder, then ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
 def to_jsonable(obj: Any) -> Any:
     """Convert numpy scalars/arrays, paths, tuples and NaN (→ ``None``) into plain JSON values."""
     if isinstance(obj, Mapping):
@@ -123,8 +101,9 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def atomic_write_json(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON (NaN written as ``null``) atomically."""
-    return atomic_write_text(path, json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+    """Write ``data`` as indented UTF-8 JSON atomically, after :func:`to_jsonable` (NaN written as ``null``,
+    numpy values and paths converted)."""
+    return _io.atomic_write_json(path, to_jsonable(data))
 
 
 def append_jsonl(lines: Iterable[Any]) -> str:

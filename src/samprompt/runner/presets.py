@@ -29,7 +29,8 @@ from typing import Any
 from samprompt.errors import ConfigError
 from samprompt.runner.config import RunConfig, apply_overrides, load_run_config
 
-__all__ = ["PRESETS", "PresetRun", "preset", "preset_names", "sample_data_path", "segmenter_spec"]
+__all__ = ["PRESETS", "PresetRun", "describe_data", "preset", "preset_names", "sample_data_path",
+           "segmenter_spec"]
 
 _PAPER_PROMPTS: list[dict[str, Any]] = [
     {"name": "box", "params": {"margin": 5}},
@@ -109,7 +110,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                        "sample, GradCAM++ of benign + malignant, weight-free segmenter.",
         "runs": [{
             "name": "demo",
-            "description": "Demo on the bundled 60-image BUSI sample: a quickly trained classifier, so expect "
+            "description": "Demo on {data}: a quickly trained classifier, so expect "
                            "rough CAMs; compare the CAM-prompt and ground-truth-prompt columns.",
             "split": {"fractions": [0.5, 0.15, 0.35], "use": "test"},
             "classifier": {"task": "multiclass", "train": {
@@ -150,6 +151,20 @@ def segmenter_spec(name: str, checkpoint: str | Path | None = None, model_type: 
     if name == "sam":
         params.setdefault("multimask", False)
     return {"name": name, "params": params}
+
+
+#: How a preset's description names the bundled sample (``{data}`` in a description).
+SAMPLE_WORDS = "the bundled 60-image BUSI sample"
+
+
+def describe_data(text: str, data: Path) -> str:
+    """``text`` with ``{data}`` replaced: the bundled sample's words only when ``data`` IS the bundled
+    sample (the same folder), else the data's path."""
+    try:
+        bundled = Path(data).resolve() == sample_data_path().resolve()
+    except OSError:
+        bundled = False
+    return text.replace("{data}", SAMPLE_WORDS if bundled else f"your data ({data})")
 
 
 class PresetRun:
@@ -202,6 +217,8 @@ def preset(
             d["pipeline"]["segmenter"] = dict(segmenter)
         if overrides:
             d = apply_overrides(d, overrides)
+        if isinstance(d.get("description"), str) and isinstance(d.get("data"), dict):
+            d["description"] = describe_data(d["description"], Path(str(d["data"].get("path", path))))
         run = PresetRun(d, from_run)
         run.config(Path.cwd())  # validate now: a bad override fails before anything runs
         runs.append(run)

@@ -39,11 +39,13 @@ from numpy.typing import NDArray
 
 from samprompt._torch import resolve_device
 from samprompt.cams import Target
-from samprompt.data import prefetch
+from samprompt.data import Dataset, check_labels_against_classes, prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
+from samprompt.runner.guard import remove_unstarted, sigterm_as_interrupt
+from samprompt.runner.lock import run_lock
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
 from samprompt.runner.records import (
     ImageOutputs,
@@ -85,7 +87,9 @@ class RunResult:
         total: Images to process (the split, after ``limit``).
         done: Finished images among them (including ones finished by earlier invocations).
         computed: Images computed by this invocation.
-        failures: ``{"image", "stage", "reason"}`` of this invocation's failed images.
+        failures: ``{"image", "stage", "reason", "permanent"}`` of this invocation's failed images;
+            ``permanent`` is true when a rerun would fail the same way (a bad file), false when it may
+            not (a write error, running out of memory).
         split_total: Images in the whole processed split (without ``limit``).
     """
 
@@ -93,13 +97,39 @@ class RunResult:
     total: int
     done: int
     computed: int
-    failures: list[dict[str, str]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     split_total: int = 0
 
     @property
     def complete(self) -> bool:
         """Whether every image of the split (ignoring ``limit``) is finished."""
         return self.done == self.split_total
+
+    @property
+    def permanent(self) -> list[dict[str, Any]]:
+        """The failures a rerun would repeat, because the input itself is bad (undecodable, a broken link)."""
+        return [f for f in self.failures if f.get("permanent")]
+
+    @property
+    def settled(self) -> bool:
+        """Whether nothing is left that a rerun could finish (every image finished or failed permanently)."""
+        return self.done + len(self.permanent) >= self.split_total and len(self.permanent) == len(self.failures)
+
+    def status_line(self) -> str:
+        """The run's last line, one of ``complete``, ``complete`` with permanent failures, or ``incomplete``."""
+        names = "failures.jsonl"
+        if self.complete:
+            return f"complete: all {self.split_total} images finished"
+        if self.settled:
+            return (f"complete: {self.done} of {self.split_total} images finished, {len(self.permanent)} failed "
+                    f"permanently (see {names}; a rerun would fail them again: fix or remove those files, "
+                    "then rerun with --force)")
+        left = self.split_total - self.done - len(self.permanent)
+        return (f"incomplete: {left} image(s) not finished yet"
+                + (f" ({len(self.failures) - len(self.permanent)} failed for a reason a rerun may not meet; "
+                   f"see {names})" if len(self.failures) > len(self.permanent) else "")
+                + (f", {len(self.permanent)} failed permanently" if self.permanent else "")
+                + ": rerun the same command to continue")
 
     @property
     def report(self) -> Path:
@@ -155,12 +185,28 @@ def _remove_stale_temporaries(out: Path) -> None:
         log.info("%s: removed %d temporary file(s) left by an interrupted run", out, removed)
 
 
-def _failure(image_id: str, exc: BaseException, stage: str) -> dict[str, str]:
+def _permanent(exc: BaseException) -> bool:
+    """Whether a rerun would fail the image the same way: a samprompt error about the input itself, not
+    one caused by the machine (a file system error, running out of memory)."""
+    if not isinstance(exc, SampromptError):
+        return False
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, MemoryError) or "out of memory" in str(cause).lower():
+            return False
+        if isinstance(cause, OSError) and not isinstance(exc, DataError):
+            return False
+        cause = cause.__cause__
+    return True
+
+
+def _failure(image_id: str, exc: BaseException, stage: str) -> dict[str, Any]:
     if isinstance(exc, StageError):
         stage = exc.stage
     reason = str(exc) if isinstance(exc, SampromptError) else f"{type(exc).__name__}: {exc}"
+    permanent = stage != "write" and _permanent(exc)
     log.warning("image %r failed at stage %s: %s", image_id, stage, reason)
-    return {"image": image_id, "stage": stage, "reason": reason}
+    return {"image": image_id, "stage": stage, "reason": reason, "permanent": permanent}
 
 
 _Item = tuple[str, NDArray[np.uint8], NDArray[np.bool_] | None, Target]
@@ -177,10 +223,10 @@ class _Batcher:
         self.class_names = list(info_class_names)
         self.targets = targets
         self.on_record = on_record
-        self.failures: list[dict[str, str]] = []
+        self.failures: list[dict[str, Any]] = []
         self.computed = 0
 
-    def load(self, sid: str) -> _Item | dict[str, str]:
+    def load(self, sid: str) -> _Item | dict[str, Any]:
         """Read one image, its mask and its CAM target (thread-safe): the item, or a failure record."""
         ds = self.data.dataset
         try:
@@ -192,7 +238,7 @@ class _Batcher:
         except SampromptError as exc:
             return _failure(sid, exc, "load")
 
-    def process(self, loaded: Sequence[_Item | dict[str, str]]) -> None:
+    def process(self, loaded: Sequence[_Item | dict[str, Any]]) -> None:
         """Record the failures among ``loaded`` (results of :meth:`load`) and run the pipeline on the rest."""
         items: list[_Item] = []
         for it in loaded:
@@ -275,6 +321,7 @@ def run_experiment(
     train_progress: bool = False,
     on_record: Callable[[str], None] | None = None,
     command: Sequence[str] | None = None,
+    lock: bool = True,
 ) -> RunResult:
     """Run (or resume) one experiment into the folder ``out``.
 
@@ -286,28 +333,50 @@ def run_experiment(
         train_progress: Show the classifier training's own tqdm bars.
         on_record: Called with an image id after its record is written (tests use it to interrupt).
         command: The command line, recorded in the manifest.
+        lock: Take the run folder's lock (:func:`~samprompt.runner.lock.run_lock`); a second run on the
+            same folder is refused while this one runs. ``False`` for processes that share a folder
+            with one that holds it (the non-zero ranks of a distributed run).
 
     Returns:
         A :class:`RunResult`; per-image failures are in ``result.failures`` (the run still completes).
 
     Raises:
-        ConfigError: Invalid config, or ``out`` holds a run with another config (without ``force``).
-        DataError: Unreadable data or split, or data changed since the run folder was made.
+        ConfigError: Invalid config, ``out`` holds a run with another config (without ``force``), or
+            another run is using ``out``.
+        DataError: Unreadable data or split, labels the classifier checkpoint lacks, or data changed since
+            the run folder was made. The data are checked before the folder is created or written.
         CheckpointError: Unusable classifier or segmenter checkpoint.
     """
     out = Path(out).absolute()
+    dataset = ensure_runnable(config)  # the door, before anything is created or written (runner.check)
+    created = not out.exists()
+    try:
+        with run_lock(out, enabled=lock), sigterm_as_interrupt():
+            return _run(config, out, force=force, progress=progress, train_progress=train_progress,
+                        on_record=on_record, command=command, dataset=dataset)
+    except SampromptError:
+        if created:
+            remove_unstarted(out)
+        raise
+
+
+def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None, train_progress: bool,
+         on_record: Callable[[str], None] | None, command: Sequence[str] | None,
+         dataset: Dataset | None = None) -> RunResult:
+    """:func:`run_experiment`'s work, with the inputs checked and the folder's lock held."""
     started = _now()
-    ensure_runnable(config)  # the door: data, files and classes, before anything is written
     prepare_folder(out, config, force=force)
     _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
     previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
-    data = prepare_data(config, out, progress)
+    data = prepare_data(config, out, progress, dataset)
     if previous and previous.get("data", {}).get("fingerprint") not in (None, data.fingerprint):
         raise DataError(f"the data in {str(config.data.path)!r} changed since run folder {str(out)!r} was made "
                         "(fingerprint differs); pass --force to start over")
     ids = data.ids[: config.limit] if config.limit else list(data.ids)
     model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
+    check_labels_against_classes(((s.label, s.image_path) for s in data.dataset),
+                                 info.task.mapping or info.task.class_names, f"classifier {str(ckpt)!r}")
     selftrain = get_selftrain_net(config, out, data, ckpt, progress)
     pipe = build_pipeline(config, model, info, selftrain)
     kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
@@ -323,7 +392,7 @@ def run_experiment(
     if progress:
         progress("images", 0, len(todo))
     loaded = prefetch(todo, batcher.load, workers=config.workers, ahead=2 * config.batch_size)
-    chunk: list[_Item | dict[str, str]] = []
+    chunk: list[_Item | dict[str, Any]] = []
     with pipe:  # stops pipeline.prompt_workers' processes, if any, however the loop ends
         for k, item in enumerate(loaded, 1):
             chunk.append(item)
@@ -354,7 +423,7 @@ _BUSI_NOTICE = ("Images: BUSI, Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. \"D
 
 
 def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
-           failures: list[dict[str, str]], task: Any) -> list[str]:
+           failures: list[dict[str, Any]], task: Any) -> list[str]:
     """Counts, the classifier's accuracy on the processed images, and its training outcome."""
     p = config.pipeline
     notes = [(f"data: {config.data.path} ({len(data.dataset)} images), split {config.split.use!r}: "
@@ -369,9 +438,10 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
                      f"{len(t['history'])}, val macro-F1 " + ("n/a" if f1 is None else f"{f1:.3f}"))
     elif config.classifier.checkpoint is not None:
         notes.append(f"classifier: checkpoint {config.classifier.checkpoint}")
-    if records:
-        right = sum(task.class_of(r["label"]) == r["predicted"] for r in records)
-        notes.append(f"classifier accuracy on these images: {right / len(records):.3f} ({right} / {len(records)})")
+    known = [r for r in records if r["label"] in (task.mapping or task.class_names)]
+    if known:
+        right = sum(task.class_of(r["label"]) == r["predicted"] for r in known)
+        notes.append(f"classifier accuracy on these images: {right / len(known):.3f} ({right} / {len(known)})")
     if p.skip_classes:
         by_label: dict[str, list[int]] = {}
         for r in records:
@@ -382,7 +452,7 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
 
 
 def _report(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
-            rows: list[dict[str, Any]], failures: list[dict[str, str]], task: Any,
+            rows: list[dict[str, Any]], failures: list[dict[str, Any]], task: Any,
             progress: Progress | None) -> None:
     from samprompt.report.html import render_report
     from samprompt.report.tables import format_summary_md, summarize_rows, summary_csv

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import platform
 import shutil
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from samprompt._io import atomic_write
 from samprompt._torch import resolve_device
 from samprompt.cams import Target
 from samprompt.classifiers import (
@@ -210,14 +210,16 @@ class PreparedData:
     fingerprint: str
 
 
-def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None) -> PreparedData:
-    """Open the data, load or make the split (saved as ``split.json``) and list the images to process.
+def prepare_data(config: RunConfig, out: Path, progress: Progress | None = None,
+                 dataset: Dataset | None = None) -> PreparedData:
+    """Open the data (unless ``dataset`` is the data set already opened), load or make the split (saved as
+    ``split.json``) and list the images to process.
 
     Raises:
         DataError: Unreadable data, or a split file that does not match the data.
         ConfigError: Invalid split fractions.
     """
-    ds = open_dataset(config.data.path, classes=config.data.classes)
+    ds = dataset if dataset is not None else open_dataset(config.data.path, classes=config.data.classes)
     fingerprint = ds.fingerprint()
     saved = out / "split.json"
     if config.split.file is not None:
@@ -349,9 +351,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     net, _ = self_train(_LazyImages(ds, lesion), _LazyImages(ds, empty), strategy=strategy, keep=st.keep,
                         progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
                         lr=st.lr, seed=config.seed, device=resolve_device(config.device))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_selftrain_net(net, tmp)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_selftrain_net(net, tmp))
     return path
 
 
