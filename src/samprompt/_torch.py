@@ -47,12 +47,15 @@ def resolve_device(device: str | torch.device, where: str = "device") -> torch.d
     return dev
 
 
-def safe_load(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
-    """Load ``path`` with ``torch.load(..., map_location="cpu", weights_only=True)``.
+def safe_load(path: str | os.PathLike[str], what: str = "checkpoint",
+              resave: str = "or use save_classifier()") -> Any:
+    """Load ``path`` with ``torch.load(..., map_location="cpu", weights_only=True)``; the one place
+    samprompt reads a ``.pt`` file.
 
     Args:
         path: File to read.
-        what: Word used in error messages (``"checkpoint"``, ``"weights file"``).
+        what: Words used in error messages (``"checkpoint"``, ``"SAM checkpoint"``).
+        resave: End of the advice given for a file of pickled objects (how to re-save it).
 
     Returns:
         Whatever the file holds (tensors and plain containers only).
@@ -71,7 +74,7 @@ def safe_load(path: str | os.PathLike[str], what: str = "checkpoint") -> Any:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # untrusted bytes: any failure of torch.load means a bad file
-        raise CheckpointError(f"{what} {str(p)!r} {load_failure(exc)}") from exc
+        raise CheckpointError(f"{what} {str(p)!r} {load_failure(exc, resave)}") from exc
 
 
 def load_failure(exc: BaseException, resave: str = "or use save_classifier()") -> str:

@@ -107,7 +107,7 @@ def _prompts_for(
     # Validate once for every strategy (the base class's __call__ would repeat it per strategy); the
     # arrays are handed on read-only, and the strategies share their connected-component selections.
     with _stage("prompt", next(iter(strategies.values()))):
-        wants_image = image is not None and any(s.uses_image for s in strategies.values())
+        wants_image = image is not None and any(s.needs_image for s in strategies.values())
         checked = PromptStrategy.check_inputs(mask, cam, image if wants_image else None)
     mask_ro, cam_ro = _read_only(checked[0]), _read_only(checked[1])
     with shared_components():
@@ -422,7 +422,7 @@ class PromptPipeline:
     ) -> dict[str, Prompt | None]:
         """Apply every strategy to one (H, W) mask and its (H, W) CAM; label → prompt or ``None``.
 
-        ``image`` ((H, W, 3) uint8) is handed to strategies that look at the image (``uses_image``).
+        ``image`` ((H, W, 3) uint8) is handed to strategies that look at the image (``needs_image``).
         """
         return _prompts_for(self.strategies, mask, cam, image)
 
@@ -508,7 +508,7 @@ class PromptPipeline:
         """Pseudo mask, skip flag, CAM prompts and ground-truth prompts of every image (CPU work)."""
         skipped = [self.is_skipped(c) for c in cam_results]
         gts = list(gt_masks) if gt_masks is not None else [None] * len(imgs)
-        wants_image = any(s.uses_image for s in self.strategies.values())
+        wants_image = any(s.needs_image for s in self.strategies.values())
         args = [(i, img if wants_image else None, cam_results[i].cam, skipped[i], gts[i])
                 for i, img in enumerate(imgs)]
         if self._workers is not None and len(imgs) > 1:

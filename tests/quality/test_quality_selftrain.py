@@ -53,11 +53,11 @@ def test_net_shapes_and_save_load_round_trip(tmp_path: Path) -> None:
 
 
 def test_load_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="no such file"):
+    with pytest.raises(CheckpointError, match="missing.pt.*does not exist"):
         load_selftrain_net(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pt.*not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="junk.pt.*(corrupted|not a PyTorch file|cut short)"):
         load_selftrain_net(junk)
     other = tmp_path / "other.pt"
     torch.save({"weights": torch.zeros(3)}, other)

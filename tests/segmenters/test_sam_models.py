@@ -55,7 +55,7 @@ def test_missing_checkpoint(tmp_path: Path) -> None:
 def test_corrupt_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "corrupt.pth"
     path.write_bytes(b"\x80\x02not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"corrupt\.pth.*cannot be read safely"):
+    with pytest.raises(CheckpointError, match=r"corrupt\.pth.*(corrupted|not a PyTorch file|cut short)"):
         load_sam_checkpoint(path, "tiny")
 
 

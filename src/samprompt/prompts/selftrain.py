@@ -39,6 +39,7 @@ from skimage.transform import resize
 from torch import nn
 
 from samprompt._arrays import as_image
+from samprompt._torch import safe_load
 from samprompt.errors import CheckpointError
 from samprompt.prompts.base import Prompt
 from samprompt.regions import mask_to_box
@@ -331,12 +332,7 @@ def load_selftrain_net(path: str | os.PathLike[str], device: str | torch.device 
         CheckpointError: Naming the file when it is missing, unreadable, or not a self-training net.
     """
     p = str(path)
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    except FileNotFoundError as exc:
-        raise CheckpointError(f"self-training net {p!r}: no such file") from exc
-    except Exception as exc:  # any failure of torch.load is a bad file here
-        raise CheckpointError(f"self-training net {p!r}: not a readable checkpoint ({type(exc).__name__})") from exc
+    blob = safe_load(p, "self-training net", "or use save_selftrain_net()")
     if not isinstance(blob, dict) or blob.get("format") != _FORMAT or "state_dict" not in blob:
         raise CheckpointError(f"self-training net {p!r}: not a samprompt self-training net "
                               f"(write it with save_selftrain_net)")

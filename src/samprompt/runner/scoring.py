@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from samprompt.metrics import dice, overlap
+from samprompt.metrics import dice, overlap, points_inside
 from samprompt.prompts.base import Emits, Prompt, PromptStrategy
 from samprompt.regions import box_iou, ellipse_in_box, mask_to_box
 
@@ -59,16 +59,6 @@ def strategy_kind(strategy: PromptStrategy) -> StrategyKind:
     """
     emits = strategy.emits
     return StrategyKind(Emits.BOX in emits, Emits.POINTS in emits)
-
-
-def _points_inside(prompt: Prompt, gt: NDArray[np.bool_]) -> float:
-    pos = prompt.points[prompt.point_labels == 1]
-    if len(pos) == 0:
-        return _NAN
-    H, W = gt.shape
-    cols = np.clip(np.floor(pos[:, 0]).astype(np.int64), 0, W - 1)
-    rows = np.clip(np.floor(pos[:, 1]).astype(np.int64), 0, H - 1)
-    return float(gt[rows, cols].mean())
 
 
 def score_row(
@@ -113,6 +103,6 @@ def score_row(
     if prompt.box is not None:
         row["box_iou"] = box_iou(prompt.box, gt_box)
         row["box_prior_dice"] = float(dice(ellipse_in_box(prompt.box, H, W), gt))
-    row["points_inside"] = _points_inside(prompt, gt)
+    row["points_inside"] = points_inside(prompt.points[prompt.point_labels == 1], gt)  # positive points
     return row
 

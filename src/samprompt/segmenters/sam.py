@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from pydantic import Field, field_validator
 
 from samprompt._arrays import as_image
+from samprompt._torch import resolve_device
 from samprompt.component import Component, ComponentParams
 from samprompt.errors import ConfigError
 from samprompt.prompts.base import Prompt
@@ -52,7 +53,7 @@ from samprompt.segmenters.sam_prompts import batch_prompts
 if TYPE_CHECKING:
     from segment_anything.modeling import Sam
 
-__all__ = ["SamFeatures", "SamParams", "SamSegmenter", "resolve_device"]
+__all__ = ["SamFeatures", "SamParams", "SamSegmenter"]
 
 log = logging.getLogger(__name__)
 
@@ -70,23 +71,6 @@ def _to_host(x: torch.Tensor) -> torch.Tensor:
     out.copy_(x, non_blocking=True)
     torch.cuda.current_stream(x.device).synchronize()
     return out
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → ``cuda`` if available, else ``cpu``; other strings go to :class:`torch.device`.
-
-    Raises:
-        ConfigError: If the string is not a device, or names CUDA where CUDA is not available.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"sam.params.device: invalid device {device!r}: {exc}") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"sam.params.device: {device!r} requested but CUDA is not available")
-    return dev
 
 
 @dataclass(frozen=True, eq=False)
@@ -189,7 +173,7 @@ class SamSegmenter(Segmenter[SamParams]):
     # ------------------------------------------------------------------ setup
     def _setup(self, model: Sam) -> None:
         p = self.params
-        self.device = resolve_device(p.device)
+        self.device = resolve_device(p.device, "sam.params.device")
         self.model: Sam = model.to(self.device).eval().requires_grad_(False)
         if p.fast_attention:
             enable_fast_attention(self.model.image_encoder, p.attention_bias)

@@ -5,7 +5,7 @@ Every model type (``vit_b``, ``vit_l``, ``vit_h``) is a
 assembles the real ``segment_anything`` modules (``ImageEncoderViT``, ``PromptEncoder``, ``MaskDecoder``,
 ``TwoWayTransformer``). The ViT numbers mirror ``segment_anything/build_sam.py``, so official checkpoints
 load with identical state-dict keys and shapes. :func:`load_sam_checkpoint` reads a state dict with
-``torch.load(..., weights_only=True)`` and turns every failure into a
+:func:`samprompt._torch.safe_load` (``torch.load(..., weights_only=True)``) and turns every failure into a
 :class:`~samprompt.errors.CheckpointError` naming the file and model type.
 
 Plugin authors may add a type with :func:`register_sam_architecture` and build it with
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from samprompt._torch import safe_load
 from samprompt.errors import CheckpointError, RegistryError
 
 if TYPE_CHECKING:  # segment_anything is imported lazily: building a model is the only use
@@ -233,17 +234,10 @@ def guess_model_type(state_dict: dict[str, Any]) -> str | None:
 
 def _read_state_dict(path: Path, model_type: str) -> dict[str, torch.Tensor]:
     where = f"SAM checkpoint {str(path)!r} (model_type={model_type!r})"
-    from samprompt.classifiers._io import load_failure  # the one reading of .pt files
-
     if not path.is_file():
         raise CheckpointError(f"{where} does not exist or is not a file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure of torch.load is a bad file here
-        raise CheckpointError(
-            f"{where} cannot be read safely (torch.load weights_only=True): it "
-            f"{load_failure(exc, 'as the segment_anything checkpoints are')}"
-        ) from exc
+    obj = safe_load(path, f"SAM checkpoint (model_type={model_type!r})",
+                    "as the segment_anything checkpoints are")
     if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("model", "state_dict"):
         obj = next(iter(obj.values()))
     if (
