@@ -255,3 +255,14 @@ def test_oversized_and_over_deep_files_are_refused(tmp_path: Path) -> None:
     deep.write_text("{\"a\": " * (MAX_CONFIG_DEPTH + 5) + "1" + "}" * (MAX_CONFIG_DEPTH + 5))
     with pytest.raises(ConfigError, match="nests deeper"):
         load_config_file(deep)
+
+
+def test_the_busi_credit_follows_the_bundled_sample_not_a_path_substring(tmp_path: Path) -> None:
+    import shutil
+
+    from samprompt.sample import is_sample, sample_path
+
+    assert is_sample(sample_path()) and is_sample(str(sample_path()) + "/")
+    copy_named_busi = tmp_path / "BUSI_copy"
+    shutil.copytree(sample_path(), copy_named_busi)
+    assert not is_sample(copy_named_busi)  # a folder merely named like BUSI is not detected as BUSI

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from samprompt.errors import ConfigError
 from samprompt.runner.config import RunConfig, apply_overrides, load_run_config
+from samprompt.sample import is_sample, sample_path
 
 __all__ = ["PRESETS", "PresetRun", "describe_data", "preset", "preset_names", "sample_data_path",
            "segmenter_spec"]
@@ -137,8 +137,8 @@ def preset_names() -> list[str]:
 
 
 def sample_data_path() -> Path:
-    """Folder of the bundled BUSI sample (``samprompt/sample/busi``)."""
-    return Path(str(resources.files("samprompt") / "sample" / "busi"))
+    """Folder of the bundled BUSI sample (``samprompt/sample/busi``; :func:`samprompt.sample.sample_path`)."""
+    return sample_path()
 
 
 def segmenter_spec(name: str, checkpoint: str | Path | None = None, model_type: str | None = None) -> dict[str, Any]:
@@ -160,11 +160,7 @@ SAMPLE_WORDS = "the bundled 60-image BUSI sample"
 def describe_data(text: str, data: Path) -> str:
     """``text`` with ``{data}`` replaced: the bundled sample's words only when ``data`` IS the bundled
     sample (the same folder), else the data's path."""
-    try:
-        bundled = Path(data).resolve() == sample_data_path().resolve()
-    except OSError:
-        bundled = False
-    return text.replace("{data}", SAMPLE_WORDS if bundled else f"your data ({data})")
+    return text.replace("{data}", SAMPLE_WORDS if is_sample(data) else f"your data ({data})")
 
 
 class PresetRun:

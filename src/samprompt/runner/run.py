@@ -68,6 +68,7 @@ from samprompt.runner.stages import (
     resolve_targets,
     versions,
 )
+from samprompt.sample import CITATION, is_sample
 
 __all__ = ["RunFolder", "RunResult", "run_experiment"]
 
@@ -418,9 +419,6 @@ def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None
                      len(data.ids))
 
 
-_BUSI_NOTICE = ("Images: BUSI, Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. \"Dataset of breast ultrasound "
-                "images\", Data in Brief 28:104863, 2020, doi:10.1016/j.dib.2019.104863 (CC BY 4.0).")
-
 
 def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
            failures: list[dict[str, Any]], task: Any) -> list[str]:
@@ -462,7 +460,7 @@ def _report(config: RunConfig, out: Path, data: PreparedData, records: list[dict
     notes = _notes(config, out, data, records, failures, task)
     atomic_write_text(out / "summary.csv", summary_csv(table))
     atomic_write_text(out / "summary.md", format_summary_md(table, title=config.name, confidence=conf, notes=notes))
-    notice = _BUSI_NOTICE if "busi" in str(config.data.path).lower() else ""
+    notice = CITATION if is_sample(config.data.path) else ""  # the bundled sample's images are BUSI's
     page = render_report(RunFolder(out, data), records, rows, table, title=config.name, config=config.identity(),
                          failures=failures, panels=config.report.panels, gallery=config.report.gallery,
                          thumb=config.report.thumb, confidence=conf, notice=notice, progress=progress)

@@ -17,7 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["EXCLUDED", "build_sample", "sample_path"]
+__all__ = ["CITATION", "EXCLUDED", "build_sample", "is_sample", "sample_path"]
+
+#: How to cite the images of the bundled sample (BUSI); a report of a run on the sample shows it.
+CITATION = ("Images: BUSI, Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. \"Dataset of breast ultrasound "
+            "images\", Data in Brief 28:104863, 2020, doi:10.1016/j.dib.2019.104863 (CC BY 4.0).")
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,14 @@ EXCLUDED: frozenset[str] = frozenset({"benign/benign (433)", "malignant/malignan
 def sample_path() -> Path:
     """Folder of the bundled sample (a class-folder data set)."""
     return Path(str(resources.files("samprompt") / "sample" / "busi"))
+
+
+def is_sample(path: str | Path) -> bool:
+    """Whether ``path`` is the bundled sample's folder itself (compared as resolved paths, never by name)."""
+    try:
+        return Path(path).resolve() == sample_path().resolve()
+    except OSError:
+        return False
 
 
 def build_sample(
