@@ -168,7 +168,7 @@ def test_train_from_paths_binary(tmp_path: Path) -> None:
     # the saved split can be reused, and examples_from_dataset accepts ids and indices alike
     res2 = train_from_paths(data, tmp_path / "out" / "split.json", tmp_path / "out2", _config(epochs=1))
     assert res2.info.class_names == ("benign", "malignant", "normal")
-    from samprompt.data.datasets import open_dataset
+    from samprompt.data import open_dataset
 
     ds = open_dataset(data)
     by_id, by_index = examples_from_dataset(ds, [ds.ids[3]]), examples_from_dataset(ds, [3])

@@ -64,7 +64,7 @@ def train_from_paths(
         ConfigError: Invalid configuration or task.
         CheckpointError: Initial weights missing or not fitting.
     """
-    from samprompt.data.datasets import open_dataset
+    from samprompt.data import open_dataset
     from samprompt.data.splits import Split, make_split
 
     cfg = config or TrainConfig()

@@ -15,12 +15,12 @@
 from __future__ import annotations
 
 from samprompt.data.audit import AuditReport, ClassCounts, DuplicateGroup, audit_dataset
-from samprompt.data.datasets import Dataset, Sample, open_dataset, sample_id
+from samprompt.data.datasets import Dataset, Sample, sample_id
 from samprompt.data.hashing import hamming_distance, near_pairs, perceptual_hash, pixel_hash
 from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask, lossy_mask_reason
 from samprompt.data.labels import check_labels_against_classes
 from samprompt.data.prefetch import prefetch
-from samprompt.data.readers import read_class_folders, read_manifest
+from samprompt.data.readers import open_dataset, read_class_folders, read_manifest
 from samprompt.data.splits import SPLIT_NAMES, Split, make_split
 
 __all__ = [

@@ -29,7 +29,7 @@ from samprompt.data import medical
 from samprompt.data.io import StrPath, load_image, load_mask
 from samprompt.errors import DataError
 
-__all__ = ["Dataset", "Sample", "open_dataset", "sample_id"]
+__all__ = ["Dataset", "Sample", "sample_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -287,29 +287,3 @@ class Dataset(Sequence[Sample]):
                 h.update(f"{rel}\0{size}\0{digest}\0".encode())
         self._fingerprints[content] = h.hexdigest()
         return self._fingerprints[content]
-
-
-def open_dataset(path: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
-    """Open a data set, choosing the reader from the path.
-
-    Args:
-        path: A folder (class folders, BUSI layout: see
-            :func:`~samprompt.data.readers.read_class_folders`) or a ``.csv`` manifest (see
-            :func:`~samprompt.data.readers.read_manifest`).
-        classes: Expected class names; a label (CSV) or class folder outside them is an error. Default:
-            whatever the data contain.
-
-    Raises:
-        DataError: If the path does not exist, is neither a folder nor a ``.csv`` file, or the reader
-            rejects the data (the message names the file and, for CSVs, the line).
-    """
-    from samprompt.data.readers import read_class_folders, read_manifest
-
-    p = Path(path)
-    if p.is_dir():
-        return read_class_folders(p, classes=classes)
-    if p.is_file() and p.suffix.lower() == ".csv":
-        return read_manifest(p, classes=classes)
-    if not p.exists():
-        raise DataError(f"data path {str(p)!r} does not exist")
-    raise DataError(f"data path {str(p)!r} is neither a folder of class folders nor a .csv manifest")

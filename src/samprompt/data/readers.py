@@ -18,7 +18,7 @@ from samprompt.data.labels import check_case_variants, label_problem
 from samprompt.data.medical import expand, is_medical, medical_stem
 from samprompt.errors import DataError
 
-__all__ = ["MASK_NAME", "read_class_folders", "read_manifest"]
+__all__ = ["MASK_NAME", "open_dataset", "read_class_folders", "read_manifest"]
 
 logger = logging.getLogger(__name__)
 
@@ -292,3 +292,27 @@ def read_manifest(csv_path: StrPath, *, classes: Iterable[str] | None = None) ->
         return Dataset(samples, root=root, classes=classes, source=src)
     except DataError as e:
         raise DataError(f"CSV file {str(src)!r}: {e}") from None
+
+
+def open_dataset(path: StrPath, *, classes: Iterable[str] | None = None) -> Dataset:
+    """Open a data set, choosing the reader from the path.
+
+    Args:
+        path: A folder (class folders, BUSI layout: see
+            :func:`~samprompt.data.readers.read_class_folders`) or a ``.csv`` manifest (see
+            :func:`~samprompt.data.readers.read_manifest`).
+        classes: Expected class names; a label (CSV) or class folder outside them is an error. Default:
+            whatever the data contain.
+
+    Raises:
+        DataError: If the path does not exist, is neither a folder nor a ``.csv`` file, or the reader
+            rejects the data (the message names the file and, for CSVs, the line).
+    """
+    p = Path(path)
+    if p.is_dir():
+        return read_class_folders(p, classes=classes)
+    if p.is_file() and p.suffix.lower() == ".csv":
+        return read_manifest(p, classes=classes)
+    if not p.exists():
+        raise DataError(f"data path {str(p)!r} does not exist")
+    raise DataError(f"data path {str(p)!r} is neither a folder of class folders nor a .csv manifest")
