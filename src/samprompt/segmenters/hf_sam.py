@@ -238,4 +238,5 @@ class HfSamSegmenter(Segmenter):
             up = self.processor.post_process_masks([low], [size], [input_size], binarize=False, pad_size=pad)
         else:
             up = self.processor.post_process_masks([low], [size], binarize=False)
-        return up[0][:, 0]
+        out: torch.Tensor = up[0][:, 0]
+        return out

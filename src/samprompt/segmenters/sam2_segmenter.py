@@ -211,7 +211,7 @@ class Sam2Segmenter(Segmenter):
         masks = None
         if prompts[0].mask_logits is not None:
             L = 4 * self.model.sam_prompt_encoder.image_embedding_size[0]
-            m = torch.from_numpy(np.stack([p.mask_logits for p in prompts]).astype(np.float32))[:, None]
+            m = torch.from_numpy(np.stack([np.asarray(p.mask_logits) for p in prompts]).astype(np.float32))[:, None]
             masks = F.interpolate(m.to(self.device), (L, L), mode="bilinear", align_corners=False,
                                   antialias=L < max(H, W))
         return points, masks
