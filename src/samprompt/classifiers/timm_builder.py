@@ -118,7 +118,7 @@ def build_timm(
         ``cam_target_layer`` set when a layer fits (see :func:`timm_target_layer`).
 
     Raises:
-        MissingExtraError: timm is not installed (``pip install 'samprompt[timm]'``).
+        samprompt._extras.MissingExtraError: timm is not installed (``pip install 'samprompt[timm]'``).
         ConfigError: Unknown model name, bad head arguments, or a head that cannot be replaced.
         CheckpointError: Weights file missing, unreadable or not fitting (named).
     """

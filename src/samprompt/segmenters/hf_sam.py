@@ -73,7 +73,7 @@ class HfSamSegmenter(Segmenter):
     """A local Hugging Face ``SamModel`` / ``Sam2Model`` folder as a samprompt segmenter.
 
     Raises:
-        MissingExtraError: ``transformers`` is not installed (``pip install 'samprompt[hf]'``).
+        samprompt._extras.MissingExtraError: ``transformers`` is not installed (``pip install 'samprompt[hf]'``).
         ConfigError: Unsupported model type (the message lists the supported ones), bad device.
         CheckpointError: The folder is missing, has no safetensors weights or cannot be loaded (named).
     """

@@ -92,7 +92,7 @@ class Sam2Segmenter(Segmenter):
     """SAM 2 / 2.1 (``sam2`` package) as a samprompt segmenter.
 
     Raises:
-        MissingExtraError: The ``sam2`` package is not installed (``pip install 'samprompt[sam2]'``).
+        samprompt._extras.MissingExtraError: The ``sam2`` package is not installed (``pip install 'samprompt[sam2]'``).
         ConfigError: Unknown config name, bad overrides or device.
         CheckpointError: Checkpoint missing, unreadable with ``weights_only=True``, or not fitting the
             config (the message names the file and the config).
