@@ -188,3 +188,19 @@ def test_hf_sam_errors(sam_folder: Path, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "transformers", None)
     with pytest.raises(ConfigError, match=r"needs the transformers package: pip install 'samprompt\[hf\]'"):
         SEGMENTERS.create("hf_sam", {"model": str(sam_folder)})
+
+
+@pytest.mark.parametrize("decoder_batch", [64, 2])
+def test_hf_sam_batches_prompts_of_many_images(sam_folder: Path, decoder_batch: int) -> None:
+    """3 boxes on one image and 1 on another: one padded forward (or chunks of 2 rows), same masks."""
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (90, 120, 3), dtype=np.uint8), rng.integers(0, 256, (64, 64, 3), np.uint8)]
+    boxes = [Prompt(box=[10, 12, 70, 60]), Prompt(box=[0, 0, 40, 30]), Prompt(box=[50, 40, 119, 89])]
+    prompts = [boxes, [Prompt(box=[5, 5, 50, 60])], []]
+    seg = SEGMENTERS.create("hf_sam", {"model": str(sam_folder), "device": "cpu", "decoder_batch": decoder_batch})
+    embs = seg.embed_batch(images)
+    out = seg.decode_batch([*embs, embs[0]], prompts)
+    assert [r.masks.shape for r in out] == [(3, 90, 120), (1, 64, 64), (0, 90, 120)]
+    for img, res, ps in zip(images, out, prompts):
+        for k, p in enumerate(ps):
+            _check_same(res.masks[k], float(res.scores[k]), *_reference(sam_folder, img, p, True))

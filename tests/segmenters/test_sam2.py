@@ -144,3 +144,20 @@ def test_sam2_missing_package_says_which_extra(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setitem(sys.modules, "sam2.build_sam", None)  # makes `import sam2.build_sam` fail
     with pytest.raises(ConfigError, match=r"segmenter 'sam2' needs the sam2 package: pip install 'samprompt\[sam2\]'"):
         SEGMENTERS.create("sam2", {"checkpoint": str(tmp_path / "x.pt")})
+
+
+def test_importing_samprompt_imports_no_optional_model_package() -> None:
+    """The registries list sam2 / hf_sam and build timm names without importing sam2, transformers, timm."""
+    import subprocess
+
+    code = (
+        "import sys, samprompt, samprompt.cli\n"
+        "from samprompt.segmenters import SEGMENTERS\n"
+        "from samprompt.classifiers import CLASSIFIERS\n"
+        "assert {'sam2', 'hf_sam'} <= set(SEGMENTERS.names()), SEGMENTERS.names()\n"
+        "CLASSIFIERS.names()\n"
+        "SEGMENTERS.get('sam2'); SEGMENTERS.get('hf_sam')\n"
+        "print(sorted(m for m in ('sam2', 'hydra', 'transformers', 'timm', 'safetensors') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.strip() == "[]"

@@ -12,8 +12,8 @@ ever resolved) and reads safetensors only (``use_safetensors=True``): no pickle 
 
 :meth:`HfSamSegmenter.embed_batch` runs the folder's processor (``preprocessing="processor"``) or
 MedSAM's recipe (``"medsam"``, see :mod:`samprompt.segmenters.medsam`) and the vision encoder once per
-``batch_size`` images. :meth:`HfSamSegmenter.decode` encodes all prompts of one image with equal
-structure (box or not, number of points) in one model call on the stored embedding, keeps the mask with
+``batch_size`` images. :meth:`HfSamSegmenter.decode_batch` decodes all prompts of equal structure (box or
+not, number of points) of all images in one model call on the stored embeddings, keeps the mask with
 the highest predicted IoU when ``multimask`` is on, and lets the processor's ``post_process_masks`` bring
 the logits back to the original size (thresholded at 0). Mask prompts are not supported (``ValueError``).
 
@@ -89,6 +89,7 @@ class HfSamSegmenter(Segmenter):
             preprocessing: ``"processor"`` (the folder's own image processor) or ``"medsam"`` (MedSAM's
                 square resize and min-max normalisation to [0, 1]; for MedSAM weights).
             batch_size: Images per encoder call in :meth:`embed_batch`.
+            decoder_batch: Most (padded) prompts per model call in :meth:`decode_batch`.
         """
 
         model: Path
@@ -96,6 +97,7 @@ class HfSamSegmenter(Segmenter):
         multimask: bool = True
         preprocessing: Literal["processor", "medsam"] = "processor"
         batch_size: int = Field(default=2, ge=1)
+        decoder_batch: int = Field(default=64, ge=1)
 
     params: Params
 
@@ -171,65 +173,105 @@ class HfSamSegmenter(Segmenter):
 
     # ------------------------------------------------------------------ decoding
     def decode(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> Segmentation:
-        """Decode all ``prompts`` of one image, one model call per prompt structure.
+        """Decode all ``prompts`` of one image; see :meth:`decode_batch`."""
+        return self.decode_batch([embedding], [prompts])[0]
+
+    def decode_batch(
+        self, embeddings: Sequence[ImageEmbedding], prompts: Sequence[Sequence[Prompt]]
+    ) -> list[Segmentation]:
+        """Decode the prompts of several images, one model call per prompt structure (and chunk).
+
+        Prompts with the same structure (box or not, number of points) go through ONE forward for all
+        images: each image's list is padded to the longest by repeating its last prompt (the model
+        decodes every prompt independently; the padded rows are dropped).
 
         Args:
-            embedding: From :meth:`embed` / :meth:`embed_batch` of THIS segmenter.
-            prompts: K prompts in original-image pixels: boxes (pixel edges) and/or points (``(x, y)``
+            embeddings: From :meth:`embed` / :meth:`embed_batch` of THIS segmenter, one per image.
+            prompts: One list per image (may be empty): boxes (pixel edges) and/or points (``(x, y)``
                 centres, label 1 foreground / 0 background).
 
         Returns:
-            (K, H, W) bool masks at the original size and (K,) float32 predicted IoU.
+            One :class:`Segmentation` per image: (K_i, H_i, W_i) bool masks at the original size and
+            (K_i,) float32 predicted IoU.
 
         Raises:
-            TypeError: If the embedding was not made by an ``hf_sam`` segmenter or a prompt is no Prompt.
-            ValueError: If a prompt has a mask or neither a box nor points.
+            TypeError: If an embedding was not made by an ``hf_sam`` segmenter or a prompt is no Prompt.
+            ValueError: If the sequences differ in length, or a prompt has a mask or neither a box nor
+                points.
         """
-        data = embedding.data
-        if not isinstance(data, HfSamFeatures):
-            raise TypeError(f"embedding was not made by an hf_sam segmenter (data is {type(data).__name__})")
-        if not prompts:
-            return self.empty(embedding)
-        groups: dict[tuple[bool, int], list[int]] = defaultdict(list)
-        for i, p in enumerate(prompts):
-            if not isinstance(p, Prompt):
-                raise TypeError(f"prompts[{i}] must be a Prompt, got {type(p).__name__}")
-            if p.mask_logits is not None or (p.box is None and not len(p.points)):
-                raise ValueError(f"prompts[{i}]: hf_sam takes boxes and points only (no mask prompts)")
-            groups[(p.box is not None, len(p.points))].append(i)
-        H, W = embedding.original_size
-        masks = np.zeros((len(prompts), H, W), bool)
-        scores = np.zeros(len(prompts), np.float32)
+        if len(embeddings) != len(prompts):
+            raise ValueError(f"decode_batch got {len(embeddings)} embeddings but {len(prompts)} prompt lists")
+        groups: dict[tuple[bool, int], dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for k, (emb, ps) in enumerate(zip(embeddings, prompts)):
+            if ps and not isinstance(emb.data, HfSamFeatures):
+                raise TypeError(f"embedding was not made by an hf_sam segmenter (data is {type(emb.data).__name__})")
+            for j, p in enumerate(ps):
+                if not isinstance(p, Prompt):
+                    raise TypeError(f"prompts[{k}][{j}] must be a Prompt, got {type(p).__name__}")
+                if p.mask_logits is not None or (p.box is None and not len(p.points)):
+                    raise ValueError(f"prompts[{k}][{j}]: hf_sam takes boxes and points only (no mask prompts)")
+                groups[(p.box is not None, len(p.points))][k].append(j)
+        masks = [np.zeros((len(ps), *emb.original_size), bool) for emb, ps in zip(embeddings, prompts)]
+        scores = [np.zeros(len(ps), np.float32) for ps in prompts]
         with torch.inference_mode():
-            for idx in groups.values():
-                low, iou = self._low_res([prompts[i] for i in idx], data, (H, W))
-                up = self._postprocess(low, (H, W), data.input_size)
-                masks[idx] = (up > 0).cpu().numpy()
-                scores[idx] = iou.cpu().numpy()
-        return Segmentation(masks, scores)
+            for per_image in groups.values():
+                chunk: dict[int, list[int]] = {}
+                for k, js in per_image.items():  # at most decoder_batch padded rows per forward
+                    width = max([len(js), *map(len, chunk.values())])
+                    if chunk and width * (len(chunk) + 1) > self.params.decoder_batch:
+                        self._decode_rows(embeddings, prompts, chunk, masks, scores)
+                        chunk = {}
+                    chunk[k] = js
+                self._decode_rows(embeddings, prompts, chunk, masks, scores)
+        return [Segmentation(m, sc) for m, sc in zip(masks, scores)]
 
-    def _low_res(
-        self, prompts: list[Prompt], data: HfSamFeatures, size: tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """G prompts of one structure → (G, 1, L, L) logits of the chosen mask and (G,) predicted IoU."""
-        (H, W), (h, w) = size, data.input_size
-        scale = np.array([w / W, h / H], np.float32)
+    def _decode_rows(
+        self,
+        embeddings: Sequence[ImageEmbedding],
+        prompts: Sequence[Sequence[Prompt]],
+        chunk: dict[int, list[int]],
+        masks: list[NDArray[np.bool_]],
+        scores: list[NDArray[np.float32]],
+    ) -> None:
+        """One forward for prompts of one structure on B images (``chunk``: image → prompt indices)."""
+        images = list(chunk)
+        G = max(len(js) for js in chunk.values())
+        feats = [embeddings[k].data for k in images]
+        rows = []  # per image: its prompts padded to G by repeating the last one
+        for k in images:
+            js = chunk[k]
+            rows.append([prompts[k][j] for j in js] + [prompts[k][js[-1]]] * (G - len(js)))
+        scale = [
+            np.array([f.input_size[1] / embeddings[k].original_size[1], f.input_size[0] / embeddings[k].original_size[0]],
+                     np.float32)
+            for k, f in zip(images, feats)
+        ]
         kwargs: dict[str, Any] = {}
-        if len(prompts[0].points):
-            xy = np.stack([to_sam_points(p.points) * scale for p in prompts])[None]
-            kwargs["input_points"] = torch.from_numpy(xy).to(self.device)
-            labels = np.stack([p.point_labels for p in prompts])[None]
-            kwargs["input_labels"] = torch.from_numpy(labels).to(self.device)
-        if prompts[0].box is not None:
-            boxes = np.stack([to_sam_box(p.box).reshape(2, 2) * scale for p in prompts])  # type: ignore[arg-type]
-            kwargs["input_boxes"] = torch.from_numpy(boxes.reshape(1, -1, 4)).to(self.device)
-        emb: Any = data.embeddings[0] if self.kind == "sam" else list(data.embeddings)
+        first = rows[0][0]
+        if len(first.points):
+            xy = np.stack([np.stack([to_sam_points(p.points) * sc for p in ps]) for ps, sc in zip(rows, scale)])
+            kwargs["input_points"] = torch.from_numpy(xy).to(self.device)  # (B, G, N, 2)
+            labels = np.stack([np.stack([p.point_labels for p in ps]) for ps in rows])
+            kwargs["input_labels"] = torch.from_numpy(labels).to(self.device)  # (B, G, N)
+        if first.box is not None:
+            boxes = np.stack([
+                np.stack([to_sam_box(p.box).reshape(2, 2) * sc for p in ps]).reshape(-1, 4)  # type: ignore[arg-type]
+                for ps, sc in zip(rows, scale)
+            ])
+            kwargs["input_boxes"] = torch.from_numpy(boxes).to(self.device)  # (B, G, 4)
+        levels = [torch.cat(level) for level in zip(*(f.embeddings for f in feats))]
+        emb: Any = levels[0] if self.kind == "sam" else levels
         out = self.model(image_embeddings=emb, multimask_output=self.params.multimask, **kwargs)
-        pred, iou = out.pred_masks[0], out.iou_scores[0]  # (G, M, L, L), (G, M)
-        best = iou.argmax(dim=1) if self.params.multimask else torch.zeros(len(prompts), dtype=torch.long)
-        rows = torch.arange(len(prompts), device=pred.device)
-        best = best.to(pred.device)
-        return pred[rows, best][:, None].float(), iou[rows, best].float()
+        for b, k in enumerate(images):
+            n = len(chunk[k])
+            pred, iou = out.pred_masks[b, :n], out.iou_scores[b, :n]  # (n, M, L, L), (n, M)
+            best = iou.argmax(dim=1) if self.params.multimask else torch.zeros(n, dtype=torch.long)
+            r = torch.arange(n, device=pred.device)
+            best = best.to(pred.device)
+            low = pred[r, best][:, None].float()
+            up = self._postprocess(low, embeddings[k].original_size, feats[b].input_size)
+            masks[k][chunk[k]] = (up > 0).cpu().numpy()
+            scores[k][chunk[k]] = iou[r, best].float().cpu().numpy()
 
     def _postprocess(self, low: torch.Tensor, size: tuple[int, int], input_size: tuple[int, int]) -> torch.Tensor:
         """(G, 1, L, L) logits → (G, H, W) logits at the original size (the processor's own resize)."""
