@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,11 @@ from PIL import Image
 from samprompt.classifiers import build_classifier, load_classifier, read_info
 from samprompt.errors import CheckpointError, ConfigError
 
-timm = pytest.importorskip("timm", reason="needs timm (samprompt[timm])")
+
+@pytest.fixture
+def timm() -> Any:
+    """The timm module (tests skip without samprompt[timm])."""
+    return pytest.importorskip("timm", reason="needs timm (samprompt[timm])")
 
 SAMPLE = Path(__file__).resolve().parents[2] / "src" / "samprompt" / "sample" / "busi"
 
@@ -22,7 +27,7 @@ SAMPLE = Path(__file__).resolve().parents[2] / "src" / "samprompt" / "sample" / 
 @pytest.mark.parametrize(
     ("name", "layer"), [("test_resnet", "layer4"), ("test_convnext", "stages.3"), ("test_vit", None)]
 )
-def test_build_gives_logits_and_the_cam_layer(name: str, layer: str | None) -> None:
+def test_build_gives_logits_and_the_cam_layer(timm: Any, name: str, layer: str | None) -> None:
     model = build_classifier(f"timm:{name}", 3, head="paper", dropout=0.2)
     assert getattr(model, "cam_target_layer", None) == layer
     assert model.training  # built in training mode, like the torchvision builders
@@ -37,7 +42,7 @@ def test_build_gives_logits_and_the_cam_layer(name: str, layer: str | None) -> N
         assert len(seen[0]) == 4 and seen[0][-1] > 1
 
 
-def test_local_pretrained_weights_load_and_the_old_head_is_dropped(tmp_path: Path) -> None:
+def test_local_pretrained_weights_load_and_the_old_head_is_dropped(timm: Any, tmp_path: Path) -> None:
     st = pytest.importorskip("safetensors.torch")
     torch.manual_seed(1)
     imagenet = timm.create_model("test_resnet", pretrained=False, num_classes=1000)  # like a published file
@@ -52,7 +57,7 @@ def test_local_pretrained_weights_load_and_the_old_head_is_dropped(tmp_path: Pat
         assert own["fc.weight"].shape == (2, state["fc.weight"].shape[1])  # re-initialised new head
 
 
-def test_bad_names_and_weights_are_clear(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_names_and_weights_are_clear(timm: Any, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="timm has no model 'no_such_net'"):
         build_classifier("timm:no_such_net", 2)
     with pytest.raises(CheckpointError, match="never downloads"):
@@ -64,12 +69,15 @@ def test_bad_names_and_weights_are_clear(tmp_path: Path, monkeypatch: pytest.Mon
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         build_classifier("timm:test_resnet", 2, weights=str(tmp_path / "bad.safetensors"))
-    monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(ConfigError, match=r"needs the timm package: pip install 'samprompt\[timm\]'"):
-        build_classifier("timm:test_resnet", 2)
 
 
-def test_train_from_the_cli_then_cam_through_the_pipeline(tmp_path: Path) -> None:
+def test_missing_timm_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "timm", None)  # makes `import timm` fail, installed or not
+    with pytest.raises(ConfigError, match=r"classifier 'timm:resnet18' needs the timm package: pip install 'samprompt\[timm\]'"):
+        build_classifier("timm:resnet18", 2)
+
+
+def test_train_from_the_cli_then_cam_through_the_pipeline(timm: Any, tmp_path: Path) -> None:
     from samprompt.cli import main
     from samprompt.pipeline import PromptPipeline
 

@@ -175,7 +175,7 @@ def test_medsam_input_is_min_max_normalised_square() -> None:
     assert float(flat.abs().max()) == 0.0
 
 
-def test_hf_sam_errors(sam_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_sam_errors(sam_folder: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="nowhere"):
         SEGMENTERS.create("hf_sam", {"model": str(tmp_path / "nowhere")})
     (tmp_path / "empty").mkdir()
@@ -185,9 +185,12 @@ def test_hf_sam_errors(sam_folder: Path, tmp_path: Path, monkeypatch: pytest.Mon
     emb = seg.embed(np.zeros((20, 20, 3), np.uint8))
     with pytest.raises(ValueError, match="mask prompts"):
         seg.decode(emb, [Prompt(mask_logits=np.zeros((20, 20), np.float32))])
-    monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(ConfigError, match=r"needs the transformers package: pip install 'samprompt\[hf\]'"):
-        SEGMENTERS.create("hf_sam", {"model": str(sam_folder)})
+
+
+def test_hf_sam_missing_package_says_which_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
+    with pytest.raises(ConfigError, match=r"segmenter 'hf_sam' needs the transformers package: pip install 'samprompt\[hf\]'"):
+        SEGMENTERS.create("hf_sam", {"model": str(tmp_path)})
 
 
 @pytest.mark.parametrize("decoder_batch", [64, 2])
