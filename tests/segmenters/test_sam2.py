@@ -74,6 +74,12 @@ def _reference(model: torch.nn.Module, image: np.ndarray, prompt: Prompt, multim
     pred._bb_feat_sizes = [(s // 4, s // 4), (s // 8, s // 8), (s // 16, s // 16)]  # hard-coded for 1024
     pred.set_image(image)
     kwargs: dict = {}
+    if prompt.mask_logits is not None:  # the low-res mask input, made as samprompt documents it
+        L = 4 * model.sam_prompt_encoder.image_embedding_size[0]
+        m = torch.from_numpy(prompt.mask_logits)[None, None]
+        kwargs["mask_input"] = torch.nn.functional.interpolate(
+            m, (L, L), mode="bilinear", align_corners=False, antialias=True
+        )[0].numpy()
     if len(prompt.points):
         kwargs.update(point_coords=prompt.points - 0.5, point_labels=prompt.point_labels)
     if prompt.box is not None:
@@ -116,7 +122,7 @@ def test_sam2_matches_the_package_predictor(tiny: tuple[Path, torch.nn.Module], 
 
 
 def test_sam2_decode_equals_decode_batch_and_segment(tiny: tuple[Path, torch.nn.Module]) -> None:
-    path, _ = tiny
+    path, _ = tiny  # and mask prompts (alone, with a box) as SAM2ImagePredictor's mask_input
     image = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     seg = _segmenter(path)
     one = seg.segment(image, PROMPTS[:2])
@@ -124,8 +130,16 @@ def test_sam2_decode_equals_decode_batch_and_segment(tiny: tuple[Path, torch.nn.
     many = seg.decode_batch([emb, emb], [PROMPTS[:2], []])
     assert many[1].masks.shape == (0, 64, 96)
     assert np.mean(one.masks == many[0].masks) > 0.999
-    mask_prompt = Prompt(mask_logits=np.where(one.masks[0], 5.0, -5.0).astype(np.float32))
-    assert seg.decode(emb, [mask_prompt]).masks.shape == (1, 64, 96)
+    logits = np.where(one.masks[0], 5.0, -5.0).astype(np.float32)
+    with_mask = [Prompt(mask_logits=logits), Prompt(box=[10, 12, 70, 60], mask_logits=logits)]
+    out = seg.decode(emb, with_mask)
+    assert out.masks.shape == (2, 64, 96)
+    _, model = tiny
+    for k, p in enumerate(with_mask):
+        ref, iou = _reference(model, image, p, True)
+        sure = np.abs(ref) > 1e-4 * np.abs(ref).max()
+        np.testing.assert_array_equal(out.masks[k][sure], (ref > 0)[sure])
+        assert out.scores[k] == pytest.approx(iou, abs=1e-4)
 
 
 def test_sam2_errors_name_the_file_and_config(tiny: tuple[Path, torch.nn.Module], tmp_path: Path) -> None:

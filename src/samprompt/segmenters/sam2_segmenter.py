@@ -293,7 +293,10 @@ class Sam2Segmenter(Segmenter):
         best = iou.argmax(dim=1) if self.params.multimask else torch.zeros(len(order), dtype=torch.long)
         rows = torch.arange(len(order), device=low.device)
         low, iou = low[rows, best.to(low.device)].float(), iou[rows, best.to(low.device)].float()
-        for r, (k, j) in enumerate(order):
-            up = self._transforms.postprocess_masks(low[r : r + 1, None], embeddings[k].original_size)
-            masks[k][j] = (up[0, 0] > self.params.mask_threshold).cpu().numpy()
-            scores[k][j] = float(iou[r])
+        iou_host = iou.cpu().numpy()
+        for k in sorted({k for k, _ in order}):  # one upsampling and one host copy per image
+            rows = [r for r, (kk, _) in enumerate(order) if kk == k]
+            js = [order[r][1] for r in rows]
+            up = self._transforms.postprocess_masks(low[rows][:, None], embeddings[k].original_size)
+            masks[k][js] = (up[:, 0] > self.params.mask_threshold).cpu().numpy()
+            scores[k][js] = iou_host[rows]
