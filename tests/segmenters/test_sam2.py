@@ -175,3 +175,16 @@ def test_importing_samprompt_imports_no_optional_model_package() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_sam2_bf16_encoder_stays_close_to_fp32(tiny: tuple[Path, torch.nn.Module]) -> None:
+    """precision='bf16' (CPU autocast here): fp32 features, masks close to the fp32 ones."""
+    path, _ = tiny
+    image = np.random.default_rng(4).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    full, half = _segmenter(path), _segmenter(path, precision="bf16")
+    emb = half.embed(image)
+    assert emb.data.image_embed.dtype == torch.float32
+    diff = (emb.data.image_embed - full.embed(image).data.image_embed).abs().max()
+    assert 0 < float(diff) < 0.1 * float(full.embed(image).data.image_embed.abs().max())
+    a, b = full.segment(image, PROMPTS).masks, half.segment(image, PROMPTS).masks
+    assert (a == b).mean() > 0.9

@@ -31,7 +31,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -113,6 +113,8 @@ class Sam2Segmenter(Segmenter):
             mask_threshold: Logit threshold of the masks (SAM 2's default 0).
             batch_size: Images per encoder call in :meth:`embed_batch`.
             decoder_batch: Most prompts per mask-decoder call.
+            precision: ``"bf16"`` runs the image encoder under bf16 autocast (SAM 2's recommended CUDA
+                setting; features are kept in fp32 and the decoder runs in fp32).
         """
 
         config: str = "configs/sam2.1/sam2.1_hiera_l.yaml"
@@ -123,6 +125,7 @@ class Sam2Segmenter(Segmenter):
         mask_threshold: float = 0.0
         batch_size: int = Field(default=2, ge=1)
         decoder_batch: int = Field(default=64, ge=1)
+        precision: Literal["fp32", "bf16"] = "fp32"
 
     params: Params
 
@@ -167,14 +170,15 @@ class Sam2Segmenter(Segmenter):
         out: list[ImageEmbedding] = []
         for start in range(0, len(arrays), self.params.batch_size):
             chunk = arrays[start : start + self.params.batch_size]
-            with torch.inference_mode():
+            autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.params.precision == "bf16")
+            with torch.inference_mode(), autocast:
                 batch = self._transforms.forward_batch(chunk).to(self.device)
                 backbone = self.model.forward_image(batch)
                 _, feats, _, sizes = self.model._prepare_backbone_features(backbone)
                 if self.model.directly_add_no_mem_embed:
                     feats[-1] = feats[-1] + self.model.no_mem_embed
                 # (HW, B, C) sequences → (B, C, H, W) maps, highest resolution first
-                maps = [f.permute(1, 2, 0).reshape(len(chunk), -1, *s) for f, s in zip(feats, sizes)]
+                maps = [f.permute(1, 2, 0).reshape(len(chunk), -1, *s).float() for f, s in zip(feats, sizes)]
             for i, a in enumerate(chunk):
                 per = tuple(m[i : i + 1].clone() for m in maps)
                 out.append(ImageEmbedding(a.shape[:2], Sam2Features(per[-1], per[:-1])))
