@@ -299,8 +299,8 @@ class Sam2Segmenter(Segmenter):
         low, iou = low[rows, best.to(low.device)].float(), iou[rows, best.to(low.device)].float()
         iou_host = iou.cpu().numpy()
         for k in sorted({k for k, _ in order}):  # one upsampling and one host copy per image
-            mine = [r for r, (kk, _) in enumerate(order) if kk == k]
-            js = [order[r][1] for r in mine]
-            up = self._transforms.postprocess_masks(low[mine][:, None], embeddings[k].original_size)
+            at = [r for r, (kk, _) in enumerate(order) if kk == k]
+            js = [order[r][1] for r in at]
+            up = self._transforms.postprocess_masks(low[at][:, None], embeddings[k].original_size)
             masks[k][js] = (up[:, 0] > self.params.mask_threshold).cpu().numpy()
-            scores[k][js] = iou_host[mine]
+            scores[k][js] = iou_host[at]
