@@ -7,6 +7,8 @@ package's ``sam_model_registry`` so that the example's unchanged ``build_predict
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -56,7 +58,7 @@ def _tiny_sam_hq(hq: Any) -> torch.nn.Module:
 
 
 @pytest.fixture
-def sam_hq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path, Any]:
+def sam_hq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Path, Any]]:
     """(segment_anything_hq, checkpoint of the tiny model, the example module) with the registry patched."""
     hq = pytest.importorskip("segment_anything_hq", reason="needs segment-anything-hq (samprompt[test-hq])")
     model = _tiny_sam_hq(hq)
@@ -64,9 +66,12 @@ def sam_hq(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Path, 
     torch.save(model.state_dict(), path)
     monkeypatch.setitem(hq.sam_model_registry, "vit_b", lambda checkpoint=None: _tiny_sam_hq(hq))
     monkeypatch.syspath_prepend(str(EXAMPLE))
+    had = "samprompt_sam_variants" in sys.modules
     import samprompt_sam_variants as example
 
-    return hq, path, example
+    yield hq, path, example
+    if not had:  # other tests check that listing plugins never imports the example
+        sys.modules.pop("samprompt_sam_variants", None)
 
 
 @pytest.mark.parametrize("hq_token_only", [False, True])
