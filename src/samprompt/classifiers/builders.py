@@ -8,7 +8,9 @@ returning a network that maps a (B, 3, h, w) float tensor to (B, num_classes) lo
   ResNet (``conv1``, ``layer1`` … ``layer4``, ``avgpool``, ``fc``) so CAM code finds ``layer4``;
 * ``"torchvision:<name>"`` — any torchvision classification model (``torchvision.models.get_model``),
   e.g. ``"torchvision:densenet121"``; its LAST ``nn.Linear`` is replaced by the new head. These names are
-  resolved by :func:`build_classifier` and are not listed by ``CLASSIFIERS.names()``.
+  resolved by :func:`build_classifier` and are not listed by ``CLASSIFIERS.names()``;
+* ``"timm:<name>"`` — any ``timm`` model (optional extra ``samprompt[timm]``; see
+  :mod:`samprompt.classifiers.timm_builder`), resolved the same way.
 
 Plugins register more builders through the ``samprompt.classifiers`` entry-point group (value
 ``module:function``); :func:`replace_head` and :func:`load_initial_weights` do the common work.
@@ -384,6 +386,10 @@ def build_classifier(
         ConfigError: Invalid head arguments or weights name.
         CheckpointError: Weights file missing, unreadable, not cached or not fitting.
     """
+    if arch.startswith("timm:"):  # any timm model (samprompt[timm]); see classifiers/timm_builder.py
+        from samprompt.classifiers.timm_builder import build_timm
+
+        return build_timm(arch[len("timm:"):], num_classes, head=head, dropout=dropout, weights=weights)
     if arch.startswith(TORCHVISION_PREFIX):
         tv = arch[len(TORCHVISION_PREFIX):]
         layer = "layer4" if tv.startswith("resnet") else None

@@ -8,7 +8,12 @@ SEGMENTERS: Registry[Segmenter] = Registry(
     "segmenter",
     "samprompt.segmenters",
     Segmenter,
-    builtin_modules=("samprompt.segmenters.sam", "samprompt.segmenters.classical"),
+    builtin_modules=(
+        "samprompt.segmenters.sam",
+        "samprompt.segmenters.classical",
+        "samprompt.segmenters.sam2_segmenter",
+        "samprompt.segmenters.hf_sam",
+    ),
 )
 
 __all__ = ["SEGMENTERS", "ImageEmbedding", "Segmentation", "Segmenter"]

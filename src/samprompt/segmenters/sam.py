@@ -47,6 +47,7 @@ from samprompt.prompts.base import Prompt
 from samprompt.segmenters import SEGMENTERS
 from samprompt.segmenters._sam_fast import enable_fast_attention
 from samprompt.segmenters.base import ImageEmbedding, Segmentation, Segmenter
+from samprompt.segmenters.medsam import medsam_input
 from samprompt.segmenters.sam_models import SAM_ARCHITECTURES, checkpoint_free_builder, load_sam_checkpoint
 from samprompt.segmenters.sam_prompts import batch_prompts
 
@@ -109,6 +110,8 @@ class SamParams(ComponentParams):
             per-prompt SAM) or ``"pad"`` (always one call; pads with SAM's not-a-point token).
         decoder_batch: Most prompts per mask-decoder call in :meth:`decode_batch` (bounds the
             decoder's memory: about 50 MB per prompt in fp32 at the official sizes).
+        preprocessing: ``"sam"`` (resize the longest side, ImageNet mean/std, pad) or ``"medsam"``
+            (MedSAM weights: square resize, min-max to [0, 1]; see :mod:`samprompt.segmenters.medsam`).
     """
 
     model_type: str = "vit_b"
@@ -122,6 +125,7 @@ class SamParams(ComponentParams):
     compile: bool = False
     prompt_batching: Literal["exact", "pad"] = "exact"
     decoder_batch: int = Field(default=64, ge=1)
+    preprocessing: Literal["sam", "medsam"] = "sam"
 
     @field_validator("model_type")
     @classmethod
@@ -202,6 +206,8 @@ class SamSegmenter(Segmenter[SamParams]):
     # ------------------------------------------------------------------ embedding
     def _preprocess(self, image: NDArray[np.uint8]) -> tuple[torch.Tensor, tuple[int, int]]:
         """(H, W, 3) uint8 → ((3, S, S) normalised, padded float32 on the device, resized (h, w))."""
+        if self.params.preprocessing == "medsam":  # the whole square, no padding: input size (S, S)
+            return medsam_input(image, self.image_size, self.device), (self.image_size, self.image_size)
         H, W = image.shape[:2]
         scale = self.image_size / max(H, W)
         h, w = int(H * scale + 0.5), int(W * scale + 0.5)  # ResizeLongestSide.get_preprocess_shape
