@@ -1,7 +1,7 @@
 """The ``samprompt`` command line: parses arguments, calls the library, prints.
 
-Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``list``, ``presets``; see ``samprompt -h`` and
-``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
+Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``export``, ``list``, ``presets``; see
+``samprompt -h`` and ``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
 ``failures.jsonl``); 2 usage, configuration, data or checkpoint error, or a file that cannot be read or
 written (the message names the file, key or stage; ``--debug`` shows the traceback); 130 interrupted
 (rerun the same command to resume a run).
