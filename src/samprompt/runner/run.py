@@ -41,6 +41,7 @@ from samprompt.cams import Target
 from samprompt.data import prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline, resolve_device
+from samprompt.runner import distributed
 from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
 from samprompt.runner.records import (
@@ -273,6 +274,7 @@ def run_experiment(
     train_progress: bool = False,
     on_record: Callable[[str], None] | None = None,
     command: Sequence[str] | None = None,
+    barrier_timeout: float | None = None,
 ) -> RunResult:
     """Run (or resume) one experiment into the folder ``out``.
 
@@ -284,6 +286,8 @@ def run_experiment(
         train_progress: Show the classifier training's own tqdm bars.
         on_record: Called with an image id after its record is written (tests use it to interrupt).
         command: The command line, recorded in the manifest.
+        barrier_timeout: Seconds a rank of a ``torchrun`` run waits at a barrier (see
+            :mod:`samprompt.runner.distributed`, which shards the images across ranks).
 
     Returns:
         A :class:`RunResult`; per-image failures are in ``result.failures`` (the run still completes).
@@ -292,11 +296,16 @@ def run_experiment(
         ConfigError: Invalid config, or ``out`` holds a run with another config (without ``force``).
         DataError: Unreadable data or split, or data changed since the run folder was made.
         CheckpointError: Unusable classifier or segmenter checkpoint.
+        BarrierError: (``torchrun``) a rank died or did not reach a barrier in time.
     """
     out = Path(out).absolute()
     started = _now()
-    prepare_folder(out, config, force=force)
-    _remove_stale_temporaries(out)
+    dist = distributed.current(config.device, barrier_timeout)
+    progress = progress if dist.is_main else None
+    dist.main_first("prepare")  # rank 0 prepares the folder and the split; the others then check and read them
+    prepare_folder(out, config, force=force and dist.is_main)
+    if dist.is_main:
+        _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
     previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
     data = prepare_data(config, out, progress)
@@ -304,15 +313,19 @@ def run_experiment(
         raise DataError(f"the data in {str(config.data.path)!r} changed since run folder {str(out)!r} was made "
                         "(fingerprint differs); pass --force to start over")
     ids = data.ids[: config.limit] if config.limit else list(data.ids)
-    model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
+    dist.main_done("prepare")
+    dist.main_first("classifier")  # trained (and self-trained) once, by rank 0; the others load the files
+    model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress and dist.is_main)
     selftrain = get_selftrain_net(config, out, data, ckpt, progress)
+    dist.main_done("classifier")
     pipe = build_pipeline(config, model, info, selftrain)
     kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
     manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
-    atomic_write_json(mpath, manifest)
+    if dist.is_main:
+        atomic_write_json(mpath, manifest)
 
-    todo = [i for i in ids if read_record(out, i) is None]
+    todo = [i for i in dist.shard(ids) if read_record(out, i) is None]
     log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(ids), len(ids) - len(todo))
     batcher = _Batcher(config, out, data, pipe, kinds, info.class_names,
                        lambda labels: resolve_targets(config, info, labels), on_record)
@@ -331,19 +344,24 @@ def run_experiment(
                 if progress:
                     progress("images", done_now, len(todo))
 
+    # every rank's (computed, failures), after a barrier: all records are written when it passes
+    shares = dist.gather("images", (batcher.computed, batcher.failures))
+    computed, failures = sum(c for c, _ in shares), [f for _, fs in shares for f in fs]
     records = [r for r in (read_record(out, i) for i in data.ids) if r is not None]
-    rows = assemble(out, records, batcher.failures)
-    _report(config, out, data, records, rows, batcher.failures, info.task, progress)
-    finished = _now()
-    manifest["invocations"].append({"started": started, "finished": finished, "computed": batcher.computed,
-                                    "failed": len(batcher.failures), "limit": config.limit,
-                                    "command": list(command) if command else None})
-    manifest.update(finished=finished, images={"split": len(data.ids), "done": len(records),
-                                               "failed": len(batcher.failures)})
-    atomic_write_json(mpath, manifest)
     done_ids = {r["image"] for r in records}
-    return RunResult(out, len(ids), sum(i in done_ids for i in ids), batcher.computed, batcher.failures,
-                     len(data.ids))
+    if not dist.is_main:  # rank 0 writes the run-level files
+        return RunResult(out, len(ids), sum(i in done_ids for i in ids), computed, failures, len(data.ids))
+    rows = assemble(out, records, failures)
+    _report(config, out, data, records, rows, failures, info.task, progress)
+    finished = _now()
+    manifest["invocations"].append({"started": started, "finished": finished, "computed": computed,
+                                    "failed": len(failures), "limit": config.limit,
+                                    "command": list(command) if command else None,
+                                    "world_size": dist.world_size})
+    manifest.update(finished=finished, images={"split": len(data.ids), "done": len(records),
+                                               "failed": len(failures)})
+    atomic_write_json(mpath, manifest)
+    return RunResult(out, len(ids), sum(i in done_ids for i in ids), computed, failures, len(data.ids))
 
 
 _BUSI_NOTICE = ("Images: BUSI, Al-Dhabyani W., Gomaa M., Khaled H., Fahmy A. \"Dataset of breast ultrasound "
