@@ -27,7 +27,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 import torch.distributed as tdist
@@ -52,9 +52,6 @@ ENV_BARRIER_TIMEOUT = "SAMPROMPT_BARRIER_TIMEOUT"
 #: Seconds a rank waits at a barrier by default. The longest wait is the others' wait for rank 0's
 #: classifier training, and at the end for the slowest rank's shard: raise it for long trainings.
 DEFAULT_BARRIER_TIMEOUT = 3600.0
-
-_T = TypeVar("_T")
-
 
 class BarrierError(StageError):
     """A rank did not reach a barrier in time, or a peer rank died while this one waited.
@@ -200,7 +197,7 @@ class Distributed:
         if self.is_main:
             self.barrier(stage)
 
-    def gather(self, stage: str, obj: _T) -> list[_T]:
+    def gather(self, stage: str, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (picklable), in rank order, on every rank, after a barrier named ``stage``.
 
         Raises:

@@ -321,7 +321,7 @@ def run_experiment(
     pipe = build_pipeline(config, model, info, selftrain)
     kinds = {label: probe_strategy(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
-    manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
+    manifest = _manifest(config, out, data, ckpt, pipe, started, previous) if dist.is_main else {}
     if dist.is_main:
         atomic_write_json(mpath, manifest)
 

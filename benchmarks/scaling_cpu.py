@@ -1,0 +1,189 @@
+#!/usr/bin/env python
+"""Scaling of ``samprompt run`` across ``torchrun`` processes on a CPU: images/s for 1 and 2 processes, in ONE run.
+
+The run: the bundled 60-image BUSI sample copied ``--copies`` times (default 4: 240 images of about 500 x 600
+px, split ``all``; the split is made once and given as a file, so no timed run audits), a ResNet18 at
+128 px (trained for one epoch once, before the timing, and then given as a checkpoint so that no timed run
+trains), GradCAM++, threshold masker, three prompt strategies (box, centre point, box + centre point)
+decoded by the weight-free ``classical`` segmenter, metrics and report — the ``demo`` preset's pipeline.
+
+Each case is the same command line under ``python -m torch.distributed.run --nproc-per-node P`` into a fresh
+run folder, timed from outside (wall clock of the whole command: start-up, data fingerprint, the images,
+the rank-0 merge and report), then run AGAIN on the finished folder, which processes no image: its time is
+the fixed cost of the command. ``images/s (images phase)`` is ``images / (full - rerun)``.
+Cases: 1 process with 2 intra-op threads (the single-process default on 2 cores), 1 process with 1
+thread, 2 processes with 1 thread each (torchrun's default ``OMP_NUM_THREADS=1``). The merged
+``metrics.csv`` of every case is compared with the first case's.
+
+Usage (repository root)::
+
+    PYTHONPATH=src python benchmarks/scaling_cpu.py --out benchmarks/results/scaling_cpu.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"
+SAMPLE = SRC / "samprompt" / "sample" / "busi"
+
+
+def _copy_sample(dest: Path, copies: int) -> int:
+    """Write ``copies`` copies of every bundled image (and its mask) under ``dest``; return the image count."""
+    count = 0
+    for image in sorted(SAMPLE.glob("*/*.png")):
+        if image.stem.endswith("_mask") or "_mask_" in image.stem:
+            continue
+        folder = dest / image.parent.name
+        folder.mkdir(parents=True, exist_ok=True)
+        masks = sorted(image.parent.glob(f"{glob.escape(image.stem)}_mask*.png"))
+        for k in range(copies):
+            shutil.copyfile(image, folder / f"{image.stem} c{k}.png")
+            for m in masks:
+                shutil.copyfile(m, folder / m.name.replace(image.stem, f"{image.stem} c{k}", 1))
+            count += 1
+    return count
+
+
+def _config(data: Path, checkpoint: Path | None, split: Path | None) -> dict[str, Any]:
+    classifier: dict[str, Any] = (
+        {"checkpoint": str(checkpoint)} if checkpoint is not None else
+        {"task": "multiclass", "train": {"arch": "resnet18", "epochs": 1, "batch_size": 16, "patience": None,
+                                         "preprocessing": {"input_size": 128}}})
+    return {
+        "name": "scaling",
+        "data": {"path": str(data)},
+        "split": {"fractions": [0.5, 0.15, 0.35], "use": "all", "file": None if split is None else str(split)},
+        "classifier": classifier,
+        "target": ["benign", "malignant"],
+        "device": "cpu",
+        "batch_size": 8,
+        "pipeline": {
+            "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},
+            "masker": {"name": "threshold", "params": {"value": 0.6}},
+            "prompts": [{"name": "box", "params": {"margin": 5}}, {"name": "center_point"},
+                        {"name": "box_center_point", "params": {"margin": 5}}],
+            "segmenter": {"name": "classical"},
+        },
+        "report": {"panels": 12, "gallery": 6, "thumb": 112},
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _env(threads: int) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(SRC), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"scaling_cpu.py: command failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scaling_cpu.json")
+    ap.add_argument("--work", type=Path, help="folder for the run folders (default: a temporary one)")
+    ap.add_argument("--copies", type=int, default=4, help="copies of the 60 bundled images (default 4)")
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="samprompt-scaling-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    # untimed: the data, the split and the classifier, made once (one image processed); every case loads them
+    data = work / "data"
+    for old in (data, work / "prep"):
+        if old.exists():
+            shutil.rmtree(old)
+    n_images = _copy_sample(data, args.copies)
+    prep_cfg = work / "prep.json"
+    prep_cfg.write_text(json.dumps(_config(data, None, None)))
+    _timed([sys.executable, "-m", "samprompt", "--no-progress", "run", str(prep_cfg), "--limit", "1",
+            "--out", str(work / "prep")], _env(2))
+    cfg = work / "run.json"
+    cfg.write_text(json.dumps(_config(data, work / "prep" / "classifier.pt", work / "prep" / "split.json")))
+
+    cases = [(1, 2), (1, 1), (2, 1)]  # (processes, threads per process)
+    results: list[dict[str, Any]] = []
+    reference: bytes | None = None
+    load_before = _load()
+    for procs, threads in cases:
+        out = work / f"p{procs}t{threads}"
+        if out.exists():
+            shutil.rmtree(out)
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
+               str(_free_port()), "-m", "samprompt", "--no-progress", "run", str(cfg), "--out", str(out)]
+        full = _timed(cmd, _env(threads))
+        cmd[cmd.index("--master-port") + 1] = str(_free_port())
+        rerun = _timed(cmd, _env(threads))
+        manifest = json.loads((out / "manifest.json").read_text())
+        images = manifest["images"]["done"]
+        metrics = (out / "metrics.csv").read_bytes()
+        reference = metrics if reference is None else reference
+        row = {"processes": procs, "threads_per_process": threads, "images": images,
+               "seconds_full": round(full, 2), "seconds_rerun_no_images": round(rerun, 2),
+               "images_per_s_command": round(images / full, 3),
+               "images_per_s_images_phase": round(images / max(full - rerun, 1e-9), 3),
+               "metrics_identical_to_first_case": metrics == reference, "load_after": _load()}
+        results.append(row)
+        print(f"{procs} process(es) x {threads} thread(s): {images} images, {full:.1f} s "
+              f"({row['images_per_s_command']:.2f} img/s), rerun {rerun:.1f} s -> images phase "
+              f"{row['images_per_s_images_phase']:.2f} img/s, metrics identical: {row['metrics_identical_to_first_case']}")
+
+    import torch
+
+    report = {
+        "benchmark": "scaling_cpu",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": "PYTHONPATH=src python benchmarks/scaling_cpu.py",
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "cpu": _cpu_model()},
+        "load_average_1_5_15_before": load_before,
+        "data": f"bundled BUSI sample x {args.copies}: {n_images} images (split 'all')",
+        "pipeline": "resnet18 @128 px (checkpoint), gradcampp, threshold 0.6, box / center_point / "
+                    "box_center_point, classical segmenter, batch_size 8, workers 2",
+        "cases": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"saved {args.out}")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()
