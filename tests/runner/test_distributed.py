@@ -89,6 +89,20 @@ def test_single_process_is_rank_0_of_1_without_group(monkeypatch: pytest.MonkeyP
         "benign/benign (2)"]
 
 
+def test_single_process_ignores_the_timeout_variable_but_not_a_bad_option(
+        monkeypatch: pytest.MonkeyPatch, synth_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from samprompt.cli import main
+
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.setenv(ENV_BARRIER_TIMEOUT, "soon")  # read only by ranks of a torchrun run
+    assert current("cpu").world_size == 1
+    cfg = tmp_path / "run.json"
+    cfg.write_text(json.dumps(fast_config(synth_data)))
+    assert main(["--no-progress", "run", str(cfg), "--out", str(tmp_path / "r"), "--barrier-timeout", "-5"]) == 2
+    assert "error: --barrier-timeout: expected seconds (a positive number), got -5.0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_barrier_timeout_from_argument_environment_or_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(ENV_BARRIER_TIMEOUT, raising=False)
     assert barrier_timeout() == DEFAULT_BARRIER_TIMEOUT

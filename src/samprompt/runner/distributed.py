@@ -107,7 +107,7 @@ def barrier_timeout(seconds: float | None = None) -> float:
 def shard_of(image_id: str, world_size: int) -> int:
     """The rank that processes ``image_id``: the first 8 bytes of its UTF-8 SHA-256, modulo ``world_size``.
 
-    Stable across processes, machines and Python versions (unlike :func:`hash`).
+    Stable across processes, machines and Python versions (unlike the built-in ``hash``, which is salted per process).
 
     Raises:
         ValueError: ``world_size`` below 1.
@@ -240,19 +240,21 @@ def current(device: str = "auto", timeout: float | None = None) -> Distributed:
             than ``LOCAL_RANK`` needs.
     """
     global _current
-    seconds = barrier_timeout(timeout)
     if _current is not None:
-        _current.timeout = seconds
+        _current.timeout = barrier_timeout(timeout) if _current.enabled or timeout is not None else _current.timeout
         return _current
     if tdist.is_available() and tdist.is_initialized():  # the caller made the group
+        seconds = barrier_timeout(timeout)
         world, rank = tdist.get_world_size(), tdist.get_rank()
         local = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
         group = tdist.new_group(backend="gloo") if tdist.get_backend() != "gloo" else None
         _current = Distributed(rank, world, local, seconds, group)
         return _current
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ or _env_int("WORLD_SIZE") <= 1:
-        _current = Distributed(timeout=seconds)
+        # a single process reads no environment variable; an explicit bad timeout is still an error
+        _current = Distributed(timeout=DEFAULT_BARRIER_TIMEOUT if timeout is None else barrier_timeout(timeout))
         return _current
+    seconds = barrier_timeout(timeout)
     rank, world = _env_int("RANK"), _env_int("WORLD_SIZE")
     local = _env_int("LOCAL_RANK") if "LOCAL_RANK" in os.environ else rank
     if not 0 <= rank < world:

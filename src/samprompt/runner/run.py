@@ -325,8 +325,9 @@ def run_experiment(
     if dist.is_main:
         atomic_write_json(mpath, manifest)
 
-    todo = [i for i in dist.shard(ids) if read_record(out, i) is None]
-    log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(ids), len(ids) - len(todo))
+    mine = dist.shard(ids)  # all of them in a single process
+    todo = [i for i in mine if read_record(out, i) is None]
+    log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(mine), len(mine) - len(todo))
     batcher = _Batcher(config, out, data, pipe, kinds, info.class_names,
                        lambda labels: resolve_targets(config, info, labels), on_record)
     done_now = 0
