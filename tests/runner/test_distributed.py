@@ -249,3 +249,26 @@ def test_a_late_rank_is_a_barrier_error_naming_stage_and_rank(tmp_path: Path) ->
     assert (rank0["stage"], rank0["rank"]) == ("classifier", 0)
     assert "rank 0 of 2 at barrier 'classifier'" in rank0["message"] and "Ranks 1 failed to pass" in rank0["message"]
     assert "barrier timeout of 2 s" in rank0["message"]
+
+
+def _own_group_rank(rank: int, port: int, result: str) -> None:
+    """A caller that makes its own process group (no torchrun variables) before asking for :func:`current`."""
+    import torch.distributed as tdist
+
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        os.environ.pop(name, None)
+    tdist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    d = current("cpu", 30)
+    ids = [f"img{k}" for k in range(10)]
+    Path(result).write_text(json.dumps({"rank": d.rank, "world": d.world_size, "gather": d.gather("x", [rank]),
+                                        "shard": d.shard(ids)}))
+    tdist.destroy_process_group()  # the caller's group: the caller ends it
+
+
+def test_a_process_group_made_by_the_caller_is_used(tmp_path: Path) -> None:
+    port = _free_port()
+    assert _spawn(_own_group_rank, [(r, port, str(tmp_path / f"rank{r}.json")) for r in range(2)]) == [0, 0]
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
+    ids = [f"img{k}" for k in range(10)]
+    for r in range(2):
+        assert got[r] == {"rank": r, "world": 2, "gather": [[0], [1]], "shard": shard(ids, r, 2)}
