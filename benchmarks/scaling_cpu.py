@@ -23,6 +23,7 @@ Usage (repository root)::
 from __future__ import annotations
 
 import argparse
+import copy
 import glob
 import json
 import os
@@ -59,27 +60,17 @@ def _copy_sample(dest: Path, copies: int) -> int:
 
 
 def _config(data: Path, checkpoint: Path | None, split: Path | None) -> dict[str, Any]:
-    classifier: dict[str, Any] = (
-        {"checkpoint": str(checkpoint)} if checkpoint is not None else
-        {"task": "multiclass", "train": {"arch": "resnet18", "epochs": 1, "batch_size": 16, "patience": None,
-                                         "preprocessing": {"input_size": 128}}})
-    return {
-        "name": "scaling",
-        "data": {"path": str(data)},
-        "split": {"fractions": [0.5, 0.15, 0.35], "use": "all", "file": None if split is None else str(split)},
-        "classifier": classifier,
-        "target": ["benign", "malignant"],
-        "device": "cpu",
-        "batch_size": 8,
-        "pipeline": {
-            "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},
-            "masker": {"name": "threshold", "params": {"value": 0.6}},
-            "prompts": [{"name": "box", "params": {"margin": 5}}, {"name": "center_point"},
-                        {"name": "box_center_point", "params": {"margin": 5}}],
-            "segmenter": {"name": "classical"},
-        },
-        "report": {"panels": 12, "gallery": 6, "thumb": 112},
-    }
+    """The ``demo`` preset's run on ``data``, split ``all``, on the CPU; with ``checkpoint``: no training."""
+    from samprompt.runner.presets import PRESETS
+
+    run: dict[str, Any] = copy.deepcopy(PRESETS["demo"]["runs"][0])
+    run.update(name="scaling", description="", data={"path": str(data)}, device="cpu")
+    run["split"] = {**run["split"], "use": "all", "file": None if split is None else str(split)}
+    if checkpoint is not None:
+        run["classifier"] = {"checkpoint": str(checkpoint)}
+    else:
+        run["classifier"]["train"]["epochs"] = 1
+    return run
 
 
 def _free_port() -> int:
