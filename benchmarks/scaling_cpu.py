@@ -10,7 +10,8 @@ decoded by the weight-free ``classical`` segmenter, metrics and report — the `
 Each case is the same command line under ``python -m torch.distributed.run --nproc-per-node P`` into a fresh
 run folder, timed from outside (wall clock of the whole command: start-up, data fingerprint, the images,
 the rank-0 merge and report), then run AGAIN on the finished folder, which processes no image: its time is
-the fixed cost of the command. ``images/s (images phase)`` is ``images / (full - rerun)``.
+the fixed cost of the command. ``images/s (images phase)`` is ``images / (full - rerun)``, from the medians
+over ``--repeat`` rounds (default 3); the rounds interleave the cases, each round starting with another.
 Cases: 1 process with 2 intra-op threads (the single-process default on 2 cores), 1 process with 1
 thread, 2 processes with 1 thread each (torchrun's default ``OMP_NUM_THREADS=1``). The merged
 ``metrics.csv`` of every case is compared with the first case's.
@@ -30,6 +31,7 @@ import os
 import platform
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,6 +105,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scaling_cpu.json")
     ap.add_argument("--work", type=Path, help="folder for the run folders (default: a temporary one)")
     ap.add_argument("--copies", type=int, default=4, help="copies of the 60 bundled images (default 4)")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds over the cases; medians are reported (3)")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="samprompt-scaling-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -121,31 +124,40 @@ def main() -> None:
     cfg.write_text(json.dumps(_config(data, work / "prep" / "classifier.pt", work / "prep" / "split.json")))
 
     cases = [(1, 2), (1, 1), (2, 1)]  # (processes, threads per process)
-    results: list[dict[str, Any]] = []
+    times: dict[tuple[int, int], list[tuple[float, float]]] = {c: [] for c in cases}
     reference: bytes | None = None
+    identical = True
+    images = 0
     load_before = _load()
-    for procs, threads in cases:
-        out = work / f"p{procs}t{threads}"
-        if out.exists():
-            shutil.rmtree(out)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
-               str(_free_port()), "-m", "samprompt", "--no-progress", "run", str(cfg), "--out", str(out)]
-        full = _timed(cmd, _env(threads))
-        cmd[cmd.index("--master-port") + 1] = str(_free_port())
-        rerun = _timed(cmd, _env(threads))
-        manifest = json.loads((out / "manifest.json").read_text())
-        images = manifest["images"]["done"]
-        metrics = (out / "metrics.csv").read_bytes()
-        reference = metrics if reference is None else reference
+    for round_ in range(args.repeat):  # rounds interleave the cases; each round starts with another case
+        for procs, threads in cases[round_ % len(cases):] + cases[: round_ % len(cases)]:
+            out = work / f"p{procs}t{threads}"
+            if out.exists():
+                shutil.rmtree(out)
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(procs), "--master-port",
+                   str(_free_port()), "-m", "samprompt", "--no-progress", "run", str(cfg), "--out", str(out)]
+            full = _timed(cmd, _env(threads))
+            cmd[cmd.index("--master-port") + 1] = str(_free_port())
+            rerun = _timed(cmd, _env(threads))
+            times[(procs, threads)].append((full, rerun))
+            images = json.loads((out / "manifest.json").read_text())["images"]["done"]
+            metrics = (out / "metrics.csv").read_bytes()
+            reference = metrics if reference is None else reference
+            identical = identical and metrics == reference
+            print(f"round {round_ + 1}: {procs} process(es) x {threads} thread(s): {images} images, full {full:.1f} s, "
+                  f"rerun {rerun:.1f} s, load {_load()}", flush=True)
+    results: list[dict[str, Any]] = []
+    for (procs, threads), runs in times.items():
+        full, rerun = statistics.median(f for f, _ in runs), statistics.median(r for _, r in runs)
         row = {"processes": procs, "threads_per_process": threads, "images": images,
-               "seconds_full": round(full, 2), "seconds_rerun_no_images": round(rerun, 2),
+               "seconds_full_median": round(full, 2), "seconds_rerun_no_images_median": round(rerun, 2),
                "images_per_s_command": round(images / full, 3),
                "images_per_s_images_phase": round(images / max(full - rerun, 1e-9), 3),
-               "metrics_identical_to_first_case": metrics == reference, "load_after": _load()}
+               "runs_full_rerun_s": [[round(f, 2), round(r, 2)] for f, r in runs]}
         results.append(row)
-        print(f"{procs} process(es) x {threads} thread(s): {images} images, {full:.1f} s "
-              f"({row['images_per_s_command']:.2f} img/s), rerun {rerun:.1f} s -> images phase "
-              f"{row['images_per_s_images_phase']:.2f} img/s, metrics identical: {row['metrics_identical_to_first_case']}")
+        print(f"{procs} x {threads}: median full {full:.1f} s ({row['images_per_s_command']:.2f} img/s), rerun "
+              f"{rerun:.1f} s -> images phase {row['images_per_s_images_phase']:.2f} img/s")
+    print(f"metrics.csv identical in every run: {identical}")
 
     import torch
 
@@ -159,6 +171,9 @@ def main() -> None:
         "data": f"bundled BUSI sample x {args.copies}: {n_images} images (split 'all')",
         "pipeline": "resnet18 @128 px (checkpoint), gradcampp, threshold 0.6, box / center_point / "
                     "box_center_point, classical segmenter, batch_size 8, workers 2",
+        "repeat": args.repeat,
+        "metrics_identical_in_every_run": identical,
+        "load_average_1_5_15_after": _load(),
         "cases": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
