@@ -120,7 +120,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for run, cfg in configs:
             print(f"== {args.preset}/{run.name}: {cfg.description}")
             res = run_experiment(cfg, parent / run.name, force=args.force, progress=bars,
-                                 train_progress=not args.no_progress, command=sys.argv)
+                                 train_progress=not args.no_progress, command=sys.argv,
+                                 barrier_timeout=args.barrier_timeout)
             code = max(code, _print_run(res))
         return code
     if args.source is None:
@@ -132,7 +133,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     out = Path(args.out or Path("runs") / cfg.name)
     res = run_experiment(cfg, out, force=args.force, progress=bars, train_progress=not args.no_progress,
-                         command=sys.argv)
+                         command=sys.argv, barrier_timeout=args.barrier_timeout)
     return _print_run(res)
 
 
@@ -274,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", help="segmenter checkpoint (implies --segmenter sam)")
     r.add_argument("--model-type", help="SAM model type: vit_b, vit_l, vit_h")
     r.add_argument("--set", **sets)  # type: ignore[arg-type]
+    r.add_argument("--barrier-timeout", type=float, metavar="SECONDS",
+                   help="under torchrun: seconds a rank waits for the others (default $SAMPROMPT_BARRIER_TIMEOUT "
+                        "or 3600)")
 
     d = cmd("demo", _cmd_demo, "run the whole method on the bundled BUSI sample (CPU, a few minutes)")
     d.add_argument("--out", default="samprompt-demo", help="run folder (default ./samprompt-demo)")

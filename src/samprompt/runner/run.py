@@ -42,6 +42,7 @@ from samprompt.cams import Target
 from samprompt.data import Dataset, check_labels_against_classes, prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline
+from samprompt.runner import distributed
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
 from samprompt.runner.guard import remove_unstarted, sigterm_as_interrupt
@@ -323,6 +324,7 @@ def run_experiment(
     on_record: Callable[[str], None] | None = None,
     command: Sequence[str] | None = None,
     lock: bool = True,
+    barrier_timeout: float | None = None,
 ) -> RunResult:
     """Run (or resume) one experiment into the folder ``out``.
 
@@ -335,8 +337,10 @@ def run_experiment(
         on_record: Called with an image id after its record is written (tests use it to interrupt).
         command: The command line, recorded in the manifest.
         lock: Take the run folder's lock (:func:`~samprompt.runner.lock.run_lock`); a second run on the
-            same folder is refused while this one runs. ``False`` for processes that share a folder
-            with one that holds it (the non-zero ranks of a distributed run).
+            same folder is refused while this one runs. Under ``torchrun`` only rank 0 takes it (the
+            ranks of one run share the folder).
+        barrier_timeout: Seconds a rank of a ``torchrun`` run waits at a barrier (see
+            :mod:`samprompt.runner.distributed`, which shards the images across ranks).
 
     Returns:
         A :class:`RunResult`; per-image failures are in ``result.failures`` (the run still completes).
@@ -347,27 +351,32 @@ def run_experiment(
         DataError: Unreadable data or split, labels the classifier checkpoint lacks, or data changed since
             the run folder was made. The data are checked before the folder is created or written.
         CheckpointError: Unusable classifier or segmenter checkpoint.
+        BarrierError: (``torchrun``) a rank died or did not reach a barrier in time.
     """
     out = Path(out).absolute()
     dataset = ensure_runnable(config)  # the door, before anything is created or written (runner.check)
+    dist = distributed.current(config.device, barrier_timeout)
     created = not out.exists()
     try:
-        with run_lock(out, enabled=lock), sigterm_as_interrupt():
-            return _run(config, out, force=force, progress=progress, train_progress=train_progress,
+        with run_lock(out, enabled=lock and dist.is_main), sigterm_as_interrupt():
+            return _run(config, out, dist, force=force, progress=progress, train_progress=train_progress,
                         on_record=on_record, command=command, dataset=dataset)
     except SampromptError:
-        if created:
+        if created and dist.is_main:
             remove_unstarted(out)
         raise
 
 
-def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None, train_progress: bool,
-         on_record: Callable[[str], None] | None, command: Sequence[str] | None,
+def _run(config: RunConfig, out: Path, dist: distributed.Distributed, *, force: bool, progress: Progress | None,
+         train_progress: bool, on_record: Callable[[str], None] | None, command: Sequence[str] | None,
          dataset: Dataset | None = None) -> RunResult:
-    """:func:`run_experiment`'s work, with the inputs checked and the folder's lock held."""
+    """:func:`run_experiment`'s work, with the inputs checked and the folder's lock held (by rank 0)."""
     started = _now()
-    prepare_folder(out, config, force=force)
-    _remove_stale_temporaries(out)
+    progress = progress if dist.is_main else None
+    dist.main_first("prepare")  # rank 0 prepares the folder and the split; the others then check and read them
+    prepare_folder(out, config, force=force and dist.is_main)
+    if dist.is_main:
+        _remove_stale_temporaries(out)
     mpath = out / "manifest.json"
     previous = json.loads(mpath.read_text(encoding="utf-8")) if mpath.exists() else None
     data = prepare_data(config, out, progress, dataset)
@@ -375,18 +384,23 @@ def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None
         raise DataError(f"the data in {str(config.data.path)!r} changed since run folder {str(out)!r} was made "
                         "(fingerprint differs); pass --force to start over")
     ids = data.ids[: config.limit] if config.limit else list(data.ids)
-    model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress)
+    dist.main_done("prepare")
+    dist.main_first("classifier")  # trained (and self-trained) once, by rank 0; the others load the files
+    model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress and dist.is_main)
     check_labels_against_classes(((s.label, s.image_path) for s in data.dataset),
                                  info.task.mapping or info.task.class_names, f"classifier {str(ckpt)!r}")
     selftrain = get_selftrain_net(config, out, data, ckpt, progress)
+    dist.main_done("classifier")
     pipe = build_pipeline(config, model, info, selftrain)
     kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
-    manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
-    atomic_write_json(mpath, manifest)
+    manifest = _manifest(config, out, data, ckpt, pipe, started, previous) if dist.is_main else {}
+    if dist.is_main:
+        atomic_write_json(mpath, manifest)
 
-    todo = [i for i in ids if read_record(out, i) is None]
-    log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(ids), len(ids) - len(todo))
+    mine = dist.shard(ids)  # all of them in a single process
+    todo = [i for i in mine if read_record(out, i) is None]
+    log.info("%s: %d of %d images to process (%d already finished)", out, len(todo), len(mine), len(mine) - len(todo))
     batcher = _Batcher(config, out, data, pipe, kinds, info.class_names,
                        lambda labels: resolve_targets(config, info, labels), on_record)
     done_now = 0
@@ -404,20 +418,24 @@ def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None
                 if progress:
                     progress("images", done_now, len(todo))
 
+    # every rank's (computed, failures), after a barrier: all records are written when it passes
+    shares = dist.gather("images", (batcher.computed, batcher.failures))
+    computed, failures = sum(c for c, _ in shares), [f for _, fs in shares for f in fs]
     records = [r for r in (read_record(out, i) for i in data.ids) if r is not None]
-    rows = assemble(out, records, batcher.failures)
-    _report(config, out, data, records, rows, batcher.failures, info.task, progress)
-    finished = _now()
-    manifest["invocations"].append({"started": started, "finished": finished, "computed": batcher.computed,
-                                    "failed": len(batcher.failures), "limit": config.limit,
-                                    "command": list(command) if command else None})
-    manifest.update(finished=finished, images={"split": len(data.ids), "done": len(records),
-                                               "failed": len(batcher.failures)})
-    atomic_write_json(mpath, manifest)
     done_ids = {r["image"] for r in records}
-    return RunResult(out, len(ids), sum(i in done_ids for i in ids), batcher.computed, batcher.failures,
-                     len(data.ids))
-
+    if not dist.is_main:  # rank 0 writes the run-level files
+        return RunResult(out, len(ids), sum(i in done_ids for i in ids), computed, failures, len(data.ids))
+    rows = assemble(out, records, failures)
+    _report(config, out, data, records, rows, failures, info.task, progress)
+    finished = _now()
+    manifest["invocations"].append({"started": started, "finished": finished, "computed": computed,
+                                    "failed": len(failures), "limit": config.limit,
+                                    "command": list(command) if command else None,
+                                    "world_size": dist.world_size})
+    manifest.update(finished=finished, images={"split": len(data.ids), "done": len(records),
+                                               "failed": len(failures)})
+    atomic_write_json(mpath, manifest)
+    return RunResult(out, len(ids), sum(i in done_ids for i in ids), computed, failures, len(data.ids))
 
 
 def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[str, Any]],
