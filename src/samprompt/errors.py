@@ -7,7 +7,8 @@ library raises on purpose, while programming errors (bugs) still surface as ordi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "SampromptError",
     "StageError",
     "UnknownComponentError",
+    "stage_errors",
 ]
 
 
@@ -119,3 +121,15 @@ class StageError(SampromptError, RuntimeError):
 def _rebuild_plugin_error(cls: type[PluginError], message: str, distribution: str | None,
                           entry_point: str) -> PluginError:
     return cls(message, distribution=distribution, entry_point=entry_point)
+
+
+@contextmanager
+def stage_errors(stage: str, component: str) -> Iterator[None]:
+    """Re-raise any exception of the block as a :class:`StageError` naming ``stage`` and ``component``
+    (the original chained as ``__cause__``); a :class:`StageError` passes through unchanged."""
+    try:
+        yield
+    except StageError:
+        raise
+    except Exception as exc:  # re-raised with the stage named, cause chained
+        raise StageError(stage, component, f"{type(exc).__name__}: {exc}") from exc

@@ -9,8 +9,7 @@ baseline) and are decoded on that same embedding.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self
@@ -20,10 +19,9 @@ import torch
 from numpy.typing import NDArray
 from pydantic import ValidationError
 
-from samprompt._arrays import as_bool_mask, as_image
+from samprompt._arrays import as_image
 from samprompt._torch import resolve_device
 from samprompt.cams import CAM_EXTRACTORS, CamExtractor, CamResult, Target
-from samprompt.component import Component
 from samprompt.config import (
     ClassifierSpec,
     ComponentSpec,
@@ -35,12 +33,12 @@ from samprompt.config import (
     model_problems,
     raise_problems,
 )
-from samprompt.errors import ConfigError, StageError
+from samprompt.errors import ConfigError, StageError, stage_errors
 from samprompt.maskers import MASKERS, PseudoMasker
 from samprompt.parallel import WorkerPool, overlapped
 from samprompt.preprocess import Preprocessing
 from samprompt.prompts import PROMPT_STRATEGIES, Prompt, PromptStrategy
-from samprompt.regions import shared_components
+from samprompt.prompts.apply import apply_strategies, prepare_image
 from samprompt.registry import Registry
 from samprompt.segmenters import SEGMENTERS, ImageEmbedding, Segmenter
 
@@ -85,77 +83,6 @@ class PipelineResult:
     skipped: bool = False
 
 
-@contextmanager
-def _stage(stage: str, component: Component | str) -> Iterator[None]:
-    name = component if isinstance(component, str) else component.name
-    try:
-        yield
-    except StageError:
-        raise
-    except Exception as exc:  # re-raised with the stage named, cause chained
-        raise StageError(stage, name, f"{type(exc).__name__}: {exc}") from exc
-
-
-def _prompts_for(
-    strategies: Mapping[str, PromptStrategy], mask: Any, cam: Any, image: Any = None
-) -> dict[str, Prompt | None]:
-    """:meth:`PromptPipeline.prompts_for` (module level, so that worker processes can run it too)."""
-    out: dict[str, Prompt | None] = {}
-    if not strategies:
-        return out
-    h, w = np.shape(mask)[:2]
-    # Validate once for every strategy (the base class's __call__ would repeat it per strategy); the
-    # arrays are handed on read-only, and the strategies share their connected-component selections.
-    with _stage("prompt", next(iter(strategies.values()))):
-        wants_image = image is not None and any(s.needs_image for s in strategies.values())
-        checked = PromptStrategy.check_inputs(mask, cam, image if wants_image else None)
-    mask_ro, cam_ro = _read_only(checked[0]), _read_only(checked[1])
-    with shared_components():
-        for label, strategy in strategies.items():
-            with _stage("prompt", strategy):
-                if type(strategy).__call__ is PromptStrategy.__call__:
-                    prompt = strategy.make_checked(mask_ro, cam_ro, checked[2])
-                else:  # a strategy with its own __call__ gets exactly what it was given
-                    prompt = strategy(mask, cam, image=image)
-                if prompt is not None:
-                    prompt.check_within(h, w, name=f"prompt of strategy {label!r}")
-                out[label] = prompt
-    return out
-
-
-_Prepared = tuple[NDArray[np.bool_], dict[str, Prompt | None], dict[str, Prompt | None]]
-_Prepared4 = tuple[NDArray[np.bool_], bool, dict[str, Prompt | None], dict[str, Prompt | None]]
-
-
-def _prepare_one(
-    masker: PseudoMasker,
-    strategies: Mapping[str, PromptStrategy],
-    index: int,
-    image: NDArray[np.uint8] | None,
-    cam: NDArray[np.float32],
-    skipped: bool,
-    gt: Any,
-) -> _Prepared:
-    """Pseudo mask, CAM prompts and ground-truth prompts of one image (the pipeline's CPU work)."""
-    with _stage("masker", masker):
-        pseudo = masker(cam)
-    cam_prompts = dict.fromkeys(strategies) if skipped else _prompts_for(strategies, pseudo, cam, image)
-    gt_prompts: dict[str, Prompt | None] = {}
-    if gt is not None:
-        gt_arr = as_bool_mask(gt, f"gt_masks[{index}]")
-        if gt_arr.shape != cam.shape:
-            raise ValueError(f"gt_masks[{index}] shape {gt_arr.shape} differs from image shape {cam.shape}")
-        # No image here: the ground-truth baseline prompts on the ground-truth mask itself.
-        gt_prompts = _prompts_for(strategies, gt_arr, gt_arr)  # the mask as CAM (0 / 1 float32)
-    return pseudo, cam_prompts, gt_prompts
-
-
-def _read_only(arr: NDArray[Any]) -> NDArray[Any]:
-    view = arr.view()
-    view.flags.writeable = False
-    return view
-
-
 def pipeline_problems(config: Mapping[str, Any] | PipelineConfig, prefix: str = "") -> list[Problem]:
     """Check the components of a pipeline config without building them.
 
@@ -181,6 +108,9 @@ def pipeline_problems(config: Mapping[str, Any] | PipelineConfig, prefix: str = 
         for i, spec in enumerate(prompts):
             out += component_problems(PROMPT_STRATEGIES, spec, f"{at}prompts.{i}")
     return out
+
+
+_Prepared4 = tuple[NDArray[np.bool_], bool, dict[str, Prompt | None], dict[str, Prompt | None]]
 
 
 class PromptPipeline:
@@ -414,7 +344,7 @@ class PromptPipeline:
         """CAMs of ``images`` from the pipeline's classifier (one per image, original sizes)."""
         if self.classifier is None:
             raise StageError("cam", self.cam.name, "the pipeline has no classifier; pass cams= instead")
-        with _stage("cam", self.cam):
+        with stage_errors("cam", self.cam.name):
             return self.cam(self.classifier, images, preprocessing=self.preprocessing, targets=targets)
 
     def prompts_for(
@@ -424,7 +354,7 @@ class PromptPipeline:
 
         ``image`` ((H, W, 3) uint8) is handed to strategies that look at the image (``needs_image``).
         """
-        return _prompts_for(self.strategies, mask, cam, image)
+        return apply_strategies(self.strategies, mask, cam, image)
 
     def run_batch(
         self,
@@ -464,7 +394,7 @@ class PromptPipeline:
                     raise ValueError(f"cams[{i}] shape {arr.shape} differs from image shape {imgs[i].shape[:2]}")
                 cam_results.append(CamResult(np.clip(arr, 0, 1), (), np.zeros(0, np.float32)))
         def embed() -> list[ImageEmbedding]:
-            with _stage("embed", self.segmenter):
+            with stage_errors("embed", self.segmenter.name):
                 return self.segmenter.embed_batch(imgs)
 
         def prepare() -> list[_Prepared4]:
@@ -480,7 +410,7 @@ class PromptPipeline:
             keyed_all.append(keyed)
             todo_all.append([(src, k, p) for src, k, p in keyed if p is not None])
         # every prompt of the batch in as few decoder calls as the segmenter allows
-        with _stage("decode", self.segmenter):
+        with stage_errors("decode", self.segmenter.name):
             segs = self.segmenter.decode_batch(embeddings, [[p for _, _, p in todo] for todo in todo_all])
             counts = [len(s.masks) for s in segs]
             if counts != [len(todo) for todo in todo_all]:
@@ -514,9 +444,9 @@ class PromptPipeline:
         if self._workers is not None and len(imgs) > 1:
             # the processes are kept while the masker and strategy objects stay the same
             key = (id(self.masker), tuple((k, id(s)) for k, s in self.strategies.items()))
-            done = self._workers.map(_prepare_one, (self.masker, dict(self.strategies)), args, key)
+            done = self._workers.map(prepare_image, (self.masker, dict(self.strategies)), args, key)
         else:
-            done = [_prepare_one(self.masker, self.strategies, *a) for a in args]
+            done = [prepare_image(self.masker, self.strategies, *a) for a in args]
         return [(pseudo, skipped[i], cam_p, gt_p) for i, (pseudo, cam_p, gt_p) in enumerate(done)]
 
     def close(self) -> None:
