@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
-from samprompt import ConfigError, PromptPipeline, StageError
+from samprompt import ConfigError, Emits, PromptPipeline, StageError
 from samprompt.metrics import dice
 from samprompt.regions import ellipse_in_box
 from samprompt.segmenters.classical import ClassicalSegmenter
@@ -133,7 +133,9 @@ def test_strategy_returning_prompt_outside_image_is_a_stage_error() -> None:
     from samprompt import Prompt, PromptStrategy
 
     class Outside(PromptStrategy):
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+        emits = Emits.POINTS
+
+        def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
             return Prompt(points=[[500, 5]], point_labels=[1])
 
     pipe = PromptPipeline.from_config(CONFIG)
@@ -226,7 +228,7 @@ def test_overlap_makes_prompts_in_a_helper_thread_with_identical_results() -> No
     seen: list[str] = []
 
     class Recording(BoxStrategy):
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+        def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
             seen.append(threading.current_thread().name)
             return super().make_prompt(mask, cam)
 
@@ -261,7 +263,7 @@ def test_overlap_reports_an_embedding_failure_before_a_prompt_failure() -> None:
             raise RuntimeError("embed broke")
 
     class BadPrompt(BoxStrategy):
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+        def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
             raise RuntimeError("prompt broke")
 
     cam = np.zeros((20, 30), np.float32)
@@ -289,15 +291,20 @@ def test_prompts_for_validates_once_and_gives_what_each_strategy_gives_alone() -
 
     seen: list[object] = []
 
-    class OwnCall(PromptStrategy):  # overrides __call__: gets exactly the caller's arguments
-        def __call__(self, pseudo_mask, cam, image=None):  # type: ignore[no-untyped-def]
-            seen.append(pseudo_mask)
+    with pytest.warns(DeprecationWarning, match="overrides __call__"):  # the 0.1 contract, still honoured
+        class OwnCall(PromptStrategy):  # overrides __call__: gets exactly the caller's arguments
+            emits = Emits.BOX | Emits.POINTS
 
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
-            raise AssertionError("not called")
+            def __call__(self, pseudo_mask, cam, image=None):  # type: ignore[no-untyped-def]
+                seen.append(pseudo_mask)
+
+            def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
+                raise AssertionError("not called")
 
     class Mutating(PromptStrategy):
-        def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+        emits = Emits.BOX | Emits.POINTS
+
+        def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
             mask[0, 0] = True  # the contract: strategies share their inputs and must not change them
 
     raw = [[0, 1], [1, 1]]

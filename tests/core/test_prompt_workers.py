@@ -24,7 +24,7 @@ CONFIG = {
 class FailsOnWideMasks(BoxStrategy):
     """Importable by the worker processes (module level), fails on purpose."""
 
-    def make_prompt(self, mask, cam):  # type: ignore[no-untyped-def]
+    def make_prompt(self, mask, cam, image=None):  # type: ignore[no-untyped-def]
         if mask.shape[1] > 50:
             raise RuntimeError("too wide for this test")
         return super().make_prompt(mask, cam)

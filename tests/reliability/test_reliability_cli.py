@@ -25,11 +25,13 @@ from reliability_helpers import STRATEGIES, make_dataset, run_config, save_tiny_
 from samprompt.cli import main
 
 GOOD_PLUGIN = '''
-from samprompt import Prompt, PromptStrategy
+from samprompt import Emits, Prompt, PromptStrategy
 
 class WholeImage(PromptStrategy):
     """Always the whole image."""
-    def make_prompt(self, mask, cam):
+    emits = Emits.BOX
+
+    def make_prompt(self, mask, cam, image=None):
         h, w = mask.shape
         return Prompt(box=[0, 0, w, h])
 '''

@@ -21,7 +21,7 @@ from samprompt.runner import load_run_config, run_experiment
 class _BoomOnSquare(BoxStrategy):
     """A box strategy that fails on 50 x 50 images (to make one image fail inside the pipeline)."""
 
-    def make_prompt(self, mask: Any, cam: Any) -> Any:
+    def make_prompt(self, mask: Any, cam: Any, image: Any = None) -> Any:
         if mask.shape == (50, 50):
             raise RuntimeError("boom")
         return super().make_prompt(mask, cam)
