@@ -265,7 +265,8 @@ def component_problems(registry: Registry[Any], spec: Any, path: str) -> list[Pr
     """Check one component entry (``{"name": ..., "params": {...}}``) without building the component.
 
     The name is resolved through ``registry`` (plugins included: a plugin's module is imported, nothing is
-    run) and the params are validated by the component's ``Params`` model.
+    run), the params are validated by the component's ``Params`` model, and every parameter typed as a
+    path (``Path``, e.g. a checkpoint) must name an existing file or folder.
 
     Args:
         registry: The registry of the component's kind.
@@ -288,10 +289,18 @@ def component_problems(registry: Registry[Any], spec: Any, path: str) -> list[Pr
     if not isinstance(params, Mapping) or not (isinstance(model, type) and issubclass(model, BaseModel)):
         return []
     try:
-        model.model_validate(dict(params))
+        parsed = model.model_validate(dict(params))
     except ValidationError as exc:
         return model_problems(exc, f"{path}.params", model)
-    return []
+    # files the component will read: a parameter typed as a path must name an existing file or folder
+    return [(f"{path}.params.{key}", f"file not found: {str(value)!r}")
+            for key, field in model.model_fields.items()
+            if key in params and _is_path(field.annotation)
+            and (value := getattr(parsed, key)) is not None and not Path(value).exists()]
+
+
+def _is_path(annotation: Any) -> bool:
+    return annotation is Path or any(a is Path for a in typing.get_args(annotation))
 
 
 def _depth(data: Any, limit: int) -> int:

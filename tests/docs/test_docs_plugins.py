@@ -128,16 +128,18 @@ def test_example_plugins_use_the_current_contract(site: Path) -> None:
     assert set(hq.Params.model_fields) == {"checkpoint", "device", "multimask", "model_type", "hq_token_only"}
 
 
-def test_segmenter_plugin_by_name_in_a_config(site: Path) -> None:
+def test_segmenter_plugin_by_name_in_a_config(site: Path, tmp_path: Path) -> None:
     pytest.importorskip("segment_anything")
     if importlib.util.find_spec("mobile_sam") is not None:
         pytest.skip("MobileSAM is installed here; its real checkpoint is not")
+    ckpt = tmp_path / "mobile_sam.pt"
+    with pytest.raises(ConfigError, match=r"segmenter\.params\.checkpoint: file not found"):
+        PromptPipeline.from_config({"segmenter": {"name": "mobile_sam", "params": {"checkpoint": str(ckpt)}}})
+    ckpt.write_bytes(b"")  # the file exists: now the plugin's own message about its missing package shows
     with pytest.raises(
         ConfigError, match=r"segmenter: .*pip install git\+https://github.com/ChaoningZhang/MobileSAM"
     ):
-        PromptPipeline.from_config(
-            {"segmenter": {"name": "mobile_sam", "params": {"checkpoint": "mobile_sam.pt"}}}
-        )
+        PromptPipeline.from_config({"segmenter": {"name": "mobile_sam", "params": {"checkpoint": str(ckpt)}}})
 
 
 @pytest.mark.slow

@@ -185,6 +185,12 @@ def test_all_problems_are_reported_at_once(synth_data: Path, tmp_path: Path) -> 
     assert sorted(paths) == sorted(["seed", "workers", "classifier.train.epochz", "pipeline.prompts.0.params.margni",
                                     "pipeline.segmenter.name"])
     assert "5 problems" in str(info.value)
+    # a missing checkpoint comes in the same list as the structural problems
+    cfg = fast_config(synth_data, seed=-1)
+    cfg["pipeline"]["segmenter"] = {"name": "sam", "params": {"checkpoint": str(tmp_path / "sam_vit_b.pth")}}
+    with pytest.raises(ConfigError) as info:
+        load_run_config(cfg)
+    assert [p for p, _ in info.value.problems] == ["seed", "pipeline.segmenter.params.checkpoint"]
     # and the file-system checks, also all at once
     cfg = fast_config(synth_data, target=["tumour"])
     cfg["data"]["classes"] = ["benign", "malignant", "healthy"]

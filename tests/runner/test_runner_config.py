@@ -86,6 +86,9 @@ def test_presets_build_valid_configs(tmp_path: Path) -> None:
     assert {p.name for p in r18.pipeline.prompts} == {"box", "center_point", "max_point", "box_center_point",
                                                       "box_max_point"}
     assert all(p.params.get("margin", 5) == 5 for p in r18.pipeline.prompts)
+    with pytest.raises(ConfigError, match=r"pipeline\.segmenter\.params\.checkpoint: file not found"):
+        preset("paper", tmp_path, segmenter=segmenter_spec("sam", tmp_path / "sam.pth", "vit_l"))
+    (tmp_path / "sam.pth").write_bytes(b"")  # a checkpoint named in a config must exist (read when built)
     sam = preset("paper", tmp_path, segmenter=segmenter_spec("sam", tmp_path / "sam.pth", "vit_l"))
     seg = sam[0].config(tmp_path).pipeline.segmenter
     assert seg.name == "sam" and seg.params == {"checkpoint": str(tmp_path / "sam.pth"), "model_type": "vit_l",

@@ -6,30 +6,24 @@ number's range and every component's name and ``params``. :func:`check_run` adds
 the data path (listed, not decoded: every reader check, labels included), the class names asked for
 against the data, a given split file against the data, a given classifier checkpoint (read, not built)
 and the data's labels against its classes (:func:`~samprompt.data.check_labels_against_classes`), the
-target and skip classes against the classifier's classes, files named in component parameters, and the
-device. Every problem is collected and reported at once, each with its config path.
+target and skip classes against the classifier's classes, and the device (files named in component
+parameters are checked with the components, by :func:`samprompt.config.component_problems`). Every
+problem is collected and reported at once, each with its config path.
 """
 
 from __future__ import annotations
 
 import logging
-import typing
 from collections.abc import Collection, Iterable
 from pathlib import Path
-from typing import Any
 
 from samprompt._torch import resolve_device
-from samprompt.cams import CAM_EXTRACTORS
 from samprompt.classifiers import TaskSpec
 from samprompt.classifiers.checkpoint import read_info
-from samprompt.config import ComponentSpec, Problem, raise_problems
+from samprompt.config import Problem, raise_problems
 from samprompt.data import Dataset, Split, check_labels_against_classes, open_dataset
 from samprompt.errors import ConfigError, SampromptError
-from samprompt.maskers import MASKERS
-from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.registry import Registry
 from samprompt.runner.config import RunConfig
-from samprompt.segmenters import SEGMENTERS
 
 __all__ = ["check_run", "ensure_runnable"]
 
@@ -46,24 +40,6 @@ def _device_problem(device: str, where: str) -> str | None:
     except SampromptError as exc:
         return str(exc).removeprefix(f"{where}: ")
     return None
-
-
-def _is_path_field(annotation: Any) -> bool:
-    return annotation is Path or any(a is Path for a in typing.get_args(annotation))
-
-
-def _file_params(registry: Registry[Any], spec: ComponentSpec, path: str) -> list[Problem]:
-    """Problems of the file paths a component's params name (fields typed ``Path``) that do not exist."""
-    try:
-        model = registry.get(spec.name).Params
-    except (SampromptError, AttributeError):  # reported by the structural check
-        return []
-    out: list[Problem] = []
-    for key, field in model.model_fields.items():
-        value = spec.params.get(key)
-        if value is not None and _is_path_field(field.annotation) and not Path(str(value)).exists():
-            out.append((f"{path}.params.{key}", f"file not found: {str(value)!r}"))
-    return out
 
 
 _Found = list[tuple[Problem, SampromptError | None]]
@@ -143,15 +119,6 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
         if bad:
             add("selftrain.empty_classes", f"unknown class name(s) {bad}; the data has {data_classes}")
 
-    p = config.pipeline
-    file_problems: list[Problem] = []
-    for key, registry, spec in (("cam", CAM_EXTRACTORS, p.cam), ("masker", MASKERS, p.masker),
-                                ("segmenter", SEGMENTERS, p.segmenter)):
-        file_problems += _file_params(registry, spec, f"pipeline.{key}")
-    for i, spec in enumerate(p.prompts):
-        file_problems += _file_params(PROMPT_STRATEGIES, spec, f"pipeline.prompts.{i}")
-    for problem in file_problems:
-        add(*problem)
     for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
         msg = _device_problem(device, key)
         if msg and not (key != "device" and device == config.device):
