@@ -136,7 +136,7 @@ class ReportSpec(BaseModel):
 
 
 class SelfTrainSpec(BaseModel):
-    """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.prompts.selftrain`).
+    """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.classifiers.selftrain`).
 
     Before the images are processed, the first ``candidates`` strategy of the pipeline (without
     agreement, and without a CAM: its ``cam_gate`` does not apply) makes pseudo masks of the TRAIN

@@ -315,7 +315,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
         ConfigError: ``selftrain.empty_classes`` names a class the data does not have.
         DataError: The train split has no readable lesion image.
     """
-    from samprompt.prompts.selftrain import SelfTrainNet, save_selftrain_net, self_train
+    from samprompt.classifiers.selftrain import SelfTrainNet, save_selftrain_net, self_train
 
     st = config.selftrain
     if st is None:
