@@ -9,9 +9,7 @@ import pytest
 import torch
 import torchvision
 
-from samprompt.errors import CheckpointError
 from samprompt.classifiers import selftrain
-from samprompt.prompts.candidates import CandidatePromptStrategy
 from samprompt.classifiers.selftrain import (
     SelfTrainNet,
     confident,
@@ -23,6 +21,8 @@ from samprompt.classifiers.selftrain import (
     self_train,
     train_selftrain_net,
 )
+from samprompt.errors import CheckpointError
+from samprompt.prompts.candidates import CandidatePromptStrategy
 from samprompt.regions import box_iou, mask_to_box
 from samprompt.testing import save_tiny_classifier_checkpoint
 
