@@ -69,8 +69,8 @@ def _grey(image: Any) -> NDArray[np.float32]:
 
 def to_polarity(grey: NDArray[np.float32], image: Any, polarity: str) -> NDArray[np.float32]:
     """The full-size working grey image of ``polarity``: ``grey`` itself (``dark``), ``1 - grey``
-    (``bright``) or ``1 -`` the colour distance from the median colour, scaled to [0, 1] (``colour``;
-    a grey image gives a constant map, hence no candidates).
+    (``bright``) or ``1 -`` the chroma distance from the median chroma (chroma = RGB minus its grey
+    level), divided by its maximum (at least 0.25; ``colour``: a grey image gives an almost flat map).
 
     Args:
         grey: (H, W) float grey in [0, 1] of ``image``.
@@ -86,9 +86,11 @@ def to_polarity(grey: NDArray[np.float32], image: Any, polarity: str) -> NDArray
         if arr.ndim == 2:
             return np.ones_like(grey)
         rgb = as_image(arr).astype(np.float32) / 255.0
-        d = np.linalg.norm(rgb - np.median(rgb.reshape(-1, 3), axis=0), axis=2)
-        top = float(d.max())
-        return (1.0 - d / top).astype(np.float32) if top > 1e-6 else np.ones_like(grey)
+        chroma = rgb - rgb.mean(axis=2, keepdims=True)  # brightness is the dark / bright polarities' business
+        d = np.linalg.norm(chroma - np.median(chroma.reshape(-1, 3), axis=0), axis=2)
+        # scaled by the largest distance, but never by less than 0.25 (a grey image's rounding noise
+        # must not be blown up into strong "colour" regions)
+        return (1.0 - d / max(float(d.max()), 0.25)).astype(np.float32)
     raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
 
 
