@@ -52,8 +52,8 @@ def _write(tmp_path: Path, change: dict) -> Path:
 @pytest.mark.parametrize(("change", "match"), [
     ({"version": 2}, "version 2, this library reads version 1"),
     ({"format": "other"}, "not a samprompt scorer file"),
-    ({"stage1.features": [*FEATURE_NAMES[:-1], "cam_other"]}, r"stage1.features differ .*missing \['cam_rank'\], "
-                                                               r"unknown \['cam_other'\]"),
+    ({"stage1.features": [*FEATURE_NAMES[:-1], "cam_other"]},
+     r"stage1.features differ .*missing \['cam_rank'\], unknown \['cam_other'\]"),
     ({"stage2.features": list(reversed(REFINED_FEATURE_NAMES))}, "other order"),
     ({"stage1.weights": [1.0, 2.0]}, "stage1: CandidateScorer weights must have 21 entries"),
     ({"polarity": "sideways"}, "polarity 'sideways'"),

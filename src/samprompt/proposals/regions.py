@@ -90,7 +90,8 @@ def to_polarity(grey: NDArray[np.float32], image: Any, polarity: str) -> NDArray
         d = np.linalg.norm(chroma - np.median(chroma.reshape(-1, 3), axis=0), axis=2)
         # scaled by the largest distance, but never by less than 0.25 (a grey image's rounding noise
         # must not be blown up into strong "colour" regions)
-        return (1.0 - d / max(float(d.max()), 0.25)).astype(np.float32)
+        out: NDArray[np.float32] = (1.0 - d / max(float(d.max()), 0.25)).astype(np.float32)
+        return out
     raise ValueError(f"polarity must be one of {POLARITIES}, got {polarity!r}")
 
 
