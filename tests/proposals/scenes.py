@@ -26,11 +26,13 @@ def scene(kind: str, seed: int, lesion: bool = True, H: int = 96, W: int = 128
     dist = ((xx - dx) / 9) ** 2 + ((yy - dy) / 7) ** 2 <= 1
     mask = np.zeros((H, W), bool)
     if lesion:
-        while True:
+        for _ in range(1000):
             cx, cy = rng.uniform(22, W - 22), rng.uniform(25, H - 35)
             mask = ((xx - cx) / rng.uniform(10, 16)) ** 2 + ((yy - cy) / rng.uniform(8, 12)) ** 2 <= 1
             if not (mask & ndi.binary_dilation(dist, iterations=6)).any():
                 break
+        else:
+            raise ValueError(f"no room for a lesion in a {H} x {W} scene")
     img[dist] = (200 if kind == "dark" else 50) + 8 * rng.standard_normal((int(dist.sum()), 1))
     if kind == "dark":
         img[mask] = 45 + 8 * rng.standard_normal((int(mask.sum()), 1))

@@ -6,7 +6,7 @@ Two ways, chosen by the labels at hand:
   Every image is a bag of candidate regions; a lesion image holds at least one lesion region, a negative
   image none. The logistic model scores each region, an image's score is the log-sum-exp of its regions'
   scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
-  fit separates the images best on held-out halves (2-fold image-level AUC).
+  fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
 * **without one** (every image has a lesion): the run's classifier is the teacher. Each region gets an
   *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; the
   CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
@@ -107,15 +107,6 @@ def _names(n: int) -> tuple[str, ...]:
     return FEATURE_NAMES if n == len(FEATURE_NAMES) else REFINED_FEATURE_NAMES
 
 
-def _auc(scores: NDArray[np.float64], y: NDArray[np.bool_]) -> float:
-    pos, neg = scores[y], scores[~y]
-    if not len(pos) or not len(neg):
-        return 0.5
-    greater = (pos[:, None] > neg[None]).mean()
-    ties = (pos[:, None] == neg[None]).mean()
-    return float(greater + 0.5 * ties)
-
-
 def _bag_scores(scorer: CandidateScorer, bags: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
     return np.array([float(np.logaddexp.reduce(scorer(b))) for b in bags])
 
@@ -192,7 +183,7 @@ def fit_scorer(
         raise DataError(f"fitting prompts needs at least {min_images} images of the negative class, got {n_neg} "
                         "(or leave the negative class out to fit from the classifier's evidence)")
     mil = n_neg > 0
-    if not mil and cams is None:
+    if not mil and cams is None:  # (checked before any image is read)
         raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=)")
     settings = dict(selector or {})
     sel = ProposalSelector(CandidateScorer(), CandidateScorer(names=REFINED_FEATURE_NAMES), **settings)
@@ -362,7 +353,8 @@ def _pseudo_labels(regions: Sequence[_Image]) -> tuple[NDArray[np.float64], NDAr
 
 
 def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool) -> float:
-    """How well a polarity's regions explain the labels: 2-fold image AUC (MIL) or the median best evidence."""
+    """How well a polarity's regions explain the labels: the 2-fold held-out class-balanced image
+    log-likelihood of the MIL model (higher = better, 0 = perfect), or the median best evidence."""
     keep = [k for k, r in enumerate(regions) if r is not None]
     if mil:  # an image without any region scores -inf (right for a negative image, a miss for a lesion)
         yk = y[keep]
@@ -373,12 +365,16 @@ def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: 
         for f in (0, 1) if not yk.all() else ():  # all regions in lesion images: they score alike
             tr = [keep[i] for i in np.flatnonzero(folds != f)]
             if y[tr].all() or not y[tr].any():
-                return 0.0
+                return -np.inf
             m = _mil([regions[k].F for k in tr], y[tr], l2)  # type: ignore[union-attr]
             te = np.flatnonzero(folds == f)
             out[te] = _bag_scores(m, [regions[keep[i]].F for i in te])  # type: ignore[union-attr]
         empty = np.array([k for k in range(len(regions)) if regions[k] is None], int)
-        return _auc(np.concatenate([out, np.full(len(empty), -np.inf)]), np.concatenate([yk, y[empty]]))
+        S = np.concatenate([out, np.full(len(empty), -np.inf)])
+        Y = np.concatenate([yk, y[empty]])
+        # held-out class-balanced log-likelihood: it separates polarities whose AUCs tie (both 1.0)
+        ll = -np.where(Y, np.logaddexp(0.0, -S), np.logaddexp(0.0, S))
+        return float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0))
     best = [float(np.max(regions[k].evidence)) for k in keep if regions[k].evidence is not None]  # type: ignore[union-attr, arg-type]
     # images without any candidate count as no evidence
     best += [1.0] * (len(regions) - len(keep))

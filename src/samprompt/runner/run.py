@@ -8,6 +8,7 @@ Run folder layout::
     classifier.pt        the classifier trained by the run (absent when a checkpoint was given)
     train_result.json    its training history (written when training finished)
     selftrain.pt         the self-training net (only with ``selftrain``; see runner.config.SelfTrainSpec)
+    scorer.json          the fitted candidates scorer (only with a strategy's ``scorer: fit``; runner.config.FitSpec)
     records/<stem>.json  one per finished image: scores, prompts, prediction (see runner.records)
     masks/<strategy>/<source>/<stem>.png, cams/<stem>.png, pseudo_masks/<stem>.png
     metrics.csv          one row per image x strategy x source (cam | gt)
@@ -62,6 +63,7 @@ from samprompt.runner.stages import (
     build_pipeline,
     file_sha256,
     get_classifier,
+    get_fitted_scorer,
     get_selftrain_net,
     prepare_data,
     prepare_folder,
@@ -379,10 +381,13 @@ def _run(config: RunConfig, out: Path, *, force: bool, progress: Progress | None
     check_labels_against_classes(((s.label, s.image_path) for s in data.dataset),
                                  info.task.mapping or info.task.class_names, f"classifier {str(ckpt)!r}")
     selftrain = get_selftrain_net(config, out, data, ckpt, progress)
-    pipe = build_pipeline(config, model, info, selftrain)
+    scorer = get_fitted_scorer(config, out, data, model, info, ckpt)
+    pipe = build_pipeline(config, model, info, selftrain, scorer)
     kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
     manifest = _manifest(config, out, data, ckpt, pipe, started, previous)
+    if scorer is not None:  # the fit stage's scorer file
+        manifest["scorer"] = {"path": str(scorer), "sha256": file_sha256(scorer)}
     atomic_write_json(mpath, manifest)
 
     todo = [i for i in ids if read_record(out, i) is None]

@@ -36,7 +36,7 @@ from samprompt.data import Dataset, Split, audit_dataset, make_split, open_datas
 from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.runner.config import RunConfig
+from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.outputs import atomic_write_json
 
 __all__ = [
@@ -49,6 +49,7 @@ __all__ = [
     "changed_stage",
     "file_sha256",
     "get_classifier",
+    "get_fitted_scorer",
     "get_selftrain_net",
     "prepare_data",
     "prepare_folder",
@@ -67,6 +68,7 @@ STAGE_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "split": ("split.json",),
     "classifier": ("classifier.pt", "train_result.json"),
     "selftrain": ("selftrain.pt",),
+    "fit": ("scorer.json",),
     "images": ("records", "masks", "cams", "pseudo_masks", "names.json"),
     "report": ("metrics.csv", "prompts.jsonl", "failures.jsonl", "summary.csv", "summary.md", "report.html"),
 }
@@ -97,6 +99,10 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "images" if given_ckpt else "classifier"  # a given checkpoint: nothing trained here
     if top == "selftrain":
         return "selftrain"
+    fits = any(s.get("params", {}).get("scorer") == "fit"
+               for d in (old, new) for s in (d.get("pipeline") or {}).get("prompts") or [])
+    if top == "fit" or (fits and (key.startswith("pipeline.cam") or top == "target")):
+        return "fit"  # the fit's settings, or the CAM evidence it learns from
     if top in ("pipeline", "target", "batch_size", "device"):
         return "images"
     if top in ("name", "description", "report", "seed") or key == "split.use":
@@ -306,6 +312,14 @@ class _LazyImages(Sequence[NDArray[np.uint8]]):
         return self.ds.load_image(self.ids[k])
 
 
+def _takes_agreement(name: str) -> bool:
+    """Whether the prompt strategy ``name`` takes a self-training net (an ``agreement_net`` param)."""
+    try:
+        return "agreement_net" in PROMPT_STRATEGIES.get(name).Params.model_fields
+    except ConfigError:
+        return False
+
+
 def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifier_checkpoint: Path,
                       progress: Progress | None = None) -> Path | None:
     """The run's self-training net (``config.selftrain``): ``selftrain.pt`` in the run folder, made now
@@ -335,7 +349,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     empty = [i for i in train if label[i] in st.empty_classes]
     if not lesion:
         raise DataError(f"selftrain: the train split of {str(config.data.path)!r} has no readable lesion image")
-    spec = next(s for s in config.pipeline.prompts if s.name == "candidates")
+    spec = next(s for s in config.pipeline.prompts if _takes_agreement(s.name))
     params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
     try:
         strategy = PROMPT_STRATEGIES.create("candidates", params)
@@ -352,6 +366,41 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
                         progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
                         lr=st.lr, seed=config.seed, device=resolve_device(config.device))
     atomic_write(path, lambda tmp: save_selftrain_net(net, tmp))
+    return path
+
+
+def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
+                      info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
+    """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
+    now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
+    invocation wrote it; ``None`` when no strategy asks for it.
+
+    Raises:
+        DataError: Too few train images of a class (saying how many are needed), unreadable data.
+    """
+    import samprompt
+    from samprompt.proposals.scorer import save_scorer
+    from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
+
+    if not config.fits_scorer:
+        return None
+    path = out / "scorer.json"
+    if path.exists():
+        log.info("reusing the fitted scorer %s", path)
+        return path
+    spec = config.fit if config.fit is not None else FitSpec()
+    target = config.target if isinstance(config.target, list) else "predicted"
+    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
+                                   cam=config.pipeline.cam, target=target,
+                                   device=str(resolve_device(config.device)))
+    prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
+            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
+            "seed": config.seed, "library_version": samprompt.__version__,
+            "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
+    sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
+                        evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
+                        erase=spec.erase, provenance=prov)
+    save_scorer(sf, path)  # atomic
     return path
 
 
@@ -374,13 +423,15 @@ def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
 
 
 def build_pipeline(
-    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None
+    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None,
+    scorer: Path | None = None,
 ) -> PromptPipeline:
     """The run's :class:`PromptPipeline` around a loaded classifier, built by
     :meth:`PromptPipeline.from_config` (the one builder): the CAM extractor hooks the checkpoint's
     ``target_layer`` and every component gets the run's ``device``, unless the config sets them. With a
     self-training net (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as
-    ``agreement_net`` (with ``selftrain.weight``) unless its params set it.
+    ``agreement_net`` (with ``selftrain.weight``) unless its params set it. With a fitted scorer
+    (:func:`get_fitted_scorer`) every strategy whose ``scorer`` is ``fit`` gets its path.
 
     Raises:
         ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
@@ -388,8 +439,12 @@ def build_pipeline(
     p = config.pipeline
     if selftrain is not None and config.selftrain is not None:
         agree = {"agreement_net": str(selftrain), "agreement_weight": config.selftrain.weight}
-        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if s.name == "candidates" else s
+        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if _takes_agreement(s.name) else s
                    for s in p.prompts]
+        p = p.model_copy(update={"prompts": prompts})
+    if scorer is not None:
+        prompts = [s.model_copy(update={"params": {**s.params, "scorer": str(scorer)}})
+                   if s.params.get("scorer") == "fit" else s for s in p.prompts]
         p = p.model_copy(update={"prompts": prompts})
     return PromptPipeline.from_config(
         p, classifier=model, class_names=info.class_names, preprocessing=info.preprocessing,
