@@ -124,3 +124,23 @@ def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys:
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
                "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal"])
     assert rc == 2 and "at least 8 images of the negative class, got 5" in capsys.readouterr().err
+
+
+def test_fit_section_needs_a_strategy_that_uses_it(tmp_path: Path) -> None:
+    from samprompt.errors import ConfigError
+    from samprompt.runner import load_run_config
+    from samprompt.runner.stages import changed_stage
+
+    data = _data(tmp_path / "d", per_class=1)
+    base = {"data": {"path": str(data)}, "classifier": {"task": "multiclass"},
+            "pipeline": {"prompts": [{"name": "candidates"}]}}
+    with pytest.raises(ConfigError, match="fit needs a prompt strategy with scorer: fit"):
+        load_run_config({**base, "fit": {}})
+    fitted = {**base, "pipeline": {"prompts": [{"name": "candidates", "params": {"scorer": "fit"}}]}}
+    a = load_run_config(fitted).identity()
+    b = load_run_config({**fitted, "fit": {"polarity": "bright"}}).identity()
+    assert changed_stage(a, b)[0] == "fit"
+    c = load_run_config({**fitted, "pipeline": {**fitted["pipeline"], "cam": {"name": "scorecam"}}}).identity()
+    assert changed_stage(a, c)[0] == "fit"  # the CAM is the fit's evidence
+    d = load_run_config({**base, "pipeline": {**base["pipeline"], "cam": {"name": "scorecam"}}}).identity()
+    assert changed_stage(load_run_config(base).identity(), d)[0] == "images"  # no fit: as before

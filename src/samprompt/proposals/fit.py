@@ -148,6 +148,7 @@ def fit_scorer(
     selector: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 16,
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
@@ -164,6 +165,7 @@ def fit_scorer(
             refinement (``work_size``, ``refine_top_k``, ...).
         provenance: Recorded in the file (data fingerprint, split, seed, ...); the fit adds its own.
         progress: ``progress(done, total)`` over the passes' images.
+        batch_size: Images per ``cams`` call.
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -200,7 +202,7 @@ def fit_scorer(
         if progress is not None:
             progress(done[0], total)
 
-    def evidence_maps(batch: Sequence[Any]) -> list[NDArray[np.float32]]:
+    def evidence_maps(batch: Sequence[Any]) -> list[NDArray[np.float32] | None]:
         if cams is None:
             raise ValueError("no cams")
         a = cams(batch)
@@ -211,13 +213,14 @@ def fit_scorer(
     # pass 1: every tried polarity's regions and first-stage features
     per: dict[str, list[_Image | None]] = {p: [] for p in tries}
     maps: list[NDArray[np.float32] | None] = []
-    for k in range(len(images)):
-        image = np.asarray(images[k])
-        cam = evidence_maps([image])[0] if cams is not None else None
-        maps.append(cam)
-        for p in tries:
-            per[p].append(_regions(sel, image, cam, p, mil, score))
-        tick()
+    for start in range(0, len(images), batch_size):  # CAMs in batches: one forward pass per batch
+        batch = [np.asarray(images[k]) for k in range(start, min(len(images), start + batch_size))]
+        got = evidence_maps(batch) if cams is not None else [None] * len(batch)
+        for image, cam in zip(batch, got):
+            maps.append(cam)
+            for p in tries:
+                per[p].append(_regions(sel, image, cam, p, mil, score))
+            tick()
     scores: dict[str, float] = {}
     for p in tries:
         scores[p] = _polarity_score(per[p], y, l2, mil)
