@@ -125,23 +125,23 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
         n_negative: Negative points for ``box_points`` / ``points``.
         margin: Pixels added to every side of the box, as a fraction of its size.
         work_size, sigma, quantiles, min_area, max_area, segments, max_candidates: Candidate proposal
-            (see :func:`propose_candidates`).
+            (see :func:`~samprompt.proposals.regions.propose_candidates`).
         scorer: The scorer file: a shipped name (``busi-v1``, default: fit on BUSI with image labels, see
             its provenance) or a path (``samprompt fit-prompts``; in a run, ``fit`` = the scorer the run's
             ``fit`` stage writes, see :class:`~samprompt.runner.config.FitSpec`).
         polarity: Which regions are proposed: ``dark``, ``bright``, ``colour`` (colour-distinct), ``both``
             (dark and bright, the better-scored wins) or ``auto`` (default) = the scorer file's polarity
             (``busi-v1``: dark; a fitted file: the polarity the fit chose on the user's data).
-        weights, mean, scale: Override the scorer file's first stage (see :class:`CandidateScorer`).
+        weights, mean, scale: Override the scorer file's first stage (see :class:`~samprompt.proposals.scorer.CandidateScorer`).
         refine_top_k: Refine this many best first-stage candidates with the polar segmenter and choose
-            among the refined regions with the second-stage scorer (:func:`refine_candidates`); 0 = no
+            among the refined regions with the second-stage scorer (:func:`~samprompt.proposals.refine.refine_candidates`); 0 = no
             refinement (the thresholded region of the best first-stage candidate is the prompt).
         refine_margin: Each candidate's box is enlarged by this fraction of its size on every side before
             the (loose-box) refinement.
         refine_weights, refine_mean, refine_scale: Override the scorer file's second stage (over
-            :data:`REFINED_FEATURE_NAMES`).
+            :data:`~samprompt.proposals.features.REFINED_FEATURE_NAMES`).
         shadow_penalty: Subtracted from the second-stage score of a refined region that has a smaller
-            refined region directly above it (:func:`under_smaller_region`: probably the acoustic shadow
+            refined region directly above it (:func:`~samprompt.proposals.refine.under_smaller_region`: probably the acoustic shadow
             under the lesion); 0 = off; ``None`` (default) = the scorer file's value (``busi-v1``: 2.0,
             chosen by box IoU on the BUSI train split WITH ITS MASKS, as its provenance says; fitted files:
             0).

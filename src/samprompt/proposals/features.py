@@ -24,7 +24,7 @@ FEATURE_NAMES: tuple[str, ...] = (
 #: Indices of the CAM features (filled by :func:`cam_features`; zero without a CAM).
 CAM_FEATURES: tuple[int, ...] = tuple(range(FEATURE_NAMES.index("cam_mean"), len(FEATURE_NAMES)))
 
-#: Features of a REFINED candidate (:func:`refine_candidates`): :data:`FEATURE_NAMES` computed on the
+#: Features of a REFINED candidate (:func:`~samprompt.proposals.refine.refine_candidates`): :data:`FEATURE_NAMES` computed on the
 #: refined region (``n_thresholds`` = log of how many of the top-k refined regions agree with it, IoU >
 #: 0.6), then: the first-stage score and ``1 / (1 + rank)``, the polar segmenter's confidence, IoU of the
 #: refined region with its candidate, mean gradient magnitude on the refined boundary, intensity spread
