@@ -11,21 +11,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from samprompt._torch import resolve_device
 from samprompt.cams import Target
+from samprompt.classifiers import ClassifierInfo
 from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.proposals.fit import CamFn, ScoreFn, fit_scorer
 from samprompt.proposals.scorer import ScorerFile
+from samprompt.runner.config import FitSpec, RunConfig
+from samprompt.runner.stages import PreparedData, file_sha256
 
-__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset"]
+__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer"]
 
 log = logging.getLogger(__name__)
 
@@ -134,3 +139,37 @@ def fit_on_dataset(
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress)
+
+
+def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
+                      info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
+    """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
+    now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
+    invocation wrote it; ``None`` when no strategy asks for it.
+
+    Raises:
+        DataError: Too few train images of a class (saying how many are needed), unreadable data.
+    """
+    import samprompt
+    from samprompt.proposals.scorer import save_scorer
+
+    if not config.fits_scorer:
+        return None
+    path = out / "scorer.json"
+    if path.exists():
+        log.info("reusing the fitted scorer %s", path)
+        return path
+    spec = config.fit if config.fit is not None else FitSpec()
+    target = config.target if isinstance(config.target, list) else "predicted"
+    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
+                                   cam=config.pipeline.cam, target=target,
+                                   device=str(resolve_device(config.device)))
+    prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
+            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
+            "seed": config.seed, "library_version": samprompt.__version__,
+            "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
+    sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
+                        evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
+                        erase=spec.erase, provenance=prov)
+    save_scorer(sf, path)  # atomic
+    return path

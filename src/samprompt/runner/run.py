@@ -45,6 +45,7 @@ from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
+from samprompt.runner.fitting import get_fitted_scorer
 from samprompt.runner.guard import remove_unstarted, sigterm_as_interrupt
 from samprompt.runner.lock import run_lock
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
@@ -63,7 +64,6 @@ from samprompt.runner.stages import (
     build_pipeline,
     file_sha256,
     get_classifier,
-    get_fitted_scorer,
     get_selftrain_net,
     prepare_data,
     prepare_folder,

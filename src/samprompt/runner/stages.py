@@ -36,7 +36,7 @@ from samprompt.data import Dataset, Split, audit_dataset, make_split, open_datas
 from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.runner.config import FitSpec, RunConfig
+from samprompt.runner.config import RunConfig
 from samprompt.runner.outputs import atomic_write_json
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "changed_stage",
     "file_sha256",
     "get_classifier",
-    "get_fitted_scorer",
     "get_selftrain_net",
     "prepare_data",
     "prepare_folder",
@@ -366,41 +365,6 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
                         progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
                         lr=st.lr, seed=config.seed, device=resolve_device(config.device))
     atomic_write(path, lambda tmp: save_selftrain_net(net, tmp))
-    return path
-
-
-def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
-                      info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
-    """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
-    now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
-    invocation wrote it; ``None`` when no strategy asks for it.
-
-    Raises:
-        DataError: Too few train images of a class (saying how many are needed), unreadable data.
-    """
-    import samprompt
-    from samprompt.proposals.scorer import save_scorer
-    from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
-
-    if not config.fits_scorer:
-        return None
-    path = out / "scorer.json"
-    if path.exists():
-        log.info("reusing the fitted scorer %s", path)
-        return path
-    spec = config.fit if config.fit is not None else FitSpec()
-    target = config.target if isinstance(config.target, list) else "predicted"
-    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
-                                   cam=config.pipeline.cam, target=target,
-                                   device=str(resolve_device(config.device)))
-    prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
-            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
-            "seed": config.seed, "library_version": samprompt.__version__,
-            "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
-    sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
-                        evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov)
-    save_scorer(sf, path)  # atomic
     return path
 
 
