@@ -52,6 +52,8 @@ API_GROUPS: list[tuple[str, list[str]]] = [
             "samprompt.maskers.*",
             "samprompt.prompts",
             "samprompt.prompts.*",
+            "samprompt.proposals",
+            "samprompt.proposals.*",
             "samprompt.segmenters",
             "samprompt.segmenters.*",
         ],

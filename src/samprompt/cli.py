@@ -1,10 +1,10 @@
 """The ``samprompt`` command line: parses arguments, calls the library, prints.
 
-Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``export``, ``list``, ``presets``; see
-``samprompt -h`` and ``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished but some images failed (listed in
-``failures.jsonl``); 2 usage, configuration, data or checkpoint error, or a file that cannot be read or
-written (the message names the file, key or stage; ``--debug`` shows the traceback); 130 interrupted
-(rerun the same command to resume a run).
+Commands: ``run``, ``demo``, ``audit``, ``split``, ``train``, ``fit-prompts``, ``export``, ``list``,
+``presets``; see ``samprompt -h`` and ``samprompt COMMAND -h``. Exit status: 0 success; 1 the run finished
+but some images failed (listed in ``failures.jsonl``); 2 usage, configuration, data or checkpoint error, or
+a file that cannot be read or written (the message names the file, key or stage; ``--debug`` shows the
+traceback); 130 interrupted (rerun the same command to resume a run).
 """
 
 from __future__ import annotations
@@ -197,6 +197,36 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_fit_prompts(args: argparse.Namespace) -> int:
+    """``samprompt fit-prompts``: fit the ``candidates`` scorer on a split's train part (image labels only)."""
+    import samprompt
+    from samprompt.classifiers import load_classifier
+    from samprompt.config import ComponentSpec
+    from samprompt.data import Split, open_dataset
+    from samprompt.proposals import save_scorer
+    from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
+
+    ds = open_dataset(args.data)
+    split = Split.load(args.split)  # no fingerprint check: it would read the mask files' bytes
+    model, info = load_classifier(args.checkpoint, device=args.device)
+    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
+                                   cam=ComponentSpec(name=args.cam), target=args.target or "predicted",
+                                   device=args.device)
+    bars = _Bars(not args.no_progress)
+    prov = {"data": str(args.data), "data_fingerprint": split.fingerprint,
+            "split": {"file": str(args.split), "part": "train", "seed": split.seed}, "seed": split.seed,
+            "library_version": samprompt.__version__, "classifier": str(args.checkpoint), "cam": args.cam}
+    sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
+                        polarity=args.polarity, min_images=args.min_images, provenance=prov,
+                        progress=lambda d, t: bars("fit", d, t))
+    save_scorer(sf, args.out)
+    fit = sf.provenance["fit"]
+    print(f"polarity {sf.polarity} ({fit['method']}; {fit['lesion_images']} lesion, {fit['negative_images']} "
+          f"negative images, {fit['seconds']:.1f} s)")
+    print(f"scorer written to {args.out}; use it with candidates params scorer={args.out}")
+    return EXIT_OK
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from samprompt import CAM_EXTRACTORS, MASKERS, PROMPT_STRATEGIES, SEGMENTERS
     from samprompt.classifiers import CLASSIFIERS
@@ -311,6 +341,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device")
     t.add_argument("--seed", type=int)
     t.add_argument("--set", **sets)  # type: ignore[arg-type]
+
+    fp = cmd("fit-prompts", _cmd_fit_prompts, "fit the candidates prompt scorer on a split's train part from "
+             "image labels only (no mask is read): writes a scorer file")
+    fp.add_argument("data", help="data folder or CSV manifest")
+    fp.add_argument("--split", required=True, help="split file (its train part is fit on)")
+    fp.add_argument("--checkpoint", required=True, help="classifier checkpoint (its CAMs are the evidence)")
+    fp.add_argument("--out", required=True, help="scorer file to write (JSON)")
+    fp.add_argument("--negative", action="append", metavar="CLASS",
+                    help="a class whose images show no lesion (repeatable; none = learn from the classifier)")
+    fp.add_argument("--polarity", choices=["auto", "dark", "bright", "colour", "both"], default="auto")
+    fp.add_argument("--cam", default="gradcampp", help="CAM method (default gradcampp)")
+    fp.add_argument("--target", nargs="+", metavar="CLASS", help="CAM target classes (default: predicted)")
+    fp.add_argument("--min-images", type=int, default=8, help="fewest images of a class accepted (8)")
+    fp.add_argument("--device", default="cpu")
 
     li = cmd("list", _cmd_list, "list registered components (built-in and plugins; plugins are not imported)")
     li.add_argument("kind", nargs="?", choices=["classifiers", "cams", "maskers", "prompts", "segmenters"])

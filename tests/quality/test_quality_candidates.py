@@ -172,7 +172,7 @@ def test_shadow_penalty_moves_the_choice_from_the_shadow_to_the_lesion_above() -
         boxes[penalty] = p.box
     assert box_iou(boxes[0.0], mask_to_box(shadow)) > 0.6  # without the penalty: the big shadow
     assert box_iou(boxes[100.0], mask_to_box(lesion)) > 0.6  # with it: the lesion above the shadow
-    assert CandidatePromptStrategy().params.shadow_penalty == 2.0
+    assert CandidatePromptStrategy().selector.shadow_penalty == 2.0  # busi-v1's (mask-tuned, its provenance says)
     with pytest.raises(ConfigError, match="shadow_penalty"):
         CandidatePromptStrategy(shadow_penalty=-1)
 
@@ -191,7 +191,7 @@ def test_strategy_matches_the_public_functions_step_by_step() -> None:
     cands = propose_candidates(rgb)
     scores = strat.scorer(candidate_features(rgb, cands, cam))
     _, full, F = refine_candidates(rgb, cands, scores, top_k=strat.params.refine_top_k)
-    s2 = strat.refine_scorer(F) - strat.params.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])
+    s2 = strat.refine_scorer(F) - strat.selector.shadow_penalty * under_smaller_region([mask_to_box(m) for m in full])
     i = int(np.argmax(s2))
     assert score == pytest.approx(float(s2[i]), abs=0) and np.array_equal(region, full[i])
     assert box_iou(mask_to_box(region), mask_to_box(lesion)) > 0.7

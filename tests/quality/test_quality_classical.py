@@ -136,3 +136,22 @@ def test_dp_ring_finds_the_cheapest_path_with_bounded_steps() -> None:
                    if all(abs(p[a] - p[a - 1]) <= max_step for a in range(1, A))]
         assert path.shape == (A,) and all(abs(int(path[a]) - int(path[a - 1])) <= max_step for a in range(1, A))
         assert total(path.tolist()) == pytest.approx(min(total(p) for p in allowed), abs=1e-12), t
+
+
+@pytest.mark.parametrize("shape", ["rect", "lobed"])
+def test_bright_polarity_segments_a_bright_lesion_like_dark_does_a_dark_one(shape: str) -> None:
+    img, gt = _scene(shape)
+    bright = 255 - img  # the same scene, intensity-inverted: a bright lesion
+    box = mask_to_box(gt)
+    ell = dice(ellipse_in_box(box, *gt.shape), gt)
+    dark_on_dark = dice(ClassicalSegmenter().segment(img, [Prompt(box=box)]).masks[0], gt)
+    bright_on_bright = dice(ClassicalSegmenter(polarity="bright").segment(bright, [Prompt(box=box)]).masks[0], gt)
+    assert bright_on_bright == pytest.approx(dark_on_dark, abs=0.02) and bright_on_bright > ell + 0.02
+    seg = ClassicalSegmenter(polarity="auto")
+    for image, want in ((img, False), (bright, True)):
+        emb = seg.embed(image)
+        assert seg.bright_inside(emb.data, Prompt(box=box)) is want
+        assert seg.bright_inside(emb.data, Prompt(points=np.array([[box[0] + box[2], box[1] + box[3]]]) / 2,
+                                                  point_labels=np.array([1]))) is want
+        assert dice(seg.decode(emb, [Prompt(box=box)]).masks[0], gt) == pytest.approx(dark_on_dark, abs=0.02)
+    assert ClassicalSegmenter().params.polarity == "dark"

@@ -1,4 +1,4 @@
-"""Self-training (``samprompt.prompts.selftrain``) and its agreement term in the ``candidates`` strategy."""
+"""Self-training (``samprompt.classifiers.selftrain``) and its agreement term in the ``candidates`` strategy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import pytest
 import torch
 import torchvision
 
-from samprompt.errors import CheckpointError
-from samprompt.prompts import selftrain
-from samprompt.prompts.candidates import CandidatePromptStrategy
-from samprompt.prompts.selftrain import (
+from samprompt.classifiers import selftrain
+from samprompt.classifiers.selftrain import (
     SelfTrainNet,
     confident,
     load_selftrain_net,
@@ -23,6 +21,8 @@ from samprompt.prompts.selftrain import (
     self_train,
     train_selftrain_net,
 )
+from samprompt.errors import CheckpointError
+from samprompt.prompts.candidates import CandidatePromptStrategy
 from samprompt.regions import box_iou, mask_to_box
 from samprompt.testing import save_tiny_classifier_checkpoint
 
@@ -145,3 +145,9 @@ def test_self_train_runs_the_recipe() -> None:
     assert len(pseudo) == 5 and all(m is not None for m, _ in pseudo)
     assert steps == {"pseudo masks": 5, "self-training": 2}
     assert isinstance(net, SelfTrainNet) and net.input_size == 32  # type: ignore[attr-defined]
+
+
+def test_old_module_path_re_exports_the_moved_module() -> None:
+    import samprompt.prompts.selftrain as old
+
+    assert old.self_train is selftrain.self_train and old.SelfTrainNet is selftrain.SelfTrainNet

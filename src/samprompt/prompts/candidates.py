@@ -1,33 +1,22 @@
-"""Candidate-region prompts: dark compact regions proposed from the IMAGE, refined and chosen.
+"""Candidate-region prompts: compact regions proposed from the IMAGE, refined and chosen (``candidates``).
 
 A from-scratch classifier's CAM rarely outlines a lesion (it fires on whatever separates the classes),
-but it often lands *near* it. This module turns the problem around: the image proposes candidate lesions
-(hypoechoic = darker than their surroundings, compact), and a scorer picks one using the CAM mass on it
-plus shape, size, position and contrast features. The chosen region's box (and points) is the prompt.
+but it often lands *near* it. This strategy turns the problem around: the image proposes candidate
+lesions (compact regions darker than their surroundings, or brighter, or colour-distinct: ``polarity``),
+and a scorer picks one from shape, size, position, contrast and (when the scorer weighs them) CAM
+features. The chosen region's box (and points) is the prompt.
 
-* :func:`propose_candidates` — candidates of one grey image: the image is downscaled to ``work_size``,
-  smoothed, and thresholded at several dark levels (global quantiles, Otsu, the lowest multi-Otsu class,
-  and the same on a "local darkness" map = image minus a wide blur); each threshold's components are
-  opened, hole-filled and kept when their area is within ``[min_area, max_area]`` of the image; the
-  darker-than-median regions of Felzenszwalb over-segmentations are added; near-duplicates (IoU > 0.85)
-  are merged.
-* :func:`candidate_features` — the feature vector of each candidate (:data:`FEATURE_NAMES`).
-* :class:`CandidateScorer` — a linear score ``w . features`` (logistic model). The default weights
-  (:data:`DEFAULT_WEIGHTS`) were fit on the BUSI train split with IMAGE LABELS ONLY (multiple-instance
-  learning: an image is abnormal iff its best candidate is a lesion; normal images supply negatives),
-  see ``benchmarks/quality_prompts.py`` and docs/quality.md.
-* :func:`refine_candidates` — the best ``top_k`` candidates, each re-segmented by the weight-free polar
-  segmenter (``classical``) on its slightly enlarged box (loose box), with the features of the refined
-  regions (:data:`REFINED_FEATURE_NAMES`); a second labels-only MIL scorer
-  (:data:`REFINED_DEFAULT_WEIGHTS`) picks among them.
-* :class:`CandidatePromptStrategy` (registered ``candidates``) — the prompt strategy. It needs the
-  image: pass ``image=`` when calling it (the pipeline does so for strategies whose ``needs_image`` is
-  true). Without an image it falls back to the built-in box of the pseudo mask's largest component.
+The machinery lives in :mod:`samprompt.proposals` (proposals, features, scorers, scorer files, fitting);
+this module is the prompt strategy that delegates to it (:class:`~samprompt.proposals.select.ProposalSelector`).
+The scorer is DATA: a scorer file (``scorer`` parameter: the shipped ``busi-v1``, default, or a path, e.g.
+one written by ``samprompt fit-prompts`` or by a run's ``fit`` stage). Old names (``propose_candidates``,
+``CandidateScorer``, ...) are re-exported here.
+
+Without an image the strategy falls back to the box of the pseudo mask's largest component.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,9 +24,9 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 from scipy import ndimage as ndi
-from skimage.transform import resize
 
 from samprompt.component import ComponentParams
+from samprompt.errors import ConfigError
 from samprompt.prompts import PROMPT_STRATEGIES
 from samprompt.prompts.base import Emits, Prompt, PromptStrategy
 from samprompt.prompts.builtin import inside_point
@@ -53,17 +42,15 @@ from samprompt.prompts.candidate_regions import (
     REFINED_FEATURE_NAMES,
     Candidate,
     CandidateScorer,
-    _features,
-    _propose,
-    _refine,
-    _Work,
     cam_features,
     candidate_features,
     propose_candidates,
     refine_candidates,
     under_smaller_region,
 )
-from samprompt.regions import box_iou, clip_box, keep_components, mask_to_box
+from samprompt.proposals.scorer import ScorerFile, load_scorer
+from samprompt.proposals.select import ProposalSelector
+from samprompt.regions import clip_box, keep_components, mask_to_box
 
 __all__ = [
     "CAM_FEATURES",
@@ -109,6 +96,8 @@ class CandidateParams(ComponentParams):
     max_area: float = Field(default=0.4, gt=0.0, le=1.0)
     segments: tuple[float, ...] = (50.0, 200.0)
     max_candidates: int = Field(default=60, ge=1)
+    scorer: str = "busi-v1"
+    polarity: Literal["auto", "dark", "bright", "colour", "both"] = "auto"
     weights: tuple[float, ...] | None = None
     mean: tuple[float, ...] | None = None
     scale: tuple[float, ...] | None = None
@@ -117,7 +106,7 @@ class CandidateParams(ComponentParams):
     refine_weights: tuple[float, ...] | None = None
     refine_mean: tuple[float, ...] | None = None
     refine_scale: tuple[float, ...] | None = None
-    shadow_penalty: float = Field(default=2.0, ge=0.0)
+    shadow_penalty: float | None = Field(default=None, ge=0.0)
     agreement_net: Path | None = None
     agreement_weight: float = Field(default=8.0, ge=0.0)
     point_min_score: float | None = None
@@ -136,22 +125,28 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
         n_negative: Negative points for ``box_points`` / ``points``.
         margin: Pixels added to every side of the box, as a fraction of its size.
         work_size, sigma, quantiles, min_area, max_area, segments, max_candidates: Candidate proposal
-            (see :func:`propose_candidates`).
-        weights, mean, scale: First-stage scorer (see :class:`CandidateScorer`); ``None`` = the built-in
-            defaults.
+            (see :func:`~samprompt.proposals.regions.propose_candidates`).
+        scorer: The scorer file: a shipped name (``busi-v1``, default: fit on BUSI with image labels, see
+            its provenance) or a path (``samprompt fit-prompts``; in a run, ``fit`` = the scorer the run's
+            ``fit`` stage writes, see :class:`~samprompt.runner.config.FitSpec`).
+        polarity: Which regions are proposed: ``dark``, ``bright``, ``colour`` (colour-distinct), ``both``
+            (dark and bright, the better-scored wins) or ``auto`` (default) = the scorer file's polarity
+            (``busi-v1``: dark; a fitted file: the polarity the fit chose on the user's data).
+        weights, mean, scale: Override the scorer file's first stage (see :class:`~samprompt.proposals.scorer.CandidateScorer`).
         refine_top_k: Refine this many best first-stage candidates with the polar segmenter and choose
-            among the refined regions with the second-stage scorer (:func:`refine_candidates`); 0 = no
+            among the refined regions with the second-stage scorer (:func:`~samprompt.proposals.refine.refine_candidates`); 0 = no
             refinement (the thresholded region of the best first-stage candidate is the prompt).
         refine_margin: Each candidate's box is enlarged by this fraction of its size on every side before
             the (loose-box) refinement.
-        refine_weights, refine_mean, refine_scale: Second-stage scorer over
-            :data:`REFINED_FEATURE_NAMES`; ``None`` = the built-in defaults.
+        refine_weights, refine_mean, refine_scale: Override the scorer file's second stage (over
+            :data:`~samprompt.proposals.features.REFINED_FEATURE_NAMES`).
         shadow_penalty: Subtracted from the second-stage score of a refined region that has a smaller
-            refined region directly above it (:func:`under_smaller_region`: probably the acoustic shadow
-            under the lesion); 0 = off. The default 2.0 was chosen by box IoU on the BUSI train split
-            (with its masks; docs: quality).
-        agreement_net: A self-trained segmentation net (:mod:`samprompt.prompts.selftrain`, file written by
-            :func:`~samprompt.prompts.selftrain.save_selftrain_net`); when given, ``agreement_weight`` x
+            refined region directly above it (:func:`~samprompt.proposals.refine.under_smaller_region`: probably the acoustic shadow
+            under the lesion); 0 = off; ``None`` (default) = the scorer file's value (``busi-v1``: 2.0,
+            chosen by box IoU on the BUSI train split WITH ITS MASKS, as its provenance says; fitted files:
+            0).
+        agreement_net: A self-trained segmentation net (:mod:`samprompt.classifiers.selftrain`, file written by
+            :func:`~samprompt.classifiers.selftrain.save_selftrain_net`); when given, ``agreement_weight`` x
             (box IoU of each refined region with the net's box) is added to the second-stage scores.
             ``None`` (default) = off. Needs ``refine_top_k`` > 0.
         agreement_weight: Weight of that agreement term; 8 was chosen on BUSI val (docs/quality.md).
@@ -172,75 +167,39 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
         super().__init__(**params)
         p = self.params
         self.emits = _EMITS[p.output]
-        self.scorer = CandidateScorer(p.weights, p.mean, p.scale)
-        self.refine_scorer = CandidateScorer(p.refine_weights, p.refine_mean, p.refine_scale,
-                                             names=REFINED_FEATURE_NAMES)
-        self._segmenter: Any = None
-        self._agreement: Any = None
+        if p.scorer == "fit":
+            raise ConfigError("candidates.scorer: 'fit' means the scorer of a run's fit stage and only works in "
+                              "a run; outside a run, fit one with `samprompt fit-prompts` and give its path")
+        self.scorer_file: ScorerFile = load_scorer(p.scorer)
+        sf = self.scorer_file
+        self.scorer = _override(sf.stage1, p.weights, p.mean, p.scale)
+        self.refine_scorer = _override(sf.stage2, p.refine_weights, p.refine_mean, p.refine_scale)
+        agreement = None
         if p.agreement_net is not None:
-            from samprompt.prompts.selftrain import load_selftrain_net
+            from samprompt.classifiers.selftrain import agreement_from_net, load_selftrain_net
 
-            self._agreement = load_selftrain_net(p.agreement_net)
+            agreement = agreement_from_net(load_selftrain_net(p.agreement_net))
+        self.selector = ProposalSelector(
+            self.scorer, self.refine_scorer, polarity=sf.polarity if p.polarity == "auto" else p.polarity,
+            work_size=p.work_size, sigma=p.sigma, quantiles=p.quantiles, min_area=p.min_area,
+            max_area=p.max_area, segments=p.segments, max_candidates=p.max_candidates,
+            refine_top_k=p.refine_top_k, refine_margin=p.refine_margin,
+            shadow_penalty=sf.shadow_penalty if p.shadow_penalty is None else p.shadow_penalty,
+            cam_gate=p.cam_gate, agreement=agreement, agreement_weight=p.agreement_weight)
 
     def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
-        """Propose and score (first stage only) and pick: ``(best or None, candidates, scores)``."""
-        best, cands, scores, _ = self._select(image, cam, pseudo_mask)
-        return best, cands, scores
-
-    def _select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None
-                ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64], _Work]:
-        p = self.params
-        work = _Work(image, p.sigma, work_size=p.work_size)
-        cands = _propose(work, quantiles=p.quantiles, min_area=p.min_area,
-                         max_area=p.max_area, segments=p.segments,
-                         max_candidates=p.max_candidates)
+        """Propose and score (first stage only, first polarity) and pick: ``(best or None, candidates, scores)``."""
+        work, cands = self.selector.propose(image, self.selector.polarities[0])
         if not cands:
-            return None, cands, np.zeros(0), work
-        # CAM features cost a resize of the CAM; a scorer that gives them no weight does not need them
-        uses_cam = bool(np.any(self.scorer.weights[list(CAM_FEATURES)] != 0))
-        scores = self.scorer(_features(work, cands, cam if uses_cam else None))
-        scores = self._gate(cands, scores, pseudo_mask)
-        return cands[int(np.argmax(scores))], cands, scores, work
-
-    def _gate(self, cands: Sequence[Candidate], scores: NDArray[np.float64],
-              pseudo_mask: NDArray[np.bool_] | None) -> NDArray[np.float64]:
-        if self.params.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():
-            pm = resize(pseudo_mask.astype(np.float32), cands[0].mask.shape, order=0) > 0.5
-            hit = np.array([np.any(c.mask & pm) for c in cands])
-            if hit.any():
-                scores = np.where(hit, scores, -np.inf)
-        return scores
+            return None, cands, np.zeros(0)
+        scores = self.selector.score1(work, cands, cam, pseudo_mask)
+        return cands[int(np.argmax(scores))], cands, scores
 
     def choose(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[NDArray[np.bool_] | None, float]:
         """The chosen region at the original resolution and its score (``(None, -inf)`` without one)."""
-        p = self.params
-        best, cands, scores, work = self._select(image, cam, pseudo_mask)
-        if best is None:
-            return None, float("-inf")
-        if p.refine_top_k == 0:
-            return best.full_mask(work.grey.shape), float(np.max(scores))
-        if self._segmenter is None:
-            from samprompt.segmenters.classical import ClassicalSegmenter
-
-            self._segmenter = ClassicalSegmenter(stretch_to_box=False)
-        finite = np.isfinite(scores)
-        keep = [c for c, f in zip(cands, finite) if f]
-        _, full, F = _refine(work, keep, scores[finite], top_k=p.refine_top_k,
-                              margin=p.refine_margin, segmenter=self._segmenter)
-        s2 = self.refine_scorer(F)
-        boxes = [mask_to_box(m) for m in full]
-        if p.shadow_penalty > 0:
-            s2 = s2 - p.shadow_penalty * under_smaller_region(boxes)
-        if self._agreement is not None and p.agreement_weight > 0:
-            from samprompt.prompts.selftrain import net_box, predict_map
-
-            nb = net_box(predict_map(self._agreement, image))
-            if nb is not None:
-                s2 = s2 + p.agreement_weight * np.array([box_iou(b, nb) for b in boxes])
-        i = int(np.argmax(s2))
-        return full[i], float(s2[i])
+        return self.selector.choose(image, cam, pseudo_mask)
 
     def make_prompt(
         self, mask: NDArray[np.bool_], cam: NDArray[np.float32], image: NDArray[np.uint8] | None = None
@@ -262,6 +221,20 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
                 return None
             region = keep_components(mask, "largest")
         return region_prompt(region, output, p.n_points, p.n_negative, p.margin)
+
+
+def _override(stage: CandidateScorer, weights: tuple[float, ...] | None, mean: tuple[float, ...] | None,
+              scale: tuple[float, ...] | None) -> CandidateScorer:
+    """``stage`` with the given vectors replacing its own (explicit weights without mean / scale = none)."""
+    if weights is None and mean is None and scale is None:
+        return stage
+    try:
+        if weights is None:
+            return CandidateScorer(stage.weights, stage.mean if mean is None else mean,
+                                   stage.scale if scale is None else scale, names=stage.names)
+        return CandidateScorer(weights, mean, scale, names=stage.names)
+    except ValueError as exc:
+        raise ConfigError(f"candidates: {exc}") from exc
 
 
 def spread_points(region: NDArray[np.bool_], n: int) -> NDArray[np.float32]:

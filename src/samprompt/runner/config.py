@@ -38,6 +38,7 @@ from samprompt.errors import ConfigError
 __all__ = [
     "ClassifierSource",
     "DataSpec",
+    "FitSpec",
     "ReportSpec",
     "RunConfig",
     "SelfTrainSpec",
@@ -136,7 +137,7 @@ class ReportSpec(BaseModel):
 
 
 class SelfTrainSpec(BaseModel):
-    """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.prompts.selftrain`).
+    """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.classifiers.selftrain`).
 
     Before the images are processed, the first ``candidates`` strategy of the pipeline (without
     agreement, and without a CAM: its ``cam_gate`` does not apply) makes pseudo masks of the TRAIN
@@ -168,6 +169,32 @@ class SelfTrainSpec(BaseModel):
     weight: float = Field(default=8.0, ge=0.0)
 
 
+class FitSpec(BaseModel):
+    """How the run fits its ``candidates`` scorer (the ``fit`` stage; :mod:`samprompt.runner.fitting`).
+
+    The stage runs when a prompt strategy's ``scorer`` param is ``fit``: after the classifier (and
+    self-training), on the TRAIN split, from image labels only (no mask is opened), it writes
+    ``scorer.json`` into the run folder (reused on resume; its path is in the manifest) and every
+    strategy whose ``scorer`` is ``fit`` uses it.
+
+    Attributes:
+        negative_classes: Classes whose images show no lesion (names the data lacks are ignored); with
+            none present, the fit learns from the classifier's evidence (CAM, erasure).
+        polarity: ``auto`` (chosen from the train images), ``dark``, ``bright``, ``colour`` or ``both``.
+        l2: L2 penalty of the logistic models.
+        min_images: The fewest images of a class the fit accepts.
+        erase: Also weigh the class-score drop when a region is erased (without a negative class).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    negative_classes: list[str] = Field(default_factory=lambda: ["normal"])
+    polarity: Literal["auto", "dark", "bright", "colour", "both"] = "auto"
+    l2: float = Field(default=1e-2, gt=0.0, le=100.0)
+    min_images: int = Field(default=8, ge=2, le=100_000)
+    erase: bool = True
+
+
 class RunConfig(BaseModel):
     """One experiment: data → split → classifier → pipeline → metrics → report.
 
@@ -196,6 +223,8 @@ class RunConfig(BaseModel):
         report: Report options.
         selftrain: Self-training for the ``candidates`` strategies (:class:`SelfTrainSpec`); ``None``
             (default) = off.
+        fit: Settings of the ``fit`` stage (:class:`FitSpec`), used when a strategy's ``scorer`` is
+            ``fit``; ``None`` = the defaults.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -214,6 +243,7 @@ class RunConfig(BaseModel):
     limit: Count | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
     selftrain: SelfTrainSpec | None = None
+    fit: FitSpec | None = None
 
     @field_validator("name")
     @classmethod
@@ -238,6 +268,8 @@ class RunConfig(BaseModel):
             )
         if self.selftrain is not None and not any(s.name == "candidates" for s in self.pipeline.prompts):
             raise ValueError("selftrain needs a 'candidates' prompt strategy in pipeline.prompts")
+        if self.fit is not None and not self.fits_scorer:
+            raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts")
         train = self.classifier.train
         update = {k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
         if update:
@@ -245,6 +277,11 @@ class RunConfig(BaseModel):
         return self
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def fits_scorer(self) -> bool:
+        """Whether a prompt strategy asks for the run's fitted scorer (``scorer: fit``)."""
+        return any(s.params.get("scorer") == "fit" for s in self.pipeline.prompts)
+
     @property
     def split_seed(self) -> int:
         """Seed of a made split."""

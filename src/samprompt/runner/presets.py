@@ -15,7 +15,9 @@ weights are available here; pass ``--set classifier.train.weights=FILE`` if you 
 is resized (never centre-cropped), so CAM boxes map back exactly.
 
 ``best`` runs the paper's ResNet18 GradCAM setting as the baseline and then, on the same classifier, the best
-label-only prompts measured so far (``candidates``, see the docs' quality page).
+label-only prompts measured so far (``candidates`` with the shipped ``busi-v1`` scorer, see the docs' quality
+page) and the same strategy with a scorer fit on the run's own train split (``fitted``; the run's ``fit``
+stage). ``demo`` shows the paper's CAM prompts and a label-only prompt fit on its train split side by side.
 """
 
 from __future__ import annotations
@@ -85,9 +87,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             _paper_run("paper-resnet18-gradcam", "resnet18", "multiclass", "gradcam", 0.8, None),
             {
                 "name": "candidates",
-                "description": "Dark compact candidate regions from the image, picked by a scorer fit on image "
-                               "labels only; GradCAM++ (layer3 + layer4, flip TTA) of benign + malignant for "
-                               "the fallback box; the paper's box on the same CAM for comparison.",
+                "description": "Compact candidate regions from the image, picked by a scorer fit on image "
+                               "labels only: the shipped busi-v1 scorer (candidates, candidates_box) and one "
+                               "fit here on this run's train split (fitted, fitted_box; polarity chosen from "
+                               "the data); GradCAM++ (layer3 + layer4, flip TTA) of benign + malignant for "
+                               "the fallback box and the fit's evidence; the paper's box on the same CAM.",
                 "split": dict(_PAPER_SPLIT),
                 "classifier": {"from_run": "paper-resnet18-gradcam"},
                 "target": ["benign", "malignant"],
@@ -98,6 +102,9 @@ PRESETS: dict[str, dict[str, Any]] = {
                     "prompts": [
                         {"name": "candidates", "params": {"output": "box_point"}},
                         {"name": "candidates", "params": {"output": "box"}, "label": "candidates_box"},
+                        {"name": "candidates", "params": {"output": "box_point", "scorer": "fit"},
+                         "label": "fitted"},
+                        {"name": "candidates", "params": {"output": "box", "scorer": "fit"}, "label": "fitted_box"},
                         {"name": "box", "params": {"margin": 5}},
                     ],
                     "segmenter": {"name": "classical"},
@@ -107,11 +114,15 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {
         "description": "Small and fast (CPU, < 3 min): ResNet18 at 128 px trained briefly on the bundled BUSI "
-                       "sample, GradCAM++ of benign + malignant, weight-free segmenter.",
+                       "sample, GradCAM++ of benign + malignant, the paper's prompts and a label-only prompt "
+                       "fit on the train split, weight-free segmenter.",
         "runs": [{
             "name": "demo",
             "description": "Demo on {data}: a quickly trained classifier, so expect "
-                           "rough CAMs; compare the CAM-prompt and ground-truth-prompt columns.",
+                           "rough CAMs; compare the paper's CAM prompts (box, center_point, "
+                           "box_center_point) with the label-only prompt (label_only: image regions "
+                           "scored by a scorer fit on this run's train split from image labels), and "
+                           "both with the ground-truth-prompt columns.",
             "split": {"fractions": [0.5, 0.15, 0.35], "use": "test"},
             "classifier": {"task": "multiclass", "train": {
                 "arch": "resnet18", "epochs": 6, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-2,
@@ -122,7 +133,8 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},
                 "masker": {"name": "threshold", "params": {"value": 0.6}},
                 "prompts": [{"name": "box", "params": {"margin": 5}}, {"name": "center_point"},
-                            {"name": "box_center_point", "params": {"margin": 5}}],
+                            {"name": "box_center_point", "params": {"margin": 5}},
+                            {"name": "candidates", "label": "label_only", "params": {"scorer": "fit"}}],
                 "segmenter": {"name": "classical"},
             },
             "report": {"panels": 12, "gallery": 6, "thumb": 112},

@@ -67,6 +67,7 @@ STAGE_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "split": ("split.json",),
     "classifier": ("classifier.pt", "train_result.json"),
     "selftrain": ("selftrain.pt",),
+    "fit": ("scorer.json",),
     "images": ("records", "masks", "cams", "pseudo_masks", "names.json"),
     "report": ("metrics.csv", "prompts.jsonl", "failures.jsonl", "summary.csv", "summary.md", "report.html"),
 }
@@ -97,6 +98,10 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "images" if given_ckpt else "classifier"  # a given checkpoint: nothing trained here
     if top == "selftrain":
         return "selftrain"
+    fits = any(s.get("params", {}).get("scorer") == "fit"
+               for d in (old, new) for s in (d.get("pipeline") or {}).get("prompts") or [])
+    if top == "fit" or (fits and (key.startswith("pipeline.cam") or top == "target")):
+        return "fit"  # the fit's settings, or the CAM evidence it learns from
     if top in ("pipeline", "target", "batch_size", "device"):
         return "images"
     if top in ("name", "description", "report", "seed") or key == "split.use":
@@ -306,6 +311,14 @@ class _LazyImages(Sequence[NDArray[np.uint8]]):
         return self.ds.load_image(self.ids[k])
 
 
+def _takes_agreement(name: str) -> bool:
+    """Whether the prompt strategy ``name`` takes a self-training net (an ``agreement_net`` param)."""
+    try:
+        return "agreement_net" in PROMPT_STRATEGIES.get(name).Params.model_fields
+    except ConfigError:
+        return False
+
+
 def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifier_checkpoint: Path,
                       progress: Progress | None = None) -> Path | None:
     """The run's self-training net (``config.selftrain``): ``selftrain.pt`` in the run folder, made now
@@ -315,7 +328,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
         ConfigError: ``selftrain.empty_classes`` names a class the data does not have.
         DataError: The train split has no readable lesion image.
     """
-    from samprompt.prompts.selftrain import SelfTrainNet, save_selftrain_net, self_train
+    from samprompt.classifiers.selftrain import SelfTrainNet, save_selftrain_net, self_train
 
     st = config.selftrain
     if st is None:
@@ -335,7 +348,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     empty = [i for i in train if label[i] in st.empty_classes]
     if not lesion:
         raise DataError(f"selftrain: the train split of {str(config.data.path)!r} has no readable lesion image")
-    spec = next(s for s in config.pipeline.prompts if s.name == "candidates")
+    spec = next(s for s in config.pipeline.prompts if _takes_agreement(s.name))
     params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
     try:
         strategy = PROMPT_STRATEGIES.create("candidates", params)
@@ -374,13 +387,15 @@ def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
 
 
 def build_pipeline(
-    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None
+    config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None,
+    scorer: Path | None = None,
 ) -> PromptPipeline:
     """The run's :class:`PromptPipeline` around a loaded classifier, built by
     :meth:`PromptPipeline.from_config` (the one builder): the CAM extractor hooks the checkpoint's
     ``target_layer`` and every component gets the run's ``device``, unless the config sets them. With a
     self-training net (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as
-    ``agreement_net`` (with ``selftrain.weight``) unless its params set it.
+    ``agreement_net`` (with ``selftrain.weight``) unless its params set it. With a fitted scorer
+    (:func:`get_fitted_scorer`) every strategy whose ``scorer`` is ``fit`` gets its path.
 
     Raises:
         ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
@@ -388,8 +403,12 @@ def build_pipeline(
     p = config.pipeline
     if selftrain is not None and config.selftrain is not None:
         agree = {"agreement_net": str(selftrain), "agreement_weight": config.selftrain.weight}
-        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if s.name == "candidates" else s
+        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if _takes_agreement(s.name) else s
                    for s in p.prompts]
+        p = p.model_copy(update={"prompts": prompts})
+    if scorer is not None:
+        prompts = [s.model_copy(update={"params": {**s.params, "scorer": str(scorer)}})
+                   if s.params.get("scorer") == "fit" else s for s in p.prompts]
         p = p.model_copy(update={"prompts": prompts})
     return PromptPipeline.from_config(
         p, classifier=model, class_names=info.class_names, preprocessing=info.preprocessing,

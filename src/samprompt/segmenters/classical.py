@@ -80,6 +80,7 @@ class ClassicalParams(ComponentParams):
     point_radius: float = Field(default=0.08, gt=0.0, le=1.0)
     beta: float = Field(default=130.0, gt=0.0)
     prior_weight: float = Field(default=0.6, ge=0.0, le=1.0)
+    polarity: Literal["dark", "bright", "auto"] = "dark"
 
 
 @SEGMENTERS.register("classical")
@@ -105,6 +106,12 @@ class ClassicalSegmenter(Segmenter[ClassicalParams]):
         point_radius: Points-only fallback disk radius, as a fraction of the image's short side.
         beta: Random-walker edge sensitivity (``random_walker``).
         prior_weight: Weight of the prior in the blend with the walker (``random_walker``).
+        polarity: What the object looks like: ``dark`` (darker inside than around, default: the search
+            as described above), ``bright`` (brighter inside: the search runs on the negative image), or
+            ``auto`` = decided per prompt from the image: the mean inside the ellipse inscribed in the
+            prompt's box against the mean of the ring between the box and the box grown by ``context``
+            (at least 2 pixels); for points only, disks of ``point_radius`` around the positive points
+            against the whole image. Brighter inside = ``bright``.
     """
 
     def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
@@ -284,6 +291,40 @@ class ClassicalSegmenter(Segmenter[ClassicalParams]):
         score = float(prob[full[y0:y1, x0:x1]].mean()) if full.any() else 0.0
         return full, score
 
+    def bright_inside(self, img: NDArray[np.float32], prompt: Prompt) -> bool:
+        """Whether the prompted object is brighter than its surroundings (``polarity="auto"``).
+
+        Args:
+            img: (H, W) grey image in [0, 1] (the embedding's data).
+            prompt: Its box, else its positive points, decide.
+        """
+        H, W = img.shape
+        pos = prompt.points[prompt.point_labels == 1]
+        if prompt.box is not None:
+            box = np.asarray(prompt.box, np.float64)
+        elif len(pos):  # the object's size is unknown: a disk at each point against the whole image
+            r = max(1.0, self.params.point_radius * min(H, W))
+            yy, xx = np.mgrid[0:H, 0:W] + 0.5
+            disk = np.zeros((H, W), bool)
+            for x, y in pos:
+                disk |= (xx - x) ** 2 + (yy - y) ** 2 <= r * r
+            return bool(disk.any() and img[disk].mean() > img.mean())
+        else:
+            return False
+        box = np.clip(box, 0, [W, H, W, H])
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            return False
+        inside = _soft_ellipse(box.astype(np.float32), H, W) >= 0.5
+        m = max(2.0, self.params.context * max(box[2] - box[0], box[3] - box[1]))
+        x0, y0 = int(max(0, np.floor(box[0] - m))), int(max(0, np.floor(box[1] - m)))
+        x1, y1 = int(min(W, np.ceil(box[2] + m))), int(min(H, np.ceil(box[3] + m)))
+        ring = np.zeros((H, W), bool)
+        ring[y0:y1, x0:x1] = True
+        ring[int(box[1]):int(np.ceil(box[3])), int(box[0]):int(np.ceil(box[2]))] = False
+        if not inside.any() or not ring.any():
+            return False
+        return bool(img[inside].mean() > img[ring].mean())
+
     # ------------------------------------------------------------------ public
     def decode(self, embedding: ImageEmbedding, prompts: Sequence[Prompt]) -> Segmentation:
         """Decode each prompt; returns (K, H, W) masks and (K,) confidence scores in [0, 1]."""
@@ -291,7 +332,17 @@ class ClassicalSegmenter(Segmenter[ClassicalParams]):
         if not prompts:
             return self.empty(embedding)
         one = self._decode_polar if self.params.method == "polar" else self._decode_walker
-        outs = [one(img, p) for p in prompts]
+        negative: list[Any] = []  # the negative image, made once when needed
+
+        def oriented(prompt: Prompt) -> Any:
+            if self.params.polarity == "dark" or (self.params.polarity == "auto"
+                                                  and not self.bright_inside(img, prompt)):
+                return img
+            if not negative:
+                negative.append((1.0 - img).astype(np.float32))
+            return negative[0]
+
+        outs = [one(oriented(p), p) for p in prompts]
         return Segmentation(
             masks=np.stack([o[0] for o in outs]), scores=np.array([o[1] for o in outs], np.float32)
         )

@@ -1,0 +1,68 @@
+"""Time of the ``candidates`` scorer fit (issue 15) on a data set's train split, and an inverted data copy.
+
+Usage::
+
+    python benchmarks/quality_fit.py time RUN_FOLDER        # a finished run with split.json + classifier.pt
+    python benchmarks/quality_fit.py invert DATA OUT        # OUT = DATA with every image intensity-inverted
+
+``time`` refits the run's scorer on its train split (image labels only, the run's CAM method and target,
+``normal`` as the negative class when present) and prints the fit's seconds next to the classifier's
+training seconds recorded in the run's ``train_result.json``. ``invert`` copies a class-folder data set,
+writing ``255 - image`` for every image and copying every ``*_mask*`` file unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def fit_time(run: Path) -> None:
+    from samprompt.classifiers import load_classifier
+    from samprompt.data import Split, open_dataset
+    from samprompt.runner import load_run_config
+    from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
+
+    cfg = load_run_config(json.loads((run / "config.json").read_text()))
+    ds = open_dataset(cfg.data.path)
+    split = Split.load(run / "split.json")
+    model, info = load_classifier(run / "classifier.pt")
+    target = cfg.target if isinstance(cfg.target, list) else "predicted"
+    ev = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer, cam=cfg.pipeline.cam,
+                             target=target)
+    negative = (cfg.fit.negative_classes if cfg.fit else ["normal"])
+    t0 = time.perf_counter()
+    sf = fit_on_dataset(ds, split.ids("train"), negative_classes=negative, evidence=ev,
+                        min_images=cfg.fit.min_images if cfg.fit else 8)
+    fit_s = time.perf_counter() - t0
+    hist = json.loads((run / "train_result.json").read_text()).get("history", [])
+    train_s = sum(float(h.get("seconds", 0.0)) for h in hist)
+    print(f"train images {len(split.ids('train'))}; fit {fit_s:.1f} s (polarity {sf.polarity}); classifier "
+          f"training {train_s:.1f} s (sum of its epochs); ratio {fit_s / max(train_s, 1e-9):.2f}")
+
+
+def invert(data: Path, out: Path) -> None:
+    for p in sorted(data.rglob("*")):
+        if not p.is_file():
+            continue
+        q = out / p.relative_to(data)
+        q.parent.mkdir(parents=True, exist_ok=True)
+        if "_mask" in p.name or p.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"):
+            shutil.copy2(p, q)
+        else:
+            Image.fromarray(255 - np.asarray(Image.open(p).convert("RGB"))).save(q)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "time":
+        fit_time(Path(sys.argv[2]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "invert":
+        invert(Path(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        sys.exit(__doc__)

@@ -1,0 +1,384 @@
+"""Fitting a scorer file from IMAGE LABELS only (never a mask): :func:`fit_scorer`.
+
+Two ways, chosen by the labels at hand:
+
+* **with a negative class** (some images have no lesion, e.g. ``normal``): multiple-instance learning.
+  Every image is a bag of candidate regions; a lesion image holds at least one lesion region, a negative
+  image none. The logistic model scores each region, an image's score is the log-sum-exp of its regions'
+  scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
+  fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
+* **without one** (every image has a lesion): the run's classifier is the teacher. Each region gets an
+  *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; the
+  CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
+  times ``1 + drop`` where ``drop`` is how much the classifier's target score falls when the region is
+  erased (filled with the mean of the ring around it; for the 3 regions of highest CAM evidence, when a
+  ``score`` callable is given). The polarity (``auto``) is the one whose best regions are most
+  consistently CAM-concentrated across the images (the median over images of the best region's evidence);
+  then each image's most evident region is a positive and its regions away from it (box IoU < 0.1) are
+  negatives of an instance-level logistic model (class-balanced, L2); so are its regions with less than
+  half the best evidence.
+
+The second stage (refined regions) is fit the same way on the refined top-k regions of each image; when
+that is impossible (e.g. every refined region is the same lesion) it follows the first stage's score.
+No shadow penalty is fit (``busi-v1``'s was chosen with masks): fitted files have ``shadow_penalty`` 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.optimize import minimize
+from skimage.transform import resize
+
+from samprompt.errors import DataError
+from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
+from samprompt.proposals.scorer import CandidateScorer, ScorerFile
+from samprompt.proposals.select import ProposalSelector, polarities_of
+from samprompt.regions import box_iou, mask_to_box
+
+__all__ = ["MIN_IMAGES", "CamFn", "ScoreFn", "fit_scorer"]
+
+log = logging.getLogger(__name__)
+
+#: The fewest images of a class a fit accepts (lesion images; negative images when there are any).
+MIN_IMAGES = 8
+#: ``cams(images) -> one (H, W) CAM per image`` (any size; the run's classifier and CAM method).
+CamFn = Callable[[Sequence[Any]], Sequence[NDArray[np.float32]]]
+#: ``score(images) -> (N,)`` the classifier's target-class score (e.g. probability) of each image.
+ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
+
+
+def _standardise(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    mean, scale = X.mean(axis=0), X.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    mean[0], scale[0] = 0.0, 1.0
+    Z = (X - mean) / scale
+    Z[:, 0] = 1.0
+    return Z, mean, scale
+
+
+def _mil(bags: Sequence[NDArray[np.float64]], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
+    """Multiple-instance logistic model: image score = log-sum-exp of its regions' scores."""
+    Z, mean, scale = _standardise(np.concatenate(bags))
+    starts = np.cumsum([0] + [len(b) for b in bags[:-1]])
+    cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
+    bag_of = np.repeat(np.arange(len(bags)), [len(b) for b in bags])
+
+    def loss(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        s = Z @ w
+        top = np.maximum.reduceat(s, starts)
+        e = np.exp(s - top[bag_of])
+        tot = np.add.reduceat(e, starts)
+        S = top + np.log(tot)
+        p = 1.0 / (1.0 + np.exp(-S))
+        value = float(np.sum(cls_w * (np.logaddexp(0.0, S) - y * S))) + l2 * float(w[1:] @ w[1:])
+        dS = cls_w * (p - y)
+        g = Z.T @ (dS[bag_of] * e / tot[bag_of])
+        g[1:] += 2 * l2 * w[1:]
+        return value, g
+
+    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
+
+
+def _instances(X: NDArray[np.float64], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
+    """Class-balanced logistic model over single regions."""
+    Z, mean, scale = _standardise(X)
+    cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
+
+    def loss(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        s = Z @ w
+        p = 1.0 / (1.0 + np.exp(-s))
+        value = float(np.sum(cls_w * (np.logaddexp(0.0, s) - y * s))) + l2 * float(w[1:] @ w[1:])
+        g = Z.T @ (cls_w * (p - y))
+        g[1:] += 2 * l2 * w[1:]
+        return value, g
+
+    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
+
+
+def _names(n: int) -> tuple[str, ...]:
+    return FEATURE_NAMES if n == len(FEATURE_NAMES) else REFINED_FEATURE_NAMES
+
+
+def _bag_scores(scorer: CandidateScorer, bags: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
+    return np.array([float(np.logaddexp.reduce(scorer(b))) for b in bags])
+
+
+def _concentration(cam: NDArray[np.float64], masks: Sequence[NDArray[np.bool_]]) -> NDArray[np.float64]:
+    """Mean CAM on each mask / mean CAM of the image (1 = no concentration)."""
+    ref = float(cam.mean()) + 1e-6
+    return np.array([float(cam[m].mean()) / ref if m.any() else 0.0 for m in masks])
+
+
+def _erase(image: NDArray[np.uint8], region: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """``image`` with ``region`` filled with the mean colour of a ring around it."""
+    from scipy import ndimage as ndi
+
+    grow = max(2, int(0.2 * np.sqrt(region.sum())))
+    ring = ndi.binary_dilation(region, iterations=grow) & ~region
+    out = image.copy()
+    fill = image[ring].mean(axis=0) if ring.any() else image.reshape(-1, image.shape[-1]).mean(axis=0)
+    out[region] = np.round(fill).astype(np.uint8)
+    return out
+
+
+class _Image:
+    """One image's regions in one polarity: features, boxes and (without negatives) evidence."""
+
+    def __init__(self, F: NDArray[np.float64], boxes: list[Any], evidence: NDArray[np.float64] | None) -> None:
+        self.F, self.boxes, self.evidence = F, boxes, evidence
+
+
+def fit_scorer(
+    images: Sequence[Any],
+    lesion: Sequence[bool],
+    *,
+    cams: CamFn | None = None,
+    score: ScoreFn | None = None,
+    polarity: str = "auto",
+    l2: float = 1e-2,
+    min_images: int = MIN_IMAGES,
+    selector: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch_size: int = 16,
+) -> ScorerFile:
+    """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
+
+    Args:
+        images: (H, W[, 3]) uint8 images (any sequence; each is read once per pass, twice in all).
+        lesion: Per image, whether it shows a lesion (``False`` = the negative class).
+        cams: The classifier's CAMs (:data:`CamFn`). Needed without a negative class; with one, the CAM
+            features are fit too (otherwise they stay 0).
+        score: The classifier's target score (:data:`ScoreFn`) for the erasure evidence (optional).
+        polarity: ``auto`` (chosen from the data), ``dark``, ``bright``, ``colour`` or ``both``.
+        l2: L2 penalty of the logistic models (on standardised features).
+        min_images: The fewest lesion images (and negative images, when there are any) accepted.
+        selector: :class:`~samprompt.proposals.select.ProposalSelector` settings for proposal and
+            refinement (``work_size``, ``refine_top_k``, ...).
+        provenance: Recorded in the file (data fingerprint, split, seed, ...); the fit adds its own.
+        progress: ``progress(done, total)`` over the passes' images.
+        batch_size: Images per ``cams`` call.
+
+    Returns:
+        The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
+
+    Raises:
+        DataError: Too few images of a class (saying how many are needed), or no image with a candidate.
+        ValueError: Mismatched lengths or an unknown polarity.
+    """
+    t0 = time.perf_counter()
+    y = np.asarray(lesion, bool)
+    if len(y) != len(images):
+        raise ValueError(f"{len(images)} images but {len(y)} labels")
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos < min_images:
+        raise DataError(f"fitting prompts needs at least {min_images} lesion images, got {n_pos}")
+    if 0 < n_neg < min_images:
+        raise DataError(f"fitting prompts needs at least {min_images} images of the negative class, got {n_neg} "
+                        "(or leave the negative class out to fit from the classifier's evidence)")
+    mil = n_neg > 0
+    if not mil and cams is None:  # (checked before any image is read)
+        raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=)")
+    settings = dict(selector or {})
+    sel = ProposalSelector(CandidateScorer(), CandidateScorer(names=REFINED_FEATURE_NAMES), **settings)
+    if polarity == "auto":
+        tries = ["dark", "bright"] + (["colour"] if _is_colour(images) else [])
+    else:
+        polarities_of(polarity)
+        tries = [polarity]
+    total = len(images) * 2
+    done = [0]
+
+    def tick() -> None:
+        done[0] += 1
+        if progress is not None:
+            progress(done[0], total)
+
+    def evidence_maps(batch: Sequence[Any]) -> list[NDArray[np.float32] | None]:
+        if cams is None:
+            raise ValueError("no cams")
+        a = cams(batch)
+        b = cams([np.ascontiguousarray(np.asarray(im)[:, ::-1]) for im in batch])
+        return [((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32)
+                for x, z in zip(a, b)]
+
+    # pass 1: every tried polarity's regions and first-stage features
+    per: dict[str, list[_Image | None]] = {p: [] for p in tries}
+    maps: list[NDArray[np.float32] | None] = []
+    for start in range(0, len(images), batch_size):  # CAMs in batches: one forward pass per batch
+        batch = [np.asarray(images[k]) for k in range(start, min(len(images), start + batch_size))]
+        got = evidence_maps(batch) if cams is not None else [None] * len(batch)
+        for image, cam in zip(batch, got):
+            maps.append(cam)
+            for p in tries:
+                per[p].append(_regions(sel, image, cam, p, mil, score))
+            tick()
+    scores: dict[str, float] = {}
+    for p in tries:
+        scores[p] = _polarity_score(per[p], y, l2, mil)
+    chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
+    # a negative image without regions of the chosen polarity gives those of every tried polarity instead
+    bags1 = [a if yk or a is not None else b
+             for a, b, yk in zip(_pool(per, polarities_of(chosen)), _pool(per, tries), y)]
+    stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, l2, mil)
+    log.info("fit: polarity %s (scores %s), %s", chosen, scores, "MIL" if mil else "classifier evidence")
+    # pass 2: refined regions of the chosen polarity, scored by the fitted first stage
+    sel.stage1 = stage1
+    second: list[_Image | None] = []
+    for k in range(len(images)):
+        image = np.asarray(images[k])
+        r = _refined(sel, image, maps[k], polarities_of(chosen), mil)
+        if r is None and mil and not y[k]:
+            r = _refined(sel, image, maps[k], tries, mil)
+        second.append(r)
+        tick()
+    try:
+        stage2 = _fit_stage(second, y, l2, mil)
+        stage2_note = "fitted"
+    except DataError as exc:  # e.g. every refined region agrees: keep the first stage's order
+        log.info("fit: second stage not fitted (%s); it follows the first stage's score", exc)
+        w = np.zeros(len(REFINED_FEATURE_NAMES))
+        w[REFINED_FEATURE_NAMES.index("stage1_score")] = 1.0
+        stage2, stage2_note = CandidateScorer(w, names=REFINED_FEATURE_NAMES), f"follows stage 1 ({exc})"
+    cam_idx = [FEATURE_NAMES.index(n) for n in ("cam_mean", "cam_max", "cam_mass", "cam_rank")]
+    fit_info = {
+        "method": "multiple-instance logistic (image labels)" if mil else "classifier evidence (CAM + erasure)",
+        "polarity_scores": scores, "lesion_images": n_pos, "negative_images": n_neg, "l2": l2,
+        "cam_weight_norm": float(np.linalg.norm(stage1.weights[cam_idx])), "seconds": time.perf_counter() - t0,
+        "masks_used": False, "stage2": stage2_note,
+    }
+    prov = {**dict(provenance or {}), "fit": fit_info, "mask_tuned": []}
+    return ScorerFile(stage1, stage2, polarity=chosen, shadow_penalty=0.0, name="fitted", provenance=prov)
+
+
+def _is_colour(images: Sequence[Any]) -> bool:
+    for k in range(min(4, len(images))):
+        a = np.asarray(images[k])
+        if a.ndim == 3 and a.shape[2] >= 3 and float(np.ptp(a[..., :3].astype(np.int16), axis=2).mean()) > 4:
+            return True
+    return False
+
+
+def _regions(sel: ProposalSelector, image: NDArray[Any], cam: NDArray[np.float32] | None, polarity: str,
+             mil: bool, score: ScoreFn | None) -> _Image | None:
+    work, cands = sel.propose(image, polarity)
+    if not cands:
+        return None
+    F = features_of(work, cands, cam)
+    boxes = [c.box() for c in cands]
+    ev = None
+    if not mil and cam is not None:
+        cam_s = resize(np.asarray(cam, np.float64), cands[0].mask.shape, order=1)
+        ev = _concentration(cam_s, [c.mask for c in cands])
+        if score is not None and image.ndim == 3:
+            top = np.argsort(-ev)[:3]
+            erased = [_erase(image, cands[j].full_mask(image.shape[:2])) for j in top]
+            s = np.asarray(score([image, *erased]), np.float64)
+            drop = np.clip((s[0] - s[1:]) / max(float(s[0]), 1e-6), 0.0, 1.0)
+            ev[top] = ev[top] * (1.0 + drop)
+    return _Image(F, boxes, ev)
+
+
+def _refined(sel: ProposalSelector, image: NDArray[Any], cam: NDArray[np.float32] | None,
+             polarities: Sequence[str], mil: bool) -> _Image | None:
+    Fs, boxes, evs = [], [], []
+    for p in polarities:
+        work, cands = sel.propose(image, p)
+        if not cands:
+            continue
+        s1 = sel.score1(work, cands, cam)
+        full, F = sel.refine(work, cands, s1)
+        Fs.append(F)
+        boxes += [mask_to_box(m) for m in full]
+        if not mil and cam is not None:
+            cam_f = resize(np.asarray(cam, np.float64), image.shape[:2], order=1)
+            evs.append(_concentration(cam_f, full))
+    if not Fs:
+        return None
+    return _Image(np.concatenate(Fs), boxes, np.concatenate(evs) if evs else None)
+
+
+def _pool(per: Mapping[str, Sequence[_Image | None]], polarities: Sequence[str]) -> list[_Image | None]:
+    """Per image, the regions of all ``polarities`` together (one bag)."""
+    out: list[_Image | None] = []
+    for parts in zip(*(per[p] for p in polarities)):
+        have = [r for r in parts if r is not None]
+        if not have:
+            out.append(None)
+            continue
+        ev = [r.evidence for r in have]
+        evs = [e for e in ev if e is not None]
+        out.append(_Image(np.concatenate([r.F for r in have]), [b for r in have for b in r.boxes],
+                          np.concatenate(evs) if len(evs) == len(ev) else None))
+    return out
+
+
+def _fit_stage(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool) -> CandidateScorer:
+    keep = [k for k, r in enumerate(regions) if r is not None]
+    if not keep or not y[keep].any():
+        raise DataError("fitting prompts: no lesion image has a candidate region")
+    if mil:
+        if y[keep].all():
+            raise DataError("fitting prompts: no negative image has a candidate region of any polarity")
+        return _mil([regions[k].F for k in keep], y[keep], l2)  # type: ignore[union-attr]
+    X, t = _pseudo_labels([regions[k] for k in keep])  # type: ignore[misc]
+    return _instances(X, t, l2)
+
+
+def _pseudo_labels(regions: Sequence[_Image]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """Each image's most evident region (positive) and its regions away from it (negatives)."""
+    rows, labels = [], []
+    for r in regions:
+        if r.evidence is None:
+            continue
+        j = int(np.argmax(r.evidence))
+        if r.evidence[j] <= 1.0:  # the CAM is not concentrated on any region: nothing to learn here
+            continue
+        rows.append(r.F[j])
+        labels.append(True)
+        for i, b in enumerate(r.boxes):
+            if i != j and b is not None and (box_iou(b, r.boxes[j]) < 0.1 or r.evidence[i] < 0.5 * r.evidence[j]):
+                rows.append(r.F[i])
+                labels.append(False)
+    t = np.array(labels, bool)
+    if not t.any() or t.all():
+        raise DataError("fitting prompts: the classifier's CAM is not concentrated on any candidate region "
+                        "(no evidence to fit from); train a better classifier or add a negative class")
+    return np.array(rows), t
+
+
+def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool) -> float:
+    """How well a polarity's regions explain the labels: the 2-fold held-out class-balanced image
+    log-likelihood of the MIL model (higher = better, 0 = perfect), or the median best evidence."""
+    keep = [k for k, r in enumerate(regions) if r is not None]
+    if mil:  # an image without any region scores -inf (right for a negative image, a miss for a lesion)
+        yk = y[keep]
+        if not yk.any():
+            return 0.0
+        folds = np.arange(len(keep)) % 2
+        out = np.zeros(len(keep))
+        for f in (0, 1) if not yk.all() else ():  # all regions in lesion images: they score alike
+            tr = [keep[i] for i in np.flatnonzero(folds != f)]
+            if y[tr].all() or not y[tr].any():
+                return -np.inf
+            m = _mil([regions[k].F for k in tr], y[tr], l2)  # type: ignore[union-attr]
+            te = np.flatnonzero(folds == f)
+            out[te] = _bag_scores(m, [regions[keep[i]].F for i in te])  # type: ignore[union-attr]
+        empty = np.array([k for k in range(len(regions)) if regions[k] is None], int)
+        S = np.concatenate([out, np.full(len(empty), -np.inf)])
+        Y = np.concatenate([yk, y[empty]])
+        # held-out class-balanced log-likelihood: it separates polarities whose AUCs tie (both 1.0)
+        ll = -np.where(Y, np.logaddexp(0.0, -S), np.logaddexp(0.0, S))
+        return float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0))
+    best = [float(np.max(regions[k].evidence)) for k in keep if regions[k].evidence is not None]  # type: ignore[union-attr, arg-type]
+    # images without any candidate count as no evidence
+    best += [1.0] * (len(regions) - len(keep))
+    return float(np.median(best)) if best else 0.0

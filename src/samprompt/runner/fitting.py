@@ -1,0 +1,175 @@
+"""Fitting the ``candidates`` scorer from a data set's IMAGE LABELS (``samprompt fit-prompts`` and the run's
+``fit`` stage).
+
+:class:`LabelsOnly` is the one door to the data during a fit: it hands out images and class names, and
+its ``load_mask`` raises, so no mask is read. :func:`classifier_evidence` turns a classifier and a CAM
+method into the two callables :func:`~samprompt.proposals.fit.fit_scorer` takes; :func:`fit_on_dataset`
+does the whole fit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from samprompt._torch import resolve_device
+from samprompt.cams import Target
+from samprompt.classifiers import ClassifierInfo
+from samprompt.config import ComponentSpec, PipelineConfig
+from samprompt.data import Dataset
+from samprompt.errors import DataError
+from samprompt.pipeline import PromptPipeline
+from samprompt.proposals.fit import CamFn, ScoreFn, fit_scorer
+from samprompt.proposals.scorer import ScorerFile
+from samprompt.runner.config import FitSpec, RunConfig
+from samprompt.runner.stages import PreparedData, file_sha256
+
+__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer"]
+
+log = logging.getLogger(__name__)
+
+
+class LabelsOnly(Sequence[NDArray[np.uint8]]):
+    """The images of ``ids`` of a data set (read when indexed) and their class names: nothing else.
+
+    Args:
+        dataset: The data set.
+        ids: Sample ids, e.g. a split's train part.
+    """
+
+    def __init__(self, dataset: Dataset, ids: Sequence[str]) -> None:
+        self._ds = dataset
+        self.ids = list(ids)
+        self.labels = [dataset[dataset.position(i)].label for i in self.ids]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
+        return self._ds.load_image(self.ids[k])
+
+    def load_mask(self, i: int | str) -> None:
+        """Always raises: a fit reads image labels only.
+
+        Raises:
+            DataError: Always.
+        """
+        raise DataError(f"fitting prompts reads image labels only; a mask was asked for ({i!r})")
+
+
+def classifier_evidence(model: torch.nn.Module, class_names: Sequence[str], preprocessing: Any,
+                        target_layer: str | None, cam: ComponentSpec | None = None,
+                        target: str | Sequence[str] = "predicted", device: str = "cpu") -> tuple[CamFn, ScoreFn]:
+    """``(cams, score)`` for :func:`~samprompt.proposals.fit.fit_scorer` from a loaded classifier.
+
+    Args:
+        model: The classifier ((B, C) logits).
+        class_names: Its output classes.
+        preprocessing: Its preprocessing.
+        target_layer: Its CAM layer (e.g. the checkpoint's).
+        cam: The CAM extractor spec (default ``gradcampp``).
+        target: ``predicted`` (any other string too, e.g. a run's ``label`` policy: labels are not
+            handed to the evidence) or class names whose logits are summed (e.g. the lesion classes).
+        device: Where the classifier runs.
+    """
+    cfg = PipelineConfig(cam=cam or ComponentSpec(name="gradcampp"), prompts=[ComponentSpec(name="box")],
+                         segmenter=ComponentSpec(name="classical"))
+    pipe = PromptPipeline.from_config(cfg, classifier=model, class_names=class_names, preprocessing=preprocessing,
+                                      target_layer=target_layer, device=device)
+    names = list(class_names)
+    tgt: Target = "predicted" if isinstance(target, str) else tuple(names.index(c) for c in target)
+
+    def cams(images: Sequence[Any]) -> list[NDArray[np.float32]]:
+        return [r.cam for r in pipe.compute_cams(list(images), [tgt] * len(images))]
+
+    def score(images: Sequence[Any]) -> NDArray[np.float64]:
+        res = pipe.compute_cams(list(images), [tgt] * len(images))
+        return np.array([float(r.probabilities[list(r.target)].sum()) for r in res])
+
+    return cams, score
+
+
+def fit_on_dataset(
+    dataset: Dataset,
+    ids: Sequence[str],
+    *,
+    negative_classes: Sequence[str] = (),
+    evidence: tuple[CamFn, ScoreFn] | None = None,
+    polarity: str = "auto",
+    l2: float = 1e-2,
+    min_images: int = 8,
+    erase: bool = True,
+    provenance: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScorerFile:
+    """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
+
+    Args:
+        dataset: The data set.
+        ids: The images to fit on (a run's TRAIN split).
+        negative_classes: Classes whose images show no lesion (absent names are ignored); none present =
+            the fit learns from the classifier's evidence (``evidence`` needed).
+        evidence: ``(cams, score)`` of :func:`classifier_evidence`.
+        polarity, l2, min_images: See :func:`~samprompt.proposals.fit.fit_scorer`.
+        erase: Use the classifier's score drop when a region is erased (needs ``evidence``).
+        provenance: Recorded in the file.
+        progress: ``progress(done, total)``.
+
+    Raises:
+        DataError: Unreadable images, too few images of a class (saying how many are needed).
+    """
+    ok = []
+    for i in ids:
+        try:
+            dataset.load_image(i)
+        except DataError as exc:
+            log.warning("left out of the fit: %s", exc)
+            continue
+        ok.append(i)
+    view = LabelsOnly(dataset, ok)
+    present = sorted(set(negative_classes) & set(view.labels))
+    lesion = [lab not in present for lab in view.labels]
+    cams, score = evidence if evidence is not None else (None, None)
+    prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
+    return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
+                      min_images=min_images, provenance=prov, progress=progress)
+
+
+def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
+                      info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
+    """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
+    now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
+    invocation wrote it; ``None`` when no strategy asks for it.
+
+    Raises:
+        DataError: Too few train images of a class (saying how many are needed), unreadable data.
+    """
+    import samprompt
+    from samprompt.proposals.scorer import save_scorer
+
+    if not config.fits_scorer:
+        return None
+    path = out / "scorer.json"
+    if path.exists():
+        log.info("reusing the fitted scorer %s", path)
+        return path
+    spec = config.fit if config.fit is not None else FitSpec()
+    target = config.target if isinstance(config.target, list) else "predicted"
+    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
+                                   cam=config.pipeline.cam, target=target,
+                                   device=str(resolve_device(config.device)))
+    prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
+            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
+            "seed": config.seed, "library_version": samprompt.__version__,
+            "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
+    sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
+                        evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
+                        erase=spec.erase, provenance=prov)
+    save_scorer(sf, path)  # atomic
+    return path

@@ -1,0 +1,146 @@
+"""The run's ``fit`` stage and ``samprompt fit-prompts``: train split, image labels only, reused on resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samprompt.data import Dataset, make_split, open_dataset
+from samprompt.errors import DataError
+from samprompt.runner.fitting import LabelsOnly, fit_on_dataset
+
+from .scenes import scene
+
+
+def _data(root: Path, per_class: int = 6) -> Path:
+    """Bright lesions (benign / malignant) and lesion-free normal images, each with a mask file."""
+    for c, cls in enumerate(("benign", "malignant", "normal")):
+        (root / cls).mkdir(parents=True)
+        for k in range(per_class):
+            img, mask = scene("bright", 1000 * c + k, lesion=cls != "normal")
+            Image.fromarray(img).save(root / cls / f"{cls} ({k}).png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / cls / f"{cls} ({k})_mask.png")
+    return root
+
+
+@pytest.fixture
+def no_masks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every image file opened; reading a mask raises."""
+    opened: list[str] = []
+    real_open = Image.open
+
+    def spy(fp: Any, *a: Any, **k: Any) -> Any:
+        opened.append(str(fp))
+        if "_mask" in str(fp):
+            raise AssertionError(f"a mask was opened: {fp}")
+        return real_open(fp, *a, **k)
+
+    def refuse(self: Dataset, i: Any) -> None:
+        raise AssertionError(f"load_mask({i!r}) was called")
+
+    monkeypatch.setattr(Image, "open", spy)
+    monkeypatch.setattr(Dataset, "load_mask", refuse)
+    return opened
+
+
+def test_fit_on_dataset_never_opens_a_mask(tmp_path: Path, no_masks: list[str]) -> None:
+    ds = open_dataset(_data(tmp_path / "d"))
+    sf = fit_on_dataset(ds, ds.ids, negative_classes=["normal", "absent"], min_images=4,
+                        provenance={"seed": 1})
+    assert no_masks and not any("_mask" in p for p in no_masks)
+    assert sf.polarity == "bright"
+    assert sf.provenance["negative_classes"] == ["normal"] and sf.provenance["images"] == 18
+    assert sf.provenance["fit"]["masks_used"] is False
+    view = LabelsOnly(ds, ds.ids[:2])
+    with pytest.raises(DataError, match="image labels only"):
+        view.load_mask(0)
+
+
+def test_fit_on_dataset_says_how_many_images_it_needs(tmp_path: Path) -> None:
+    ds = open_dataset(_data(tmp_path / "d", per_class=3))
+    with pytest.raises(DataError, match="at least 8 lesion images, got 6"):
+        fit_on_dataset(ds, ds.ids, negative_classes=["normal"])
+
+
+def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -> None:
+    from samprompt.runner import load_run_config, run_experiment
+
+    data = _data(tmp_path / "d", per_class=8)
+    cfg = {
+        "name": "fit", "data": {"path": str(data)},
+        "split": {"fractions": [0.75, 0.0, 0.25], "use": "test"},
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
+            "preprocessing": {"input_size": 32}, "device": "cpu"}},
+        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
+        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": 0.5}},
+                     "prompts": [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}},
+                                 {"name": "candidates", "label": "busi", "params": {"work_size": 64}}],
+                     "segmenter": {"name": "classical", "params": {"work_size": 48}}},
+        "fit": {"min_images": 4},
+        "report": {"panels": 2, "gallery": 1, "thumb": 64},
+    }
+    out = tmp_path / "run"
+    run_experiment(load_run_config(cfg), out)
+    scorer = out / "scorer.json"
+    blob = json.loads(scorer.read_text())
+    assert blob["polarity"] == "bright" and blob["provenance"]["split"]["part"] == "train"
+    assert blob["provenance"]["images"] == 18  # 75 % of 24: the train part only
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scorer"]["path"] == str(scorer)
+    used = {s.get("label") or s["name"]: s["params"] for s in manifest["pipeline"]["prompts"]}
+    assert used["candidates"]["scorer"] == str(scorer) and used["busi"].get("scorer", "busi-v1") == "busi-v1"
+    stamp = scorer.stat().st_mtime_ns
+    run_experiment(load_run_config(cfg), out)  # resume: reused
+    assert scorer.stat().st_mtime_ns == stamp
+    # a change of the fit's settings recomputes from the fit stage on, keeping the classifier
+    ckpt = (out / "classifier.pt").stat().st_mtime_ns
+    run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)
+    assert json.loads(scorer.read_text())["polarity"] == "dark"
+    assert (out / "classifier.pt").stat().st_mtime_ns == ckpt
+
+
+def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
+    from samprompt.cli import main
+    from samprompt.testing import save_tiny_classifier_checkpoint
+
+    data = _data(tmp_path / "d", per_class=5)
+    ds = open_dataset(data)
+    make_split(ds, seed=0, fractions=(1.0, 0.0, 0.0)).save(tmp_path / "split.json")
+    ckpt = save_tiny_classifier_checkpoint(tmp_path / "c.pt", class_names=["benign", "malignant", "normal"])
+    out = tmp_path / "scorer.json"
+    opened = request.getfixturevalue("no_masks")  # from here on, reading a mask fails the test
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
+               "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal", "--min-images", "4"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["polarity"] == "bright"
+    assert "polarity bright" in capsys.readouterr().out
+    assert opened and not any("_mask" in p for p in opened)
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
+               "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal"])
+    assert rc == 2 and "at least 8 images of the negative class, got 5" in capsys.readouterr().err
+
+
+def test_fit_section_needs_a_strategy_that_uses_it(tmp_path: Path) -> None:
+    from samprompt.errors import ConfigError
+    from samprompt.runner import load_run_config
+    from samprompt.runner.stages import changed_stage
+
+    data = _data(tmp_path / "d", per_class=1)
+    base = {"data": {"path": str(data)}, "classifier": {"task": "multiclass"},
+            "pipeline": {"prompts": [{"name": "candidates"}]}}
+    with pytest.raises(ConfigError, match="fit needs a prompt strategy with scorer: fit"):
+        load_run_config({**base, "fit": {}})
+    fitted = {**base, "pipeline": {"prompts": [{"name": "candidates", "params": {"scorer": "fit"}}]}}
+    a = load_run_config(fitted).identity()
+    b = load_run_config({**fitted, "fit": {"polarity": "bright"}}).identity()
+    assert changed_stage(a, b)[0] == "fit"
+    c = load_run_config({**fitted, "pipeline": {**fitted["pipeline"], "cam": {"name": "scorecam"}}}).identity()
+    assert changed_stage(a, c)[0] == "fit"  # the CAM is the fit's evidence
+    d = load_run_config({**base, "pipeline": {**base["pipeline"], "cam": {"name": "scorecam"}}}).identity()
+    assert changed_stage(load_run_config(base).identity(), d)[0] == "images"  # no fit: as before
