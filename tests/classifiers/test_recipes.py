@@ -192,9 +192,9 @@ def _lesions(n: int, seed: int) -> tuple[list[Example], list[tuple[int, int]]]:
 
 def _peak_inside(recipe: str, tmp_path: Path) -> tuple[float, dict[str, Any]]:
     task = TaskSpec(class_names=("normal", "lesion"))
-    train, _ = _lesions(64, seed=0)
+    train, _ = _lesions(128, seed=0)
     test, corners = _lesions(40, seed=5)
-    cfg = TrainConfig(arch="tiny_cnn", epochs=12, batch_size=8, lr=3e-3, device="cpu", patience=None,
+    cfg = TrainConfig(arch="tiny_cnn", epochs=16, batch_size=8, lr=3e-3, device="cpu", patience=None,
                       preprocessing=Preprocessing(input_size=SIDE), recipe=recipe)  # type: ignore[arg-type]
     res = train_classifier(train, None, task=task, config=cfg, checkpoint=tmp_path / f"{recipe}.pt")
     model, info = load_classifier(tmp_path / f"{recipe}.pt")
@@ -215,7 +215,21 @@ def _peak_inside(recipe: str, tmp_path: Path) -> tuple[float, dict[str, Any]]:
 def test_localise_recipe_cam_finds_the_lesion_where_plain_follows_the_shortcut(tmp_path: Path) -> None:
     plain, plain_cfg = _peak_inside("plain", tmp_path)
     loc, loc_cfg = _peak_inside("localise", tmp_path)
-    assert loc >= 0.7 and plain <= loc - 0.3, (plain, loc)
+    assert loc >= 0.8 and plain <= loc - 0.2, (plain, loc)  # measured: 0.5 vs 1.0
     assert architecture_of(loc_cfg) == (16, "avg") and loc_cfg["cam_border_weight"] == 1.0
     assert loc_cfg["recipe"] == "localise" and loc_cfg["border_erase"] == 0.15
     assert architecture_of(plain_cfg) == (None, "avg") and plain_cfg["cam_border_weight"] == 0.0
+
+
+def test_channels_last_training_matches_the_default_layout_and_threads_are_restored() -> None:
+    task = TaskSpec(class_names=("normal", "lesion"))
+    data, _ = _lesions(16, seed=1)
+    threads = torch.get_num_threads()
+    out = []
+    for cl in (False, True):
+        cfg = TrainConfig(arch="tiny_cnn", epochs=2, batch_size=8, device="cpu", channels_last=cl,
+                          preprocessing=Preprocessing(input_size=32))
+        res = train_classifier(data, None, task=task, config=cfg)
+        assert torch.get_num_threads() == threads
+        out.append(res.model(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))))
+    torch.testing.assert_close(out[0], out[1], atol=1e-3, rtol=1e-3)

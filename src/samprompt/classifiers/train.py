@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -92,6 +92,7 @@ class TrainConfig(BaseModel):
         border_erase: Largest fraction of each side randomly covered during training (``None``: recipe).
         cam_border_weight: Weight of the CAM-mass-at-the-border loss term (``None``: recipe).
         flip_consistency: Weight of the flip-consistency loss between CAMs (``None``: recipe).
+        channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -120,6 +121,7 @@ class TrainConfig(BaseModel):
     border_erase: float | None = Field(default=None, ge=0.0, le=0.45)
     cam_border_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     flip_consistency: float | None = Field(default=None, ge=0.0, le=100.0)
+    channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
         """The recipe's knob values with this config's explicit ones on top."""
@@ -256,6 +258,26 @@ def _loader(ds: ExampleDataset, bs: int, cfg: TrainConfig, dev: torch.device, tr
     )
 
 
+def _batches(loader: DataLoader[Any], workers: int) -> Iterator[Any]:
+    """The loader's batches; without worker processes they are made with ONE intra-op thread: the
+    per-sample resizing and augmentation are small ops on which thread hand-offs cost more than they
+    bring (measured 20-80x slower with 2 threads on a busy 2-core machine, see benchmarks/train_speed.py)."""
+    if workers > 0:
+        yield from loader
+        return
+    threads = torch.get_num_threads()
+    it = iter(loader)
+    while True:
+        torch.set_num_threads(1)
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        finally:
+            torch.set_num_threads(threads)
+        yield batch
+
+
 def train_classifier(
     train: Sequence[Example],
     val: Sequence[Example] | None,
@@ -325,6 +347,8 @@ def _fit(
     knobs = cfg.knobs()
     adapt_architecture(model, knobs.output_stride, knobs.pooling)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     weights = _class_weights(cfg.class_weights, y_train, task)
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     aug = cfg.augmentation if cfg.augmentation.enabled else None
@@ -357,8 +381,11 @@ def _fit(
         t0 = time.perf_counter()
         model.train()
         total, n = 0.0, 0
-        for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        for x, y in tqdm(_batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
+                         disable=not progress):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
             loss, _ = objective(x, y)
             if not torch.isfinite(loss):
