@@ -17,7 +17,7 @@ import os
 import random
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt._torch import resolve_device as _resolve_device
+from samprompt.classifiers.batches import batches, make_loader
 from samprompt.classifiers.builders import HeadKind, build_classifier
 from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
 from samprompt.classifiers.evaluate import ClassificationReport, run_loader
@@ -224,12 +224,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
 def _class_weights(
     spec: str | list[float] | None, targets: Sequence[int], task: TaskSpec
 ) -> torch.Tensor | None:
@@ -247,35 +241,6 @@ def _class_weights(
             f"train.class_weights has {len(spec)} values for {k} classes {list(task.class_names)}"
         )
     return torch.tensor(spec, dtype=torch.float32)
-
-
-def _loader(ds: ExampleDataset, bs: int, cfg: TrainConfig, dev: torch.device, train: bool) -> DataLoader[Any]:
-    g = torch.Generator().manual_seed(cfg.seed)
-    return DataLoader(
-        ds, batch_size=bs, shuffle=train, num_workers=cfg.num_workers, generator=g,
-        drop_last=train and len(ds) % bs == 1 and len(ds) > 1, worker_init_fn=_seed_worker,
-        persistent_workers=cfg.num_workers > 0, pin_memory=dev.type == "cuda",
-    )
-
-
-def _batches(loader: DataLoader[Any], workers: int) -> Iterator[Any]:
-    """The loader's batches; without worker processes they are made with ONE intra-op thread: the
-    per-sample resizing and augmentation are small ops on which thread hand-offs cost more than they
-    bring (measured 20-80x slower with 2 threads on a busy 2-core machine, see benchmarks/train_speed.py)."""
-    if workers > 0:
-        yield from loader
-        return
-    threads = torch.get_num_threads()
-    it = iter(loader)
-    while True:
-        torch.set_num_threads(1)
-        try:
-            batch = next(it)
-        except StopIteration:
-            return
-        finally:
-            torch.set_num_threads(threads)
-        yield batch
 
 
 def train_classifier(
@@ -354,11 +319,12 @@ def _fit(
     aug = cfg.augmentation if cfg.augmentation.enabled else None
     train_ds = ExampleDataset([e[0] for e in train], y_train, cfg.preprocessing, aug, cfg.cache_images,
                               border_erase=knobs.border_erase)
-    loader = _loader(train_ds, cfg.batch_size, cfg, device, train=True)
+    loader = make_loader(train_ds, cfg.batch_size, cfg.seed, cfg.num_workers, device, train=True)
     val_loader = None
     if val:
         val_ds = ExampleDataset([e[0] for e in val], y_val, cfg.preprocessing, None, cfg.cache_images)
-        val_loader = _loader(val_ds, cfg.eval_batch_size or cfg.batch_size, cfg, device, train=False)
+        val_loader = make_loader(val_ds, cfg.eval_batch_size or cfg.batch_size, cfg.seed, cfg.num_workers, device,
+                                 train=False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * len(loader)))
 
@@ -381,7 +347,7 @@ def _fit(
         t0 = time.perf_counter()
         model.train()
         total, n = 0.0, 0
-        for x, y in tqdm(_batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
+        for x, y in tqdm(batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
                          disable=not progress):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if cfg.channels_last:
