@@ -235,6 +235,9 @@ def load_classifier(
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(_mismatch(model, state, info, p)) from exc
+    from samprompt.classifiers.recipes import adapt_architecture, architecture_of  # lazy: recipes -> here
+
+    adapt_architecture(model, *architecture_of(info.train_config), where=f"checkpoint {p!r}: train_config")
     if info.target_layer is not None:
         setattr(model, TARGET_LAYER_ATTR, info.target_layer)
     model.eval()

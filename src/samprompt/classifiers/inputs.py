@@ -38,6 +38,7 @@ __all__ = [
     "ImageLike",
     "augment",
     "class_targets",
+    "erase_borders",
     "examples_from_dataset",
     "read_example_image",
 ]
@@ -109,6 +110,27 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, fill: float = 0.0) -> torch.Ten
     return x.clamp_(0.0, 1.0)
 
 
+def erase_borders(x: torch.Tensor, fraction: float, fill: float) -> torch.Tensor:
+    """Cover each side of a (3, h, w) input, with probability 1/2, by a band of up to ``fraction`` of
+    the side filled with ``fill`` (torch's global generator; in place, returns ``x``)."""
+    h, w = x.shape[-2:]
+    for side in range(4):
+        if float(torch.rand(())) >= 0.5:
+            continue
+        n = int(float(torch.rand(())) * fraction * (h if side < 2 else w))
+        if n <= 0:
+            continue
+        if side == 0:
+            x[:, :n] = fill
+        elif side == 1:
+            x[:, h - n:] = fill
+        elif side == 2:
+            x[:, :, :n] = fill
+        else:
+            x[:, :, w - n:] = fill
+    return x
+
+
 def _writable(arr: NDArray[np.uint8]) -> NDArray[np.uint8]:
     # torch.from_numpy warns on read-only arrays (PIL-backed ones are); a copy is cheap next to decoding
     return arr if arr.flags.writeable else arr.copy()
@@ -145,6 +167,8 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         augmentation: Applied on top of the preprocessing (``None`` or disabled = none).
         cache: Keep each preprocessed (un-normalised, uint8) input in memory after its first load; the
             augmentation still runs anew on every access. Per DataLoader worker.
+        border_erase: Largest fraction of each side randomly covered by the padding value, after the
+            augmentation (see :func:`erase_borders`); 0 = never.
     """
 
     def __init__(
@@ -154,6 +178,7 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         preprocessing: Preprocessing,
         augmentation: AugmentConfig | None = None,
         cache: bool = True,
+        border_erase: float = 0.0,
     ) -> None:
         if len(images) != len(targets):
             raise DataError(f"{len(images)} images but {len(targets)} labels")
@@ -163,6 +188,7 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         self._raw = preprocessing.model_copy(update={"mean": (0.0, 0.0, 0.0), "std": (1.0, 1.0, 1.0)})
         self.augmentation = augmentation
         self.cache = cache
+        self.border_erase = float(border_erase)
         self._cache: dict[int, torch.Tensor] = {}
         self._mean = torch.tensor(preprocessing.mean).view(3, 1, 1)
         self._std = torch.tensor(preprocessing.std).view(3, 1, 1)
@@ -185,6 +211,8 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         x = self._input(i)
         if self.augmentation is not None:
             x = augment(x, self.augmentation, fill=self.preprocessing.pad_value)
+        if self.border_erase > 0:
+            x = erase_borders(x, self.border_erase, self.preprocessing.pad_value)
         return (x - self._mean) / self._std, self.targets[i]
 
 

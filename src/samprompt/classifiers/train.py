@@ -26,15 +26,24 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from torch import nn
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from samprompt._bounds import Batch, Count, Seed, Workers
 from samprompt._torch import resolve_device as _resolve_device
+from samprompt.classifiers.batches import batches, make_loader
 from samprompt.classifiers.builders import HeadKind, build_classifier
 from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
-from samprompt.classifiers.evaluate import ClassificationReport, logits_of, run_loader
+from samprompt.classifiers.evaluate import ClassificationReport, run_loader
 from samprompt.classifiers.inputs import AugmentConfig, Example, ExampleDataset, class_targets
+from samprompt.classifiers.recipes import (
+    RECIPES,
+    OutputStride,
+    Pooling,
+    RecipeKnobs,
+    RecipeName,
+    TrainObjective,
+    adapt_architecture,
+)
 from samprompt.classifiers.task import TaskSpec
 from samprompt.component import format_validation_error
 from samprompt.errors import ConfigError, DataError
@@ -76,6 +85,14 @@ class TrainConfig(BaseModel):
         num_workers: DataLoader worker processes.
         eval_batch_size: Batch size of validation passes (default: ``batch_size``).
         cache_images: Keep preprocessed inputs in memory (uint8) between epochs.
+        recipe: ``"plain"`` (the paper's training) or ``"localise"`` (a CAM that finds the object; see
+            :mod:`samprompt.classifiers.recipes`). The knobs below override the recipe's value when set.
+        output_stride: 32, 16 or 8: dilate the last stage(s) instead of striding (``None``: recipe).
+        pooling: Global pooling ``"avg"``, ``"lse"`` or ``"topk"`` (``None``: recipe).
+        border_erase: Largest fraction of each side randomly covered during training (``None``: recipe).
+        cam_border_weight: Weight of the CAM-mass-at-the-border loss term (``None``: recipe).
+        flip_consistency: Weight of the flip-consistency loss between CAMs (``None``: recipe).
+        channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -98,6 +115,22 @@ class TrainConfig(BaseModel):
     num_workers: Workers = 0
     eval_batch_size: Batch | None = None
     cache_images: bool = True
+    recipe: RecipeName = "plain"
+    output_stride: OutputStride | None = None
+    pooling: Pooling | None = None
+    border_erase: float | None = Field(default=None, ge=0.0, le=0.45)
+    cam_border_weight: float | None = Field(default=None, ge=0.0, le=100.0)
+    flip_consistency: float | None = Field(default=None, ge=0.0, le=100.0)
+    channels_last: bool = False
+
+    def knobs(self) -> RecipeKnobs:
+        """The recipe's knob values with this config's explicit ones on top."""
+        own = {k: getattr(self, k) for k in RecipeKnobs.model_fields if getattr(self, k) is not None}
+        return RECIPES[self.recipe].model_copy(update=own)
+
+    def resolved(self) -> TrainConfig:
+        """This config with every recipe knob filled in (what a checkpoint records)."""
+        return self.model_copy(update=self.knobs().model_dump())
 
     @field_validator("device")
     @classmethod
@@ -191,12 +224,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _seed_worker(worker_id: int) -> None:
-    s = torch.initial_seed() % 2**32
-    np.random.seed(s)
-    random.seed(s)
-
-
 def _class_weights(
     spec: str | list[float] | None, targets: Sequence[int], task: TaskSpec
 ) -> torch.Tensor | None:
@@ -214,15 +241,6 @@ def _class_weights(
             f"train.class_weights has {len(spec)} values for {k} classes {list(task.class_names)}"
         )
     return torch.tensor(spec, dtype=torch.float32)
-
-
-def _loader(ds: ExampleDataset, bs: int, cfg: TrainConfig, dev: torch.device, train: bool) -> DataLoader[Any]:
-    g = torch.Generator().manual_seed(cfg.seed)
-    return DataLoader(
-        ds, batch_size=bs, shuffle=train, num_workers=cfg.num_workers, generator=g,
-        drop_last=train and len(ds) % bs == 1 and len(ds) > 1, worker_init_fn=_seed_worker,
-        persistent_workers=cfg.num_workers > 0, pin_memory=dev.type == "cuda",
-    )
 
 
 def train_classifier(
@@ -291,23 +309,32 @@ def _fit(
     model = build_classifier(
         cfg.arch, task.num_classes, head=cfg.head, dropout=cfg.dropout, weights=cfg.weights
     )
+    knobs = cfg.knobs()
+    adapt_architecture(model, knobs.output_stride, knobs.pooling)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     weights = _class_weights(cfg.class_weights, y_train, task)
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     aug = cfg.augmentation if cfg.augmentation.enabled else None
-    train_ds = ExampleDataset([e[0] for e in train], y_train, cfg.preprocessing, aug, cfg.cache_images)
-    loader = _loader(train_ds, cfg.batch_size, cfg, device, train=True)
+    train_ds = ExampleDataset([e[0] for e in train], y_train, cfg.preprocessing, aug, cfg.cache_images,
+                              border_erase=knobs.border_erase)
+    loader = make_loader(train_ds, cfg.batch_size, cfg.seed, cfg.num_workers, device, train=True)
     val_loader = None
     if val:
         val_ds = ExampleDataset([e[0] for e in val], y_val, cfg.preprocessing, None, cfg.cache_images)
-        val_loader = _loader(val_ds, cfg.eval_batch_size or cfg.batch_size, cfg, device, train=False)
+        val_loader = make_loader(val_ds, cfg.eval_batch_size or cfg.batch_size, cfg.seed, cfg.num_workers, device,
+                                 train=False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * len(loader)))
+
+    recorded = cfg.resolved().model_dump(mode="json")
+    objective = TrainObjective(model, loss_fn, knobs)
 
     def make_info(metrics: dict[str, Any]) -> ClassifierInfo:
         return ClassifierInfo.for_model(
             model, arch=cfg.arch, task=task, head=cfg.head, dropout=cfg.dropout,
-            preprocessing=cfg.preprocessing, train_config=cfg.model_dump(mode="json"), metrics=metrics,
+            preprocessing=cfg.preprocessing, train_config=recorded, metrics=metrics,
         )
 
     history: list[EpochStats] = []
@@ -320,16 +347,19 @@ def _fit(
         t0 = time.perf_counter()
         model.train()
         total, n = 0.0, 0
-        for x, y in tqdm(loader, desc=f"epoch {epoch}", leave=False, disable=not progress):
+        for x, y in tqdm(batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
+                         disable=not progress):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(logits_of(model(x)), y)
+            loss, _ = objective(x, y)
             if not torch.isfinite(loss):
                 raise ConfigError(
                     f"train.lr: the loss became {float(loss)} in epoch {epoch}; "
                     f"lower the learning rate ({cfg.lr})"
                 )
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(y)
@@ -362,6 +392,7 @@ def _fit(
                 stopped = True
                 log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
                 break
+    objective.close()  # on an exception the model is dropped with its hook
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()

@@ -1,0 +1,257 @@
+"""Training recipes: ``plain`` (the paper's) and ``localise`` (a classifier whose CAM finds the object).
+
+A from-scratch classifier learns whatever separates the classes — on ultrasound often the image borders,
+calipers and text — and its CAM then points there instead of at the lesion. The ``localise`` recipe takes
+those shortcuts away and sharpens the map with a few knobs, each of them also a :class:`TrainConfig
+<samprompt.classifiers.TrainConfig>` field of its own (``None`` = the recipe's value):
+
+* ``output_stride`` (32 / 16 / 8): the last strided stage(s) lose their stride and are dilated instead
+  (as DeepLab does), so the CAM layer has 2x / 4x the resolution. Exact for ResNets (stride 32); for other
+  ResNet-shaped nets (``layer1`` … ``layer4``, e.g. ``tiny_cnn``) 16 means "one downsampling fewer" and 8
+  "two fewer". ``None`` keeps the architecture as built.
+* ``pooling`` (``avg`` | ``lse`` | ``topk``): global pooling before the head. ``lse`` is log-sum-exp with
+  sharpness 5, ``topk`` the mean of the 25 % highest positions of each channel. Both leave the weights as
+  they are, so a checkpoint's state dict does not depend on the pooling.
+* ``border_erase`` (fraction): during training every side of the input is, with probability 1/2, covered
+  by a band of up to this fraction of the side, filled with the padding value — features living at the
+  image border stop being reliable.
+* ``cam_border_weight``: adds ``weight * (CAM mass of the label's class in the outer ring of the CAM layer
+  / total CAM mass)`` to the loss (the ring is one feature-map cell wide, at least 1/8 of the map).
+* ``flip_consistency``: adds ``weight * mean |CAM(x) - flip(CAM(flip(x)))|`` (label's class, each map
+  max-normalised), one extra forward pass per batch.
+
+The recipe's values were chosen from the literature and the measurements quoted in issue 19 (stride 16
+helped, log-sum-exp pooling hurt), NOT tuned on any data set; see docs/quality.md for what they do.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from samprompt.classifiers.builders import TARGET_LAYER_ATTR
+from samprompt.classifiers.evaluate import logits_of
+from samprompt.errors import ConfigError
+
+__all__ = [
+    "RECIPES",
+    "LSEPool",
+    "OutputStride",
+    "Pooling",
+    "RecipeKnobs",
+    "RecipeName",
+    "TopKPool",
+    "TrainObjective",
+    "adapt_architecture",
+    "architecture_of",
+]
+
+RecipeName = Literal["plain", "localise"]
+Pooling = Literal["avg", "lse", "topk"]
+OutputStride = Literal[32, 16, 8]
+
+
+class RecipeKnobs(BaseModel):
+    """The resolved knobs of a recipe (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    output_stride: OutputStride | None = None
+    pooling: Pooling = "avg"
+    border_erase: float = Field(default=0.0, ge=0.0, le=0.45)
+    cam_border_weight: float = Field(default=0.0, ge=0.0, le=100.0)
+    flip_consistency: float = Field(default=0.0, ge=0.0, le=100.0)
+
+    @property
+    def cam_losses(self) -> bool:
+        """Whether the loss needs the CAM layer's activations."""
+        return self.cam_border_weight > 0 or self.flip_consistency > 0
+
+
+#: The named recipes' knob values.
+RECIPES: dict[str, RecipeKnobs] = {
+    "plain": RecipeKnobs(),
+    "localise": RecipeKnobs(output_stride=16, pooling="avg", border_erase=0.15, cam_border_weight=1.0),
+}
+
+
+# ---------------------------------------------------------------------------------------------- pooling
+class LSEPool(nn.Module):
+    """Log-sum-exp pooling: (B, K, h, w) → (B, K, 1, 1), ``log(mean(exp(r x))) / r``."""
+
+    def __init__(self, r: float = 5.0) -> None:
+        super().__init__()
+        self.r = float(r)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool each channel over its positions."""
+        flat = x.flatten(2) * self.r
+        out = (torch.logsumexp(flat, dim=2) - math.log(flat.shape[2])) / self.r
+        return out[:, :, None, None]
+
+
+class TopKPool(nn.Module):
+    """Mean of the ``fraction`` highest positions of each channel: (B, K, h, w) → (B, K, 1, 1)."""
+
+    def __init__(self, fraction: float = 0.25) -> None:
+        super().__init__()
+        self.fraction = float(fraction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool each channel over its positions."""
+        flat = x.flatten(2)
+        k = max(1, round(self.fraction * flat.shape[2]))
+        return flat.topk(k, dim=2).values.mean(2)[:, :, None, None]
+
+
+# ---------------------------------------------------------------------------------------------- architecture
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def _dilate(model: nn.Module, output_stride: int, where: str) -> None:
+    stages = [(n, getattr(model, n)) for n in _STAGES if isinstance(getattr(model, n, None), nn.Module)]
+    if not stages:
+        raise ConfigError(f"{where}: {type(model).__name__} has no ResNet-like stages layer1..layer4 to dilate")
+    strided = [n for n, s in stages if any(isinstance(c, nn.Conv2d) and max(c.stride) > 1 for c in s.modules())]
+    halvings = {32: 0, 16: 1, 8: 2}[output_stride]
+    if halvings > len(strided):
+        raise ConfigError(f"{where}: {type(model).__name__} has only {len(strided)} strided stage(s)")
+    to_dilate = set(strided[len(strided) - halvings:])
+    dilation, started = 1, False
+    for name, stage in stages:
+        if name in to_dilate:
+            dilation, started = dilation * 2, True
+        if not started:
+            continue
+        for conv in stage.modules():
+            if not isinstance(conv, nn.Conv2d):
+                continue
+            conv.stride = (1, 1)
+            k = conv.kernel_size
+            if max(k) > 1:
+                conv.dilation = (dilation, dilation)
+                conv.padding = (dilation * (k[0] - 1) // 2, dilation * (k[1] - 1) // 2)
+
+
+def adapt_architecture(
+    model: nn.Module, output_stride: int | None, pooling: str, where: str = "train"
+) -> nn.Module:
+    """Apply a recipe's architecture knobs to a freshly built classifier, in place (weights unchanged).
+
+    Args:
+        model: A ResNet-shaped classifier (``layer1`` … ``layer4``, ``avgpool``), e.g. from
+            :func:`~samprompt.classifiers.build_classifier`.
+        output_stride: 32, 16, 8 (see the module docstring) or ``None`` (unchanged).
+        pooling: ``"avg"`` (unchanged), ``"lse"`` or ``"topk"``.
+        where: Config path named in errors.
+
+    Returns:
+        ``model``. Its CAM target layer (``cam_target_layer``) is unchanged: the dilated ``layer4`` is
+        still the last convolutional stage, now at the finer stride.
+
+    Raises:
+        ConfigError: The model has no stages to dilate or no ``avgpool`` to replace.
+    """
+    if output_stride is not None and output_stride != 32:
+        _dilate(model, output_stride, f"{where}.output_stride")
+    if pooling != "avg":
+        if not isinstance(getattr(model, "avgpool", None), nn.Module):
+            raise ConfigError(f"{where}.pooling: {type(model).__name__} has no 'avgpool' module to replace")
+        model.avgpool = LSEPool() if pooling == "lse" else TopKPool()
+    return model
+
+
+def architecture_of(train_config: Mapping[str, Any] | None) -> tuple[int | None, str]:
+    """``(output_stride, pooling)`` recorded in a checkpoint's ``train_config`` (plain when absent)."""
+    tc = dict(train_config or {})
+    stride = tc.get("output_stride")
+    return (int(stride) if isinstance(stride, int) else None), str(tc.get("pooling") or "avg")
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def _last_linear(model: nn.Module) -> nn.Linear | None:
+    last = None
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            last = m
+    return last
+
+
+class TrainObjective:
+    """The training loss of a recipe: ``objective(x, y) -> (loss, logits)``.
+
+    ``plain`` knobs give exactly ``loss_fn(model(x), y)``. The CAM terms read the CAM layer's activations
+    through a forward hook (removed by :meth:`close`) and the weights of the head's last ``nn.Linear``:
+    ``CAM_c = relu(sum_k W[c, k] * A_k)`` on the (h, w) grid of the CAM layer.
+    """
+
+    def __init__(
+        self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        knobs: RecipeKnobs, where: str = "train",
+    ) -> None:
+        self.model, self.loss_fn, self.knobs = model, loss_fn, knobs
+        self._acts: list[torch.Tensor] = []
+        self._hook: Any = None
+        self._linear: nn.Linear | None = None
+        if knobs.cam_losses:
+            layer = getattr(model, TARGET_LAYER_ATTR, None)
+            self._linear = _last_linear(model)
+            if layer is None or self._linear is None:
+                raise ConfigError(
+                    f"{where}.cam_border_weight/flip_consistency: {type(model).__name__} has no known CAM "
+                    "layer (cam_target_layer) or no linear head"
+                )
+            self._hook = model.get_submodule(layer).register_forward_hook(self._keep)
+
+    def _keep(self, _m: nn.Module, _i: Any, out: Any) -> None:
+        if self.model.training:  # validation passes keep nothing
+            self._acts[:] = [out]
+
+    def close(self) -> None:
+        """Remove the hook (idempotent)."""
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def _cam(self, acts: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self._linear is None:
+            raise ConfigError("train: the CAM terms need a linear head")
+        w = self._linear.weight[y]  # (B, K)
+        if w.shape[1] != acts.shape[1]:
+            raise ConfigError(
+                f"train: the head has {w.shape[1]} inputs but the CAM layer {acts.shape[1]} channels"
+            )
+        return F.relu(torch.einsum("bk,bkhw->bhw", w, acts))
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss (scalar) and (B, C) logits of one training batch."""
+        self._acts.clear()
+        logits = logits_of(self.model(x))
+        loss = self.loss_fn(logits, y)
+        if not self.knobs.cam_losses or not self._acts:
+            return loss, logits
+        cam = self._cam(self._acts[-1], y)
+        if self.knobs.cam_border_weight > 0:
+            h, w = cam.shape[-2:]
+            rh, rw = max(1, math.ceil(h / 8)), max(1, math.ceil(w / 8))
+            inner = cam[:, rh:h - rh, rw:w - rw].sum((1, 2))
+            total = cam.sum((1, 2))
+            ratio = (total - inner) / (total + 1e-6)
+            loss = loss + self.knobs.cam_border_weight * ratio.mean()
+        if self.knobs.flip_consistency > 0:
+            self._acts.clear()
+            self.model(torch.flip(x, dims=[-1]))
+            cam_f = torch.flip(self._cam(self._acts[-1], y), dims=[-1])
+
+            def norm(c: torch.Tensor) -> torch.Tensor:
+                return c / (c.flatten(1).amax(1)[:, None, None] + 1e-6)
+
+            loss = loss + self.knobs.flip_consistency * (norm(cam) - norm(cam_f)).abs().mean()
+        self._acts.clear()
+        return loss, logits
