@@ -23,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from samprompt.classifiers._io import atomic_save, describe_key_mismatch, safe_load
-from samprompt.classifiers.builders import TARGET_LAYER_ATTR, HeadKind, build_classifier
+from samprompt.classifiers.builders import HeadKind, build_classifier
+from samprompt.classifiers.parts import TARGET_LAYER_ATTR
 from samprompt.classifiers.task import TaskSpec
 from samprompt.component import format_validation_error
 from samprompt.errors import CheckpointError, ConfigError, SampromptError

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from samprompt.classifiers.builders import TARGET_LAYER_ATTR
 from samprompt.classifiers.evaluate import logits_of
+from samprompt.classifiers.parts import TARGET_LAYER_ATTR
 from samprompt.errors import ConfigError
 
 __all__ = [

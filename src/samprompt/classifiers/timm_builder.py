@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from samprompt._extras import require
-from samprompt.classifiers.builders import (
+from samprompt.classifiers.parts import (
     TARGET_LAYER_ATTR,
     HeadKind,
     _apply_weights,
