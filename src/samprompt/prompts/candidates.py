@@ -187,15 +187,6 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
             shadow_penalty=sf.shadow_penalty if p.shadow_penalty is None else p.shadow_penalty,
             cam_gate=p.cam_gate, agreement=agreement, agreement_weight=p.agreement_weight)
 
-    def select(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
-               ) -> tuple[Candidate | None, list[Candidate], NDArray[np.float64]]:
-        """Propose and score (first stage only, first polarity) and pick: ``(best or None, candidates, scores)``."""
-        work, cands = self.selector.propose(image, self.selector.polarities[0])
-        if not cands:
-            return None, cands, np.zeros(0)
-        scores = self.selector.score1(work, cands, cam, pseudo_mask)
-        return cands[int(np.argmax(scores))], cands, scores
-
     def choose(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[NDArray[np.bool_] | None, float]:
         """The chosen region at the original resolution and its score (``(None, -inf)`` without one)."""
