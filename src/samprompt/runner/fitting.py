@@ -28,7 +28,7 @@ from samprompt.pipeline import PromptPipeline
 from samprompt.proposals.fit import CamFn, ScoreFn, fit_scorer
 from samprompt.proposals.scorer import ScorerFile
 from samprompt.runner.config import FitSpec, RunConfig
-from samprompt.runner.stages import PreparedData, file_sha256
+from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
 
 __all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer"]
 
@@ -124,15 +124,7 @@ def fit_on_dataset(
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
     """
-    ok = []
-    for i in ids:
-        try:
-            dataset.load_image(i)
-        except DataError as exc:
-            log.warning("left out of the fit: %s", exc)
-            continue
-        ok.append(i)
-    view = LabelsOnly(dataset, ok)
+    view = LabelsOnly(dataset, readable_ids(dataset, ids, [], "the fit"))
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]
     cams, score = evidence if evidence is not None else (None, None)

@@ -52,6 +52,7 @@ __all__ = [
     "get_selftrain_net",
     "prepare_data",
     "prepare_folder",
+    "readable_ids",
     "resolve_targets",
     "versions",
 ]
@@ -284,7 +285,7 @@ def get_classifier(
         skipped: list[str] = []
         parts = {}
         for name in ("train", "val"):
-            ok = _readable(ds, sp.ids(name), skipped)
+            ok = readable_ids(ds, sp.ids(name), skipped)
             parts[name] = examples_from_dataset(ds, ok)
         if not parts["train"]:
             raise DataError(f"the split of {str(config.data.path)!r} has no (readable) training images")
@@ -342,7 +343,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     if unknown:
         raise ConfigError(f"selftrain.empty_classes: unknown class name(s) {unknown}; the data has {ds.classes}")
     skipped: list[str] = []
-    train = _readable(ds, data.split.ids("train"), skipped)
+    train = readable_ids(ds, data.split.ids("train"), skipped)
     label = {i: ds[ds.position(i)].label for i in train}
     lesion = [i for i in train if label[i] not in st.empty_classes]
     empty = [i for i in train if label[i] in st.empty_classes]
@@ -368,18 +369,24 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     return path
 
 
-def _readable(ds: Dataset, ids: Sequence[str], skipped: list[str]) -> list[str]:
+def readable_ids(ds: Dataset, ids: Sequence[str], skipped: list[str], why: str = "training") -> list[str]:
     """The ids whose image decodes; the others are logged and added to ``skipped``.
 
     The image is decoded fully, not just its header: a truncated file has a valid header and would
     otherwise stop the training (and the whole run) at its first epoch.
+
+    Args:
+        ds: The data set.
+        ids: Ids to check, in order.
+        skipped: Receives the ids left out.
+        why: What the images are for, in the logged warning (``"training"``, ``"the fit"``).
     """
     ok = []
     for i in ids:
         try:
             ds.load_image(i)
         except DataError as exc:
-            log.warning("left out of training: %s", exc)
+            log.warning("left out of %s: %s", why, exc)
             skipped.append(i)
             continue
         ok.append(i)
