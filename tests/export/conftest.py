@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "runner"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from runner_helpers import fast_config, make_dataset
 
 
@@ -54,25 +55,14 @@ def dicom_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run on 8 three-frame DICOM files with position / orientation / spacing, ``use: all``."""
     pytest.importorskip("pydicom", reason="DICOM input needs the 'medical' extra (pydicom)")
     pytest.importorskip("nibabel", reason="NIfTI export needs the 'medical' extra (nibabel)")
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+    from medical_helpers import write_dicom
 
     from samprompt.runner import load_run_config, run_experiment
 
     def write(path: Path, pixels: np.ndarray) -> None:
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-        ds.set_pixel_data(pixels, "MONOCHROME2", 8)
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [10, 20, 30]
-        ds.PixelSpacing = [0.5, 0.7]  # row spacing, column spacing
-        ds.SliceThickness = 2
-        ds.save_as(path, enforce_file_format=True)
+        # row spacing, column spacing in PixelSpacing
+        write_dicom(path, pixels, ImageOrientationPatient=[1, 0, 0, 0, 1, 0], ImagePositionPatient=[10, 20, 30],
+                    PixelSpacing=[0.5, 0.7], SliceThickness=2)
 
     root = tmp_path_factory.mktemp("dcm") / "data"
     rng = np.random.default_rng(1)

@@ -5,28 +5,7 @@ Re-exports it for old imports; new code imports ``samprompt.classifiers.selftrai
 
 from __future__ import annotations
 
-from samprompt.classifiers.selftrain import (
-    SelfTrainNet,
-    agreement_from_net,
-    confident,
-    load_selftrain_net,
-    make_pseudo_masks,
-    net_box,
-    predict_map,
-    save_selftrain_net,
-    self_train,
-    train_selftrain_net,
-)
+from samprompt.classifiers import selftrain as _moved
+from samprompt.classifiers.selftrain import *  # the whole public surface, re-exported
 
-__all__ = [
-    "SelfTrainNet",
-    "agreement_from_net",
-    "confident",
-    "load_selftrain_net",
-    "make_pseudo_masks",
-    "net_box",
-    "predict_map",
-    "save_selftrain_net",
-    "self_train",
-    "train_selftrain_net",
-]
+__all__ = list(_moved.__all__)
