@@ -150,3 +150,22 @@ def test_moved_data_resumes_and_changed_data_is_refused(synth_data: Path, tmp_pa
     victim.write_bytes(victim.read_bytes() + b"\0")
     with pytest.raises(DataError, match="changed since run folder"):
         run_experiment(load_run_config(fast_config(moved, limit=2)), out)
+
+
+def test_a_run_made_before_a_new_setting_is_resumed(synth_data: Path, tmp_path: Path) -> None:
+    """A run folder whose config.json predates a setting added at its default (here
+    ``classifier.train.recipe`` and ``channels_last``) is the same run, not a changed one."""
+    out = tmp_path / "r"
+    base = fast_config(synth_data)
+    first = run_experiment(load_run_config(base), out)
+    stored = json.loads((out / "config.json").read_text())
+    for key in ("recipe", "channels_last"):
+        del stored["classifier"]["train"][key]
+    (out / "config.json").write_text(json.dumps(stored))
+    again = run_experiment(load_run_config(base), out)
+    assert first.computed == 6 and again.computed == 0 and again.complete
+    # a stored value that differs from today's default is still a change
+    stored["classifier"]["train"]["epochs"] = 99
+    (out / "config.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match=r"classifier\.train\.epochs.*classifier stage"):
+        run_experiment(load_run_config(base), out)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from pydantic import ValidationError
 
 from samprompt._io import atomic_write
 from samprompt._torch import resolve_device
@@ -159,6 +160,18 @@ def prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
         ) from exc
 
 
+def _with_todays_defaults(stored: Any) -> Any:
+    """A stored ``config.json`` read through today's :class:`RunConfig`, so that a setting added since
+    (at its default, which keeps the old behaviour) is not a change; left as it is when it no longer
+    validates (a key removed or renamed since), which then shows as a change."""
+    if not isinstance(stored, dict):
+        return stored
+    try:
+        return RunConfig.model_validate(stored).identity()
+    except (ValidationError, ValueError, TypeError):
+        return stored
+
+
 def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
     out.mkdir(parents=True, exist_ok=True)
     cfg_path = out / "config.json"
@@ -168,6 +181,7 @@ def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
             theirs = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             theirs = {"unreadable": str(exc)}
+        theirs = _with_todays_defaults(theirs)
         stage, keys = changed_stage(theirs if isinstance(theirs, dict) else {}, mine)
         if stage is None:
             if theirs != mine:  # only the data moved: its fingerprint is compared with the manifest's
