@@ -144,3 +144,38 @@ def test_fit_section_needs_a_strategy_that_uses_it(tmp_path: Path) -> None:
     assert changed_stage(a, c)[0] == "fit"  # the CAM is the fit's evidence
     d = load_run_config({**base, "pipeline": {**base["pipeline"], "cam": {"name": "scorecam"}}}).identity()
     assert changed_stage(load_run_config(base).identity(), d)[0] == "images"  # no fit: as before
+
+
+def test_selftrain_with_a_fitted_scorer(tmp_path: Path) -> None:
+    """Self-training with ``scorer: fit``: the door asks for the agreement weight (a fitted file has none);
+    given it, the fit stage runs first, the self-training pseudo masks come from the fitted scorer, and
+    a change of the fit's settings recomputes the self-training net too (it depends on the fit)."""
+    from samprompt.errors import ConfigError
+    from samprompt.runner import load_run_config, run_experiment
+
+    data = _data(tmp_path / "d", per_class=8)
+    cfg: dict[str, Any] = {
+        "name": "fit-st", "data": {"path": str(data)},
+        "split": {"fractions": [0.75, 0.0, 0.25], "use": "test"}, "limit": 2,
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
+            "preprocessing": {"input_size": 32}, "device": "cpu"}},
+        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
+        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": 0.5}},
+                     "prompts": [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}}],
+                     "segmenter": {"name": "classical", "params": {"work_size": 48}}},
+        "fit": {"min_images": 4}, "selftrain": {"epochs": 1, "size": 32, "batch_size": 4},
+        "report": {"panels": 1, "gallery": 1, "thumb": 64},
+    }
+    with pytest.raises(ConfigError, match=r"selftrain\.weight must be given.*'candidates'.*fitted scorer"):
+        load_run_config(cfg)
+    cfg["selftrain"]["weight"] = 3.0
+    out = tmp_path / "run"
+    run_experiment(load_run_config(cfg), out)
+    net, scorer = out / "selftrain.pt", out / "scorer.json"
+    assert net.is_file() and scorer.is_file() and net.stat().st_mtime_ns >= scorer.stat().st_mtime_ns
+    used = json.loads((out / "manifest.json").read_text())["pipeline"]["prompts"][0]["params"]
+    assert used["agreement_net"] == str(net) and used["agreement_weight"] == 3.0 and used["scorer"] == str(scorer)
+    stamp = net.stat().st_mtime_ns
+    run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)
+    assert json.loads(scorer.read_text())["polarity"] == "dark" and net.stat().st_mtime_ns != stamp

@@ -131,7 +131,7 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("target unknown word", _set("target", "labels"), ("target",)),
     ("report thumb 10", _set("report.thumb", 10), ("report.thumb:",)),
     ("report confidence 1.5", _set("report.confidence", 1.5), ("report.confidence:",)),
-    ("selftrain without candidates", _set("selftrain", {}), ("selftrain needs a 'candidates'",)),
+    ("selftrain without candidates", _set("selftrain", {}), ("selftrain needs a prompt strategy that takes a self-training net",)),
     ("selftrain class unknown", _selftrain_unknown_class, ("selftrain.empty_classes:", "'healthy'")),
     ("selftrain keep 0", _set("selftrain", {"keep": 0}), ("selftrain.keep:",)),
     ("overlap not a bool", _set("pipeline.overlap", "sometimes"), ("pipeline.overlap:",)),

@@ -217,7 +217,7 @@ def test_selftrain_trains_once_and_feeds_the_candidates_strategy(synth_data: Pat
 
 
 def test_selftrain_config_errors(synth_data: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="selftrain needs a 'candidates' prompt strategy"):
+    with pytest.raises(ConfigError, match="selftrain needs a prompt strategy that takes a self-training net"):
         load_run_config(fast_config(synth_data, selftrain={}))
     cfg = fast_config(synth_data, selftrain={"empty_classes": ["healthy"], "epochs": 1})
     cfg["pipeline"]["prompts"] = [{"name": "candidates"}]

@@ -108,7 +108,7 @@ class CandidateParams(ComponentParams):
     refine_scale: tuple[float, ...] | None = None
     shadow_penalty: float | None = Field(default=None, ge=0.0)
     agreement_net: Path | None = None
-    agreement_weight: float = Field(default=8.0, ge=0.0)
+    agreement_weight: float | None = Field(default=None, ge=0.0)
     point_min_score: float | None = None
     cam_gate: Literal["none", "overlap"] = "none"
     fallback: Literal["mask_box", "none"] = "mask_box"
@@ -149,7 +149,9 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
             :func:`~samprompt.classifiers.selftrain.save_selftrain_net`); when given, ``agreement_weight`` x
             (box IoU of each refined region with the net's box) is added to the second-stage scores.
             ``None`` (default) = off. Needs ``refine_top_k`` > 0.
-        agreement_weight: Weight of that agreement term; 8 was chosen on BUSI val (docs/quality.md).
+        agreement_weight: Weight of that agreement term; ``None`` (default) = the scorer file's
+            (``busi-v1``: 8, chosen on BUSI val WITH its masks, as its provenance says; a fitted file has
+            none, so it must be given with an ``agreement_net``).
         point_min_score: Emit positive points (``box_point``, ``box_points``) only when the chosen region's
             score is at least this (the box is always emitted; ``points`` output is unaffected);
             ``None`` (default) = always. With the default scorers, 1.0 (the 60th percentile of the chosen
@@ -175,17 +177,27 @@ class CandidatePromptStrategy(PromptStrategy[CandidateParams]):
         self.scorer = _override(sf.stage1, p.weights, p.mean, p.scale)
         self.refine_scorer = _override(sf.stage2, p.refine_weights, p.refine_mean, p.refine_scale)
         agreement = None
+        weight = sf.agreement_weight if p.agreement_weight is None else p.agreement_weight
         if p.agreement_net is not None:
             from samprompt.classifiers.selftrain import agreement_from_net, load_selftrain_net
 
+            if weight is None:
+                raise ConfigError(
+                    f"candidates.agreement_weight: the scorer file {sf.source or sf.name!r} carries no agreement "
+                    "weight (a fitted file has none; busi-v1's 8 was chosen on BUSI val with its masks); give "
+                    "agreement_weight with agreement_net")
             agreement = agreement_from_net(load_selftrain_net(p.agreement_net))
+            if p.agreement_weight is None:  # record the weight in use (the run's manifest shows params)
+                self.params = p.model_copy(update={"agreement_weight": weight})
+        #: The agreement term's weight in use (``None`` without an agreement net's file weight).
+        self.agreement_weight = weight
         self.selector = ProposalSelector(
             self.scorer, self.refine_scorer, polarity=sf.polarity if p.polarity == "auto" else p.polarity,
             work_size=p.work_size, sigma=p.sigma, quantiles=p.quantiles, min_area=p.min_area,
             max_area=p.max_area, segments=p.segments, max_candidates=p.max_candidates,
             refine_top_k=p.refine_top_k, refine_margin=p.refine_margin,
             shadow_penalty=sf.shadow_penalty if p.shadow_penalty is None else p.shadow_penalty,
-            cam_gate=p.cam_gate, agreement=agreement, agreement_weight=p.agreement_weight)
+            cam_gate=p.cam_gate, agreement=agreement, agreement_weight=weight or 0.0)
 
     def choose(self, image: Any, cam: NDArray[np.float32], pseudo_mask: NDArray[np.bool_] | None = None
                ) -> tuple[NDArray[np.bool_] | None, float]:

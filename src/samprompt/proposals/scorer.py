@@ -5,7 +5,7 @@ A scorer file is JSON::
     {"format": "samprompt-scorer", "version": 1, "name": "...", "polarity": "dark|bright|colour|both",
      "stage1": {"features": [...FEATURE_NAMES], "weights": [...], "mean": [...], "scale": [...]},
      "stage2": {"features": [...REFINED_FEATURE_NAMES], "weights": [...], "mean": [...], "scale": [...]},
-     "shadow_penalty": 2.0,
+     "shadow_penalty": 2.0, "agreement_weight": 8.0 (optional),
      "provenance": {"data_fingerprint": ..., "split": ..., "seed": ..., "library_version": ...,
                     "method": ..., "mask_tuned": [names of the parts chosen with masks], ...}}
 
@@ -91,6 +91,8 @@ class ScorerFile:
         stage2: Second-stage (refined) scorer over :data:`REFINED_FEATURE_NAMES`.
         polarity: Which proposals the scorer was fit on (one of :data:`SCORER_POLARITIES`).
         shadow_penalty: The strategy's default ``shadow_penalty`` with this scorer.
+        agreement_weight: The strategy's default ``agreement_weight`` (weight of a self-training net's
+            agreement term) with this scorer; ``None`` = the file has none (a fitted file: the user gives it).
         name: A short name.
         provenance: Where the numbers come from (free-form mapping; see the module docstring).
         source: The file it was read from (``""`` when made in memory).
@@ -100,6 +102,7 @@ class ScorerFile:
     stage2: CandidateScorer
     polarity: str = "dark"
     shadow_penalty: float = 0.0
+    agreement_weight: float | None = None
     name: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
     source: str = ""
@@ -113,9 +116,12 @@ class ScorerFile:
         def part(s: CandidateScorer) -> dict[str, Any]:
             return {"features": list(s.names), "weights": s.weights.tolist(), "mean": s.mean.tolist(),
                     "scale": s.scale.tolist()}
-        return {"format": FORMAT, "version": VERSION, "name": self.name, "polarity": self.polarity,
-                "stage1": part(self.stage1), "stage2": part(self.stage2),
-                "shadow_penalty": float(self.shadow_penalty), "provenance": self.provenance}
+        out = {"format": FORMAT, "version": VERSION, "name": self.name, "polarity": self.polarity,
+               "stage1": part(self.stage1), "stage2": part(self.stage2),
+               "shadow_penalty": float(self.shadow_penalty), "provenance": self.provenance}
+        if self.agreement_weight is not None:
+            out["agreement_weight"] = float(self.agreement_weight)
+        return out
 
 
 def _stage(blob: dict[str, Any], key: str, names: tuple[str, ...], where: str) -> CandidateScorer:
@@ -152,9 +158,14 @@ def parse_scorer(blob: Any, where: str) -> ScorerFile:
     shadow = blob.get("shadow_penalty", 0.0)
     if not isinstance(shadow, (int, float)) or shadow < 0:
         raise ConfigError(f"scorer file {where}: shadow_penalty must be a number >= 0, got {shadow!r}")
+    agree = blob.get("agreement_weight")
+    if agree is not None and (isinstance(agree, bool) or not isinstance(agree, (int, float)) or not agree >= 0
+                              or agree == float("inf")):
+        raise ConfigError(f"scorer file {where}: agreement_weight must be a finite number >= 0, got {agree!r}")
     return ScorerFile(_stage(blob, "stage1", FEATURE_NAMES, where),
                       _stage(blob, "stage2", REFINED_FEATURE_NAMES, where), polarity=polarity,
                       shadow_penalty=float(shadow), name=str(blob.get("name", "")),
+                      agreement_weight=None if agree is None else float(agree),
                       provenance=dict(blob.get("provenance") or {}), source=where)
 
 

@@ -136,16 +136,28 @@ class ReportSpec(BaseModel):
     confidence: float = Field(default=0.95, gt=0.0, lt=1.0)
 
 
+def takes_agreement(name: str) -> bool:
+    """Whether the prompt strategy registered as ``name`` takes a self-training net (an ``agreement_net``
+    param, as ``candidates`` does); ``False`` for an unknown name."""
+    from samprompt.prompts import PROMPT_STRATEGIES
+
+    try:
+        return "agreement_net" in PROMPT_STRATEGIES.get(name).Params.model_fields
+    except ConfigError:
+        return False
+
+
 class SelfTrainSpec(BaseModel):
     """Self-training for the run's ``candidates`` strategies (:mod:`samprompt.classifiers.selftrain`).
 
-    Before the images are processed, the first ``candidates`` strategy of the pipeline (without
+    After the classifier and the ``fit`` stage, the first strategy that takes an ``agreement_net`` (e.g.
+    ``candidates``; with ``scorer: fit``, the run's fitted scorer) of the pipeline (without
     agreement, and without a CAM: its ``cam_gate`` does not apply) makes pseudo masks of the TRAIN
     split's lesion images (its region's box decoded by the weight-free ``classical`` segmenter, as
     measured in docs/quality.md, whatever the run's segmenter); the ``keep`` most confident of them
     and every train image of ``empty_classes`` (empty target) train a ResNet18 + FPN initialised from the
     run's classifier (a random ResNet18 when the classifier is not a ResNet), saved as ``selftrain.pt``
-    in the run folder (reused on resume). Every ``candidates`` strategy then gets
+    in the run folder (reused on resume). Every such strategy then gets
     ``agreement_net`` = that file and ``agreement_weight`` = ``weight`` (unless its params set them).
 
     Attributes:
@@ -155,7 +167,9 @@ class SelfTrainSpec(BaseModel):
         size: Square input side of the net.
         batch_size: Images per training step.
         lr: Peak learning rate.
-        weight: ``agreement_weight`` given to the strategies (8 was chosen on BUSI val).
+        weight: ``agreement_weight`` given to the strategies; ``None`` (default) = each strategy's scorer
+            file's (``busi-v1``: 8, chosen on BUSI val with its masks, as its provenance says). A fitted
+            scorer (``scorer: fit``) has none, so a run that self-trains with one must set it.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -166,7 +180,7 @@ class SelfTrainSpec(BaseModel):
     size: int = Field(default=128, ge=32, le=1024)
     batch_size: Batch = 16
     lr: float = Field(default=5e-4, gt=0.0, le=10.0)
-    weight: float = Field(default=8.0, ge=0.0)
+    weight: float | None = Field(default=None, ge=0.0)
 
 
 class FitSpec(BaseModel):
@@ -266,8 +280,18 @@ class RunConfig(BaseModel):
                 "pipeline.classifier must be unset in a run config; use the run's 'classifier' section "
                 "(checkpoint, or task + train)"
             )
-        if self.selftrain is not None and not any(s.name == "candidates" for s in self.pipeline.prompts):
-            raise ValueError("selftrain needs a 'candidates' prompt strategy in pipeline.prompts")
+        if self.selftrain is not None:
+            taking = [s for s in self.pipeline.prompts if takes_agreement(s.name)]
+            if not taking:
+                raise ValueError("selftrain needs a prompt strategy that takes a self-training net (an "
+                                 "'agreement_net' param, e.g. 'candidates') in pipeline.prompts")
+            unweighted = [s.label or s.name for s in taking if s.params.get("scorer") == "fit"
+                          and "agreement_weight" not in s.params]
+            if self.selftrain.weight is None and unweighted:
+                raise ValueError(
+                    f"selftrain.weight must be given: prompt strategy {unweighted[0]!r} uses the run's fitted "
+                    "scorer, which carries no agreement weight (busi-v1's 8 was chosen on BUSI val WITH masks); "
+                    "set selftrain.weight or that strategy's agreement_weight")
         if self.fit is not None and not self.fits_scorer:
             raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts")
         train = self.classifier.train

@@ -391,8 +391,8 @@ def _run(config: RunConfig, out: Path, dist: distributed.Distributed, *, force: 
     model, info, ckpt = get_classifier(config, out, data, train_progress=train_progress and dist.is_main)
     check_labels_against_classes(((s.label, s.image_path) for s in data.dataset),
                                  info.task.mapping or info.task.class_names, f"classifier {str(ckpt)!r}")
-    selftrain = get_selftrain_net(config, out, data, ckpt, progress)
     scorer = get_fitted_scorer(config, out, data, model, info, ckpt)  # the fit stage, once (rank 0)
+    selftrain = get_selftrain_net(config, out, data, ckpt, progress, scorer)  # may use the fitted scorer
     dist.main_done("classifier")
     pipe = build_pipeline(config, model, info, selftrain, scorer)
     kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}

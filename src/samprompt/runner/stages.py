@@ -37,7 +37,7 @@ from samprompt.data import Dataset, Split, audit_dataset, make_split, open_datas
 from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.prompts import PROMPT_STRATEGIES
-from samprompt.runner.config import RunConfig
+from samprompt.runner.config import RunConfig, takes_agreement
 from samprompt.runner.outputs import atomic_write_json
 
 __all__ = [
@@ -68,8 +68,8 @@ Progress = Callable[[str, int, int], None]
 STAGE_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "split": ("split.json",),
     "classifier": ("classifier.pt", "train_result.json"),
-    "selftrain": ("selftrain.pt",),
     "fit": ("scorer.json",),
+    "selftrain": ("selftrain.pt",),
     "images": ("records", "masks", "cams", "pseudo_masks", "names.json"),
     "report": ("metrics.csv", "prompts.jsonl", "failures.jsonl", "summary.csv", "summary.md", "report.html"),
 }
@@ -189,7 +189,7 @@ def _prepare_folder(out: Path, config: RunConfig, *, force: bool) -> bool:
                 atomic_write_json(cfg_path, mine)
             return True
         shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-        if STAGES.index(stage) >= STAGES.index("selftrain") and not force:
+        if STAGES.index(stage) > STAGES.index("classifier") and not force:
             kept = [n for st in STAGES[: STAGES.index(stage)] for n in STAGE_ARTEFACTS[st] if (out / n).exists()]
             log.warning("run folder %s: the config changed after the classifier (%s); reusing %s and "
                         "recomputing from the %s stage on", out, shown, ", ".join(kept) or "nothing", stage)
@@ -326,18 +326,14 @@ class _LazyImages(Sequence[NDArray[np.uint8]]):
         return self.ds.load_image(self.ids[k])
 
 
-def _takes_agreement(name: str) -> bool:
-    """Whether the prompt strategy ``name`` takes a self-training net (an ``agreement_net`` param)."""
-    try:
-        return "agreement_net" in PROMPT_STRATEGIES.get(name).Params.model_fields
-    except ConfigError:
-        return False
-
-
 def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifier_checkpoint: Path,
-                      progress: Progress | None = None) -> Path | None:
+                      progress: Progress | None = None, scorer: Path | None = None) -> Path | None:
     """The run's self-training net (``config.selftrain``): ``selftrain.pt`` in the run folder, made now
     unless a previous invocation finished it; ``None`` when self-training is off.
+
+    The pseudo masks come from the first strategy that takes an ``agreement_net``, built from its params
+    (without agreement); its ``scorer: fit`` means ``scorer``, the run's fitted scorer file (the ``fit``
+    stage runs first).
 
     Raises:
         ConfigError: ``selftrain.empty_classes`` names a class the data does not have.
@@ -363,10 +359,12 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     empty = [i for i in train if label[i] in st.empty_classes]
     if not lesion:
         raise DataError(f"selftrain: the train split of {str(config.data.path)!r} has no readable lesion image")
-    spec = next(s for s in config.pipeline.prompts if _takes_agreement(s.name))
+    spec = next(s for s in config.pipeline.prompts if takes_agreement(s.name))
     params = {k: v for k, v in spec.params.items() if k not in ("agreement_net", "agreement_weight")}
+    if params.get("scorer") == "fit" and scorer is not None:
+        params["scorer"] = str(scorer)
     try:
-        strategy = PROMPT_STRATEGIES.create("candidates", params)
+        strategy = PROMPT_STRATEGIES.create(spec.name, params)
     except ConfigError as exc:
         raise ConfigError(f"selftrain: {exc}") from exc
     model, _ = load_classifier(classifier_checkpoint)  # a fresh copy: training changes the encoder's weights
@@ -423,8 +421,10 @@ def build_pipeline(
     """
     p = config.pipeline
     if selftrain is not None and config.selftrain is not None:
-        agree = {"agreement_net": str(selftrain), "agreement_weight": config.selftrain.weight}
-        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if _takes_agreement(s.name) else s
+        agree: dict[str, Any] = {"agreement_net": str(selftrain)}
+        if config.selftrain.weight is not None:  # else the strategy's own param or its scorer file's
+            agree["agreement_weight"] = config.selftrain.weight
+        prompts = [s.model_copy(update={"params": {**agree, **s.params}}) if takes_agreement(s.name) else s
                    for s in p.prompts]
         p = p.model_copy(update={"prompts": prompts})
     if scorer is not None:
