@@ -277,6 +277,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         got = pipe_real.compute_cams(mirrored, targets[s:s + batch])
         flip_avg += [((a + r.cam[:, ::-1]) / 2).astype(np.float32) for a, r in zip(real[s:s + batch], got)]
     std_cams = [standin_cam(m, m.shape, args.sigma) for m in masks]
+
+    def peak_on_lesion(cams: Sequence[NDArray[np.float32]]) -> float:
+        """Fraction of images whose CAM maximum lies on the lesion."""
+        return float(np.mean([m.flat[int(np.argmax(c))] for c, m in zip(cams, masks)]))
+
+    peaks = {"real": peak_on_lesion(real), "real shuffled": peak_on_lesion(shuffled(real, derangement(len(test),
+             args.seed))), "real flip-averaged": peak_on_lesion(flip_avg), "stand-in": peak_on_lesion(std_cams)}
     perm = derangement(len(test), args.seed)
     res: dict[str, dict[str, dict[str, list[float]]]] = {}
     print("real CAMs: busi_v1, fitted, standin, box (+ GT prompts) ...", file=sys.stderr, flush=True)
@@ -374,6 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ranks = w["abs_weight_rank_of_cam_features"]
         print(f"| {name} | " + " | ".join(f"{w['cam_weights'][n]:+.3f}" for n in CAM_NAMES)
               + f" | {w['cam_weight_norm']:.3f} | {', '.join(str(ranks[n]) for n in CAM_NAMES)} |")
+    print("\nCAM maximum on the lesion: " + ", ".join(f"{k} {100 * v:.0f} %" for k, v in peaks.items()))
     print("\nreproduction of the run's metrics.csv (real CAMs):")
     for lab, r in repro.items():
         print(f"  {lab}: run Dice {r['run_dice']:.3f} box IoU {r['run_box_iou']:.3f}; max |dice diff| "
@@ -392,7 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "standin": {"sigma_fraction_of_shorter_side": args.sigma, "normal_images": args.normal_cam,
                         "scorer_file": str(standin_path), "fit_seconds": fit_s},
             "derangement_seed": args.seed, "table": table, "paired": pairs, "weights": weights,
-            "reproduction": repro, "seconds": total_s,
+            "reproduction": repro, "cam_peak_on_lesion": peaks,
+            "seconds": total_s,
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "note": "2-core CPU shared with other jobs (loaded); timings are noisy"},
             "samprompt": samprompt.__version__,
