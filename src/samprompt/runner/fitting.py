@@ -107,6 +107,8 @@ def fit_on_dataset(
     erase: bool = True,
     provenance: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 0,
+    timings: dict[str, float] | None = None,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -120,6 +122,8 @@ def fit_on_dataset(
         erase: Use the classifier's score drop when a region is erased (needs ``evidence``).
         provenance: Recorded in the file.
         progress: ``progress(done, total)``.
+        workers, timings: See :func:`~samprompt.proposals.fit.fit_scorer` (the result is the same with
+            any number of workers).
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
@@ -130,7 +134,7 @@ def fit_on_dataset(
     cams, score = evidence if evidence is not None else (None, None)
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
-                      min_images=min_images, provenance=prov, progress=progress)
+                      min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings)
 
 
 def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
