@@ -141,7 +141,8 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
                       info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
     """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
     now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
-    invocation wrote it; ``None`` when no strategy asks for it.
+    invocation wrote it; ``None`` when no strategy asks for it. The proposals are made in
+    ``pipeline.prompt_workers`` worker processes (the same scorer with any number).
 
     Raises:
         DataError: Too few train images of a class (saying how many are needed), unreadable data.
@@ -166,6 +167,6 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
             "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov)
+                        erase=spec.erase, provenance=prov, workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
