@@ -38,7 +38,7 @@ def fit_time(run: Path, workers: int = 0) -> None:
     model, info = load_classifier(run / "classifier.pt")
     target = cfg.target if isinstance(cfg.target, list) else "predicted"
     ev = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer, cam=cfg.pipeline.cam,
-                             target=target, threads=1 if workers else None)  # as the run's fit stage
+                             target=target)  # one torch thread, as the run's fit stage
     negative = (cfg.fit.negative_classes if cfg.fit else ["normal"])
     load0 = os.getloadavg()
     parts: dict[str, float] = {}

@@ -1,5 +1,5 @@
-"""``classifier_evidence(threads=)``: the CAMs and scores are computed with that many torch threads, the
-caller's setting is restored, and the numbers are the same."""
+"""``classifier_evidence(threads=)``: the CAMs and scores are computed with that many torch threads (1 by
+default; ``None`` = the caller's setting), the caller's setting is restored, and the numbers are the same."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ def test_evidence_threads_are_set_during_a_call_and_restored() -> None:
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        plain = classifier_evidence(model, ["benign", "malignant", "normal"], prep, "layer4")
-        one = classifier_evidence(model, ["benign", "malignant", "normal"], prep, "layer4", threads=1)
+        plain = classifier_evidence(model, ["benign", "malignant", "normal"], prep, "layer4", threads=None)
+        one = classifier_evidence(model, ["benign", "malignant", "normal"], prep, "layer4")  # default: 1
         c2, s2 = plain[0](images), plain[1](images)
         assert seen and set(seen) == {2}
         seen.clear()

@@ -66,7 +66,7 @@ class LabelsOnly(Sequence[NDArray[np.uint8]]):
 def classifier_evidence(model: torch.nn.Module, class_names: Sequence[str], preprocessing: Any,
                         target_layer: str | None, cam: ComponentSpec | None = None,
                         target: str | Sequence[str] = "predicted", device: str = "cpu",
-                        threads: int | None = None) -> tuple[CamFn, ScoreFn]:
+                        threads: int | None = 1) -> tuple[CamFn, ScoreFn]:
     """``(cams, score)`` for :func:`~samprompt.proposals.fit.fit_scorer` from a loaded classifier.
 
     Args:
@@ -79,9 +79,10 @@ def classifier_evidence(model: torch.nn.Module, class_names: Sequence[str], prep
             handed to the evidence) or class names whose logits are summed (e.g. the lesion classes).
         device: Where the classifier runs.
         threads: Torch intra-op threads while a call runs (restored after it); ``None`` = torch's
-            setting. One thread suits a fit whose worker processes use the other cores: on a busy
-            2-core CPU, GradCAM++ of a ResNet18 at 128 px ran 4 times faster with 1 thread than with 2
-            (docs: quality, "Fit time"); the CAMs are the same.
+            setting. The default, 1, suits the fit, which alternates batches of CAMs with one-threaded
+            proposal work (or runs that work in worker processes beside them): on the busy 2-core CPU the
+            BUSI fit's CAMs took 18.7 s with 1 thread and 131.0 s with 2 (docs: quality, "Fit time");
+            the CAMs are the same.
     """
     cfg = PipelineConfig(cam=cam or ComponentSpec(name="gradcampp"), prompts=[ComponentSpec(name="box")],
                          segmenter=ComponentSpec(name="classical"))
@@ -156,8 +157,7 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
     """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
     now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
     invocation wrote it; ``None`` when no strategy asks for it. The proposals are made in
-    ``pipeline.prompt_workers`` worker processes (the same scorer with any number), the CAMs then with
-    one torch thread.
+    ``pipeline.prompt_workers`` worker processes (the same scorer with any number).
 
     Raises:
         DataError: Too few train images of a class (saying how many are needed), unreadable data.
@@ -173,16 +173,16 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
         return path
     spec = config.fit if config.fit is not None else FitSpec()
     target = config.target if isinstance(config.target, list) else "predicted"
-    workers = config.pipeline.prompt_workers
     evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
                                    cam=config.pipeline.cam, target=target,
-                                   device=str(resolve_device(config.device)), threads=1 if workers else None)
+                                   device=str(resolve_device(config.device)))
     prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
             "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
             "seed": config.seed, "library_version": samprompt.__version__,
             "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov, workers=workers)
+                        erase=spec.erase, provenance=prov,
+                        workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
