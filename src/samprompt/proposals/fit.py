@@ -223,7 +223,7 @@ def fit_scorer(
         progress: ``progress(done, total)`` over the passes' images.
         batch_size: Images per ``cams`` call (an image and its mirror go in the same call).
         workers: Make the proposals, features and refinements in this many worker processes (spawned,
-            see :class:`~samprompt.parallel.WorkerPool`), overlapped with the CAMs of the next batch; 0 =
+            like ``pipeline.prompt_workers``), overlapped with the CAMs of the next batch; 0 =
             in this process. The result is the same either way.
         timings: When given, receives the seconds spent in each part of the fit (``cams``, ``pass1``,
             ``erasure``, ``polarity``, ``stage1``, ``pass2``, ``stage2``; wall time of this process).
