@@ -2,18 +2,21 @@
 
 Usage::
 
-    python benchmarks/quality_fit.py time RUN_FOLDER        # a finished run with split.json + classifier.pt
-    python benchmarks/quality_fit.py invert DATA OUT        # OUT = DATA with every image intensity-inverted
+    python benchmarks/quality_fit.py time RUN_FOLDER [WORKERS]  # a finished run with split.json + classifier.pt
+    python benchmarks/quality_fit.py invert DATA OUT            # OUT = DATA with every image intensity-inverted
 
 ``time`` refits the run's scorer on its train split (image labels only, the run's CAM method and target,
-``normal`` as the negative class when present) and prints the fit's seconds next to the classifier's
-training seconds recorded in the run's ``train_result.json``. ``invert`` copies a class-folder data set,
+``normal`` as the negative class when present; ``WORKERS`` worker processes, default 0) and prints the
+fit's seconds (and their parts) next to the classifier's training seconds recorded in the run's
+``train_result.json``, the machine's load average, and how far the refitted weights are from the run's
+``scorer.json`` (the same fit: float noise only). ``invert`` copies a class-folder data set,
 writing ``255 - image`` for every image and copying every ``*_mask*`` file unchanged.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -23,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 
-def fit_time(run: Path) -> None:
+def fit_time(run: Path, workers: int = 0) -> None:
     from samprompt.classifiers import load_classifier
     from samprompt.data import Split, open_dataset
     from samprompt.runner import load_run_config
@@ -35,16 +38,29 @@ def fit_time(run: Path) -> None:
     model, info = load_classifier(run / "classifier.pt")
     target = cfg.target if isinstance(cfg.target, list) else "predicted"
     ev = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer, cam=cfg.pipeline.cam,
-                             target=target)
+                             target=target)  # one torch thread, as the run's fit stage
     negative = (cfg.fit.negative_classes if cfg.fit else ["normal"])
+    load0 = os.getloadavg()
+    parts: dict[str, float] = {}
     t0 = time.perf_counter()
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=negative, evidence=ev,
-                        min_images=cfg.fit.min_images if cfg.fit else 8)
+                        min_images=cfg.fit.min_images if cfg.fit else 8, workers=workers, timings=parts)
     fit_s = time.perf_counter() - t0
     hist = json.loads((run / "train_result.json").read_text()).get("history", [])
     train_s = sum(float(h.get("seconds", 0.0)) for h in hist)
-    print(f"train images {len(split.ids('train'))}; fit {fit_s:.1f} s (polarity {sf.polarity}); classifier "
-          f"training {train_s:.1f} s (sum of its epochs); ratio {fit_s / max(train_s, 1e-9):.2f}")
+    print(f"train images {len(split.ids('train'))}; fit {fit_s:.1f} s (polarity {sf.polarity}, workers {workers}); "
+          f"classifier training {train_s:.1f} s (sum of its epochs); ratio {fit_s / max(train_s, 1e-9):.2f}")
+    print("fit parts (s): " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()))
+    print(f"load average (1 min) before {load0[0]:.2f}, after {os.getloadavg()[0]:.2f}")
+    stored = run / "scorer.json"
+    if stored.exists():
+        from samprompt.proposals.scorer import load_scorer
+
+        old = load_scorer(stored)
+        diff = max(float(np.max(np.abs(getattr(getattr(sf, st), a) - getattr(getattr(old, st), a))))
+                   for st in ("stage1", "stage2") for a in ("weights", "mean", "scale"))
+        print(f"vs the run's scorer.json: polarity {old.polarity} -> {sf.polarity}; largest difference of "
+              f"weights / means / scales {diff:.3g}")
 
 
 def invert(data: Path, out: Path) -> None:
@@ -60,8 +76,8 @@ def invert(data: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "time":
-        fit_time(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "time":
+        fit_time(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) == 4 else 0)
     elif len(sys.argv) == 4 and sys.argv[1] == "invert":
         invert(Path(sys.argv[2]), Path(sys.argv[3]))
     else:

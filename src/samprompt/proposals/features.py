@@ -11,8 +11,8 @@ from skimage.transform import resize
 
 from samprompt.proposals.regions import Candidate, Work, _ring
 
-__all__ = ["CAM_FEATURES", "FEATURE_NAMES", "REFINED_FEATURE_NAMES", "cam_features", "candidate_features",
-           "features_of"]
+__all__ = ["CAM_FEATURES", "FEATURE_NAMES", "REFINED_FEATURE_NAMES", "cam_at", "cam_features",
+           "candidate_features", "features_of"]
 
 
 #: Names of the entries of :func:`candidate_features`, in order (index 0 is the constant 1).
@@ -35,12 +35,26 @@ REFINED_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + (
 )
 
 
-def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32]) -> NDArray[np.float64]:
+def cam_at(cam: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float64]:
+    """(h, w) float64: ``cam`` (any size) resized to a working image's ``shape``, as the CAM features use it
+    (resize once per image and hand it to :func:`features_of` / :func:`cam_features` as ``cam_small``)."""
+    out: NDArray[np.float64] = resize(np.asarray(cam, np.float32), shape, order=1).astype(np.float64)
+    return out
+
+
+def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32], *,
+                 cam_small: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """(K, len(CAM_FEATURES)) CAM features: mean and max CAM on the candidate, its share of the CAM
-    mass, and ``1 / (1 + rank)`` of its mean CAM among the image's candidates."""
+    mass, and ``1 / (1 + rank)`` of its mean CAM among the image's candidates.
+
+    Args:
+        candidates: Candidates of one image.
+        cam: (H, W) CAM, any size (resized to the candidates' working shape).
+        cam_small: ``cam_at(cam, shape)`` when already made (saves the resize; same result).
+    """
     if not candidates:
         return np.zeros((0, len(CAM_FEATURES)))
-    cam_s = resize(np.asarray(cam, np.float32), candidates[0].mask.shape, order=1).astype(np.float64)
+    cam_s = cam_at(cam, candidates[0].mask.shape) if cam_small is None else cam_small
     total = cam_s.sum() + 1e-6
     out = np.array([[cam_s[c.mask].mean(), cam_s[c.mask].max(), cam_s[c.mask].sum() / total, 0.0]
                     for c in candidates])
@@ -61,7 +75,10 @@ def candidate_features(
     return features_of(Work(image, sigma, shape=candidates[0].mask.shape, polarity=polarity), candidates, cam)
 
 
-def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None) -> NDArray[np.float64]:
+def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None, *,
+                cam_small: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+    """(K, len(FEATURE_NAMES)) features of ``candidates`` on their working image ``work`` (CAM features
+    are 0 without a CAM; ``cam_small``: see :func:`cam_features`)."""
     from skimage.morphology import convex_hull_image  # heavy import, only here
 
     if not candidates:
@@ -98,6 +115,6 @@ def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.flo
     k = FEATURE_NAMES.index("contrast")
     F[:, k + 1] = (F[:, k] - F[:, k].mean()) / (F[:, k].std() + 1e-6)
     if cam is not None:
-        F[:, list(CAM_FEATURES)] = cam_features(candidates, cam)
+        F[:, list(CAM_FEATURES)] = cam_features(candidates, cam, cam_small=cam_small)
     return F
 

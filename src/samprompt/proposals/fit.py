@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,17 @@ from numpy.typing import NDArray
 from scipy.optimize import minimize
 from skimage.transform import resize
 
-from samprompt.errors import DataError
-from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
+from samprompt.errors import ConfigError, DataError
+from samprompt.parallel import WorkerPool, overlapped
+from samprompt.proposals.features import (
+    CAM_FEATURES,
+    FEATURE_NAMES,
+    REFINED_FEATURE_NAMES,
+    cam_at,
+    features_of,
+)
+from samprompt.proposals.refine import _refine
+from samprompt.proposals.regions import Candidate, Work, grey_of
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import ProposalSelector, polarities_of
 from samprompt.regions import box_iou, mask_to_box
@@ -136,6 +146,50 @@ class _Image:
         self.F, self.boxes, self.evidence = F, boxes, evidence
 
 
+class _Proposed(_Image):
+    """Pass 1's candidates of one image in one polarity, kept for pass 2 (which refines the best of
+    them): features (with the CAM features when a CAM was given), boxes, evidence, and the candidate
+    masks packed compactly (the bits of each mask's bounding box)."""
+
+    def __init__(self, cands: Sequence[Candidate], F: NDArray[np.float64],
+                 evidence: NDArray[np.float64] | None) -> None:
+        super().__init__(F, [c.box() for c in cands], evidence)
+        self.shape: tuple[int, int] = (int(cands[0].mask.shape[0]), int(cands[0].mask.shape[1]))
+        self.scale = cands[0].scale
+        self.hits = np.array([c.hits for c in cands], np.int64)
+        frames, bits = [], []
+        for c in cands:
+            ys = np.flatnonzero(c.mask.any(axis=1))
+            xs = np.flatnonzero(c.mask.any(axis=0))
+            y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+            frames.append((y0, y1, x0, x1))
+            bits.append(np.packbits(c.mask[y0:y1, x0:x1]))
+        self.frames = np.array(frames, np.int32)
+        self.offsets = np.cumsum([0] + [len(b) for b in bits])
+        self.bits = np.concatenate(bits)
+
+    def candidate(self, j: int) -> Candidate:
+        """Candidate ``j``, as proposed."""
+        y0, y1, x0, x1 = (int(v) for v in self.frames[j])
+        crop = np.unpackbits(self.bits[self.offsets[j]:self.offsets[j + 1]], count=(y1 - y0) * (x1 - x0))
+        mask = np.zeros(self.shape, bool)
+        mask[y0:y1, x0:x1] = crop.reshape(y1 - y0, x1 - x0).astype(bool)
+        return Candidate(mask=mask, scale=self.scale, hits=int(self.hits[j]))
+
+
+# worker processes build their selector once per settings (see _selector)
+_SELECTORS: dict[str, ProposalSelector] = {}
+
+
+def _selector(settings: Mapping[str, Any]) -> ProposalSelector:
+    key = repr(sorted(settings.items()))
+    if key not in _SELECTORS:
+        _SELECTORS.clear()
+        _SELECTORS[key] = ProposalSelector(CandidateScorer(), CandidateScorer(names=REFINED_FEATURE_NAMES),
+                                           **settings)
+    return _SELECTORS[key]
+
+
 def fit_scorer(
     images: Sequence[Any],
     lesion: Sequence[bool],
@@ -149,6 +203,8 @@ def fit_scorer(
     provenance: Mapping[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
     batch_size: int = 16,
+    workers: int = 0,
+    timings: dict[str, float] | None = None,
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
@@ -165,7 +221,12 @@ def fit_scorer(
             refinement (``work_size``, ``refine_top_k``, ...).
         provenance: Recorded in the file (data fingerprint, split, seed, ...); the fit adds its own.
         progress: ``progress(done, total)`` over the passes' images.
-        batch_size: Images per ``cams`` call.
+        batch_size: Images per ``cams`` call (an image and its mirror go in the same call).
+        workers: Make the proposals, features and refinements in this many worker processes (spawned,
+            like ``pipeline.prompt_workers``), overlapped with the CAMs of the next batch; 0 =
+            in this process. The result is the same either way.
+        timings: When given, receives the seconds spent in each part of the fit (``cams``, ``pass1``,
+            ``erasure``, ``polarity``, ``stage1``, ``pass2``, ``stage2``; wall time of this process).
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -173,11 +234,14 @@ def fit_scorer(
     Raises:
         DataError: Too few images of a class (saying how many are needed), or no image with a candidate.
         ValueError: Mismatched lengths or an unknown polarity.
+        ConfigError: ``workers`` is not an integer >= 0.
     """
     t0 = time.perf_counter()
     y = np.asarray(lesion, bool)
     if len(y) != len(images):
         raise ValueError(f"{len(images)} images but {len(y)} labels")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ConfigError(f"workers: must be an integer >= 0, got {workers!r}")
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos < min_images:
         raise DataError(f"fitting prompts needs at least {min_images} lesion images, got {n_pos}")
@@ -188,12 +252,12 @@ def fit_scorer(
     if not mil and cams is None:  # (checked before any image is read)
         raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=)")
     settings = dict(selector or {})
-    sel = ProposalSelector(CandidateScorer(), CandidateScorer(names=REFINED_FEATURE_NAMES), **settings)
+    _selector(settings)  # unknown settings fail here, before any image is read
     if polarity == "auto":
         tries = ["dark", "bright"] + (["colour"] if _is_colour(images) else [])
     else:
-        polarities_of(polarity)
-        tries = [polarity]
+        tries = list(polarities_of(polarity))
+    clock: dict[str, float] = {k: 0.0 for k in ("cams", "pass1", "erasure", "polarity", "stage1", "pass2", "stage2")}
     total = len(images) * 2
     done = [0]
 
@@ -202,44 +266,97 @@ def fit_scorer(
         if progress is not None:
             progress(done[0], total)
 
-    def evidence_maps(batch: Sequence[Any]) -> list[NDArray[np.float32] | None]:
+    def evidence_maps(batch: Sequence[NDArray[Any]]) -> list[NDArray[np.float32] | None]:
         if cams is None:
-            raise ValueError("no cams")
-        a = cams(batch)
-        b = cams([np.ascontiguousarray(np.asarray(im)[:, ::-1]) for im in batch])
-        return [((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32)
-                for x, z in zip(a, b)]
+            return [None] * len(batch)
+        t = time.perf_counter()
+        both = cams([*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch)])  # one call, mirrors too
+        a, b = both[:len(batch)], both[len(batch):]
+        out: list[NDArray[np.float32] | None] = [
+            ((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32)
+            for x, z in zip(a, b)]
+        clock["cams"] += time.perf_counter() - t
+        return out
 
-    # pass 1: every tried polarity's regions and first-stage features
-    per: dict[str, list[_Image | None]] = {p: [] for p in tries}
-    maps: list[NDArray[np.float32] | None] = []
-    for start in range(0, len(images), batch_size):  # CAMs in batches: one forward pass per batch
-        batch = [np.asarray(images[k]) for k in range(start, min(len(images), start + batch_size))]
-        got = evidence_maps(batch) if cams is not None else [None] * len(batch)
-        for image, cam in zip(batch, got):
-            maps.append(cam)
+    pool = WorkerPool(workers, "workers", "the fit's selector settings") if workers else None
+
+    def run(which: str, args: list[tuple[Any, ...]]) -> list[Any]:
+        if pool is None:
+            return [_work(settings, which, *a) for a in args]
+        return pool.map(_work, (settings,), [(which, *a) for a in args], key="fit")
+
+    # pass 1: every tried polarity's candidates and first-stage features (kept for pass 2); the proposals
+    # of a batch are made while the next batch's CAMs are computed (in worker processes, when any)
+    per: dict[str, list[_Proposed | None]] = {p: [] for p in tries}
+    maps: list[NDArray[np.float32] | None] = []  # full-size CAMs, kept only where pass 2 needs them
+
+    def finish(batch: Sequence[NDArray[Any]], got: Sequence[NDArray[np.float32] | None],
+               recs: Sequence[dict[str, _Proposed | None]]) -> None:
+        for image, cam, rec in zip(batch, got, recs):
+            maps.append(cam if not mil else None)
             for p in tries:
-                per[p].append(_regions(sel, image, cam, p, mil, score))
+                r = rec[p]
+                if r is not None and r.evidence is not None and score is not None and image.ndim == 3:
+                    t = time.perf_counter()
+                    _erasure_evidence(image, r, score)
+                    clock["erasure"] += time.perf_counter() - t
+                per[p].append(r)
             tick()
-    scores: dict[str, float] = {}
-    for p in tries:
-        scores[p] = _polarity_score(per[p], y, l2, mil)
-    chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
-    # a negative image without regions of the chosen polarity gives those of every tried polarity instead
-    bags1 = [a if yk or a is not None else b
-             for a, b, yk in zip(_pool(per, polarities_of(chosen)), _pool(per, tries), y)]
-    stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, l2, mil)
-    log.info("fit: polarity %s (scores %s), %s", chosen, scores, "MIL" if mil else "classifier evidence")
-    # pass 2: refined regions of the chosen polarity, scored by the fitted first stage
-    sel.stage1 = stage1
-    second: list[_Image | None] = []
-    for k in range(len(images)):
-        image = np.asarray(images[k])
-        r = _refined(sel, image, maps[k], polarities_of(chosen), mil)
-        if r is None and mil and not y[k]:
-            r = _refined(sel, image, maps[k], tries, mil)
-        second.append(r)
-        tick()
+
+    def propose(batch: Sequence[NDArray[Any]], got: Sequence[NDArray[np.float32] | None]
+                ) -> list[dict[str, _Proposed | None]]:
+        return run("pass1", [(tries, mil, image, cam) for image, cam in zip(batch, got)])
+
+    try:
+        pending: tuple[list[NDArray[Any]], list[NDArray[np.float32] | None]] | None = None
+        for start in range(0, len(images), batch_size):  # CAMs in batches: one forward pass per batch
+            batch = [np.asarray(images[k]) for k in range(start, min(len(images), start + batch_size))]
+            if pending is None or pool is None:
+                if pending is not None:
+                    t = time.perf_counter()
+                    finish(*pending, propose(*pending))
+                    clock["pass1"] += time.perf_counter() - t
+                got = evidence_maps(batch)
+            else:
+                t = time.perf_counter()
+                recs, got = overlapped(partial(propose, *pending), partial(evidence_maps, batch))
+                finish(*pending, recs)
+                clock["pass1"] += time.perf_counter() - t
+            pending = (batch, got)
+        if pending is not None:
+            t = time.perf_counter()
+            finish(*pending, propose(*pending))
+            clock["pass1"] += time.perf_counter() - t
+        clock["pass1"] -= clock["erasure"]
+        t = time.perf_counter()
+        scores: dict[str, float] = {}
+        for p in tries:
+            scores[p] = _polarity_score(per[p], y, l2, mil)
+        chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
+        clock["polarity"] = time.perf_counter() - t
+        t = time.perf_counter()
+        # a negative image without regions of the chosen polarity gives those of every tried polarity instead
+        bags1 = [a if yk or a is not None else b
+                 for a, b, yk in zip(_pool(per, polarities_of(chosen)), _pool(per, tries), y)]
+        stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, l2, mil)
+        clock["stage1"] = time.perf_counter() - t
+        log.info("fit: polarity %s (scores %s), %s", chosen, scores, "MIL" if mil else "classifier evidence")
+        # pass 2: refined regions of the chosen polarity (pass 1's candidates), scored by the fitted first stage
+        t = time.perf_counter()
+        uses_cam = cams is not None and bool(np.any(stage1.weights[list(CAM_FEATURES)] != 0))
+        second: list[_Image | None] = []
+        for start in range(0, len(images), batch_size):
+            ks = range(start, min(len(images), start + batch_size))
+            args = [(stage1, polarities_of(chosen), tries if mil and not y[k] else (), uses_cam,
+                     np.asarray(images[k]), {p: per[p][k] for p in tries}, maps[k]) for k in ks]
+            for r in run("pass2", args):
+                second.append(r)
+                tick()
+        clock["pass2"] = time.perf_counter() - t
+    finally:
+        if pool is not None:
+            pool.close()
+    t = time.perf_counter()
     try:
         stage2 = _fit_stage(second, y, l2, mil)
         stage2_note = "fitted"
@@ -248,6 +365,9 @@ def fit_scorer(
         w = np.zeros(len(REFINED_FEATURE_NAMES))
         w[REFINED_FEATURE_NAMES.index("stage1_score")] = 1.0
         stage2, stage2_note = CandidateScorer(w, names=REFINED_FEATURE_NAMES), f"follows stage 1 ({exc})"
+    clock["stage2"] = time.perf_counter() - t
+    if timings is not None:
+        timings.update(clock)
     cam_idx = [FEATURE_NAMES.index(n) for n in ("cam_mean", "cam_max", "cam_mass", "cam_rank")]
     fit_info = {
         "method": "multiple-instance logistic (image labels)" if mil else "classifier evidence (CAM + erasure)",
@@ -267,39 +387,87 @@ def _is_colour(images: Sequence[Any]) -> bool:
     return False
 
 
-def _regions(sel: ProposalSelector, image: NDArray[Any], cam: NDArray[np.float32] | None, polarity: str,
-             mil: bool, score: ScoreFn | None) -> _Image | None:
-    work, cands = sel.propose(image, polarity)
-    if not cands:
-        return None
-    F = features_of(work, cands, cam)
-    boxes = [c.box() for c in cands]
-    ev = None
-    if not mil and cam is not None:
-        cam_s = resize(np.asarray(cam, np.float64), cands[0].mask.shape, order=1)
-        ev = _concentration(cam_s, [c.mask for c in cands])
-        if score is not None and image.ndim == 3:
-            top = np.argsort(-ev)[:3]
-            erased = [_erase(image, cands[j].full_mask(image.shape[:2])) for j in top]
-            s = np.asarray(score([image, *erased]), np.float64)
-            drop = np.clip((s[0] - s[1:]) / max(float(s[0]), 1e-6), 0.0, 1.0)
-            ev[top] = ev[top] * (1.0 + drop)
-    return _Image(F, boxes, ev)
+def _work(settings: Mapping[str, Any], which: str, *args: Any) -> Any:
+    """What a worker process (or this one) does for one image: :func:`_pass1` or :func:`_pass2`."""
+    return (_pass1 if which == "pass1" else _pass2)(settings, *args)
 
 
-def _refined(sel: ProposalSelector, image: NDArray[Any], cam: NDArray[np.float32] | None,
-             polarities: Sequence[str], mil: bool) -> _Image | None:
-    Fs, boxes, evs = [], [], []
-    for p in polarities:
-        work, cands = sel.propose(image, p)
+def _pass1(settings: Mapping[str, Any], tries: Sequence[str], mil: bool, image: NDArray[Any],
+           cam: NDArray[np.float32] | None) -> dict[str, _Proposed | None]:
+    """One image's candidates and first-stage features in every tried polarity (and, without negatives,
+    their CAM concentration); the CAM is resized once for all polarities."""
+    sel = _selector(settings)
+    out: dict[str, _Proposed | None] = {}
+    cam_small: NDArray[np.float64] | None = None
+    cam_ev: NDArray[np.float64] | None = None
+    grey = grey_of(image)
+    for p in tries:
+        work, cands = sel.propose(image, p, grey)
         if not cands:
+            out[p] = None
             continue
-        s1 = sel.score1(work, cands, cam)
-        full, F = sel.refine(work, cands, s1)
+        if cam is not None and cam_small is None:
+            cam_small = cam_at(cam, cands[0].mask.shape)
+        F = features_of(work, cands, cam, cam_small=cam_small)
+        ev = None
+        if not mil and cam is not None:
+            if cam_ev is None:
+                cam_ev = resize(np.asarray(cam, np.float64), cands[0].mask.shape, order=1)
+            ev = _concentration(cam_ev, [c.mask for c in cands])
+        out[p] = _Proposed(cands, F, ev)
+    return out
+
+
+def _erasure_evidence(image: NDArray[np.uint8], r: _Proposed, score: ScoreFn) -> None:
+    """Multiply the evidence of the 3 most CAM-evident candidates by ``1 + `` the classifier's score drop
+    when each is erased (in place)."""
+    ev = r.evidence
+    if ev is None:
+        return
+    top = np.argsort(-ev)[:3]
+    erased = [_erase(image, r.candidate(int(j)).full_mask(image.shape[:2])) for j in top]
+    s = np.asarray(score([image, *erased]), np.float64)
+    drop = np.clip((s[0] - s[1:]) / max(float(s[0]), 1e-6), 0.0, 1.0)
+    ev[top] = ev[top] * (1.0 + drop)
+
+
+def _pass2(settings: Mapping[str, Any], stage1: CandidateScorer, chosen: Sequence[str], fallback: Sequence[str],
+           uses_cam: bool, image: NDArray[Any], recs: Mapping[str, _Proposed | None],
+           cam: NDArray[np.float32] | None) -> _Image | None:
+    """One image's refined regions of the ``chosen`` polarities (``fallback`` ones when it has none)."""
+    sel = _selector(settings)
+    r = _refined(sel, stage1, image, recs, cam, chosen, uses_cam)
+    if r is None and fallback:
+        r = _refined(sel, stage1, image, recs, cam, fallback, uses_cam)
+    return r
+
+
+def _refined(sel: ProposalSelector, stage1: CandidateScorer, image: NDArray[Any],
+             recs: Mapping[str, _Proposed | None], cam: NDArray[np.float32] | None, polarities: Sequence[str],
+             uses_cam: bool) -> _Image | None:
+    Fs, boxes, evs = [], [], []
+    cam_f: NDArray[np.float64] | None = None
+    for p in polarities:
+        rec = recs[p]
+        if rec is None:
+            continue
+        work = Work(image, sel.sigma, work_size=sel.work_size, polarity=p)
+        F1 = rec.F
+        if not uses_cam and np.any(F1[:, list(CAM_FEATURES)] != 0):
+            F1 = F1.copy()
+            F1[:, list(CAM_FEATURES)] = 0.0
+        s1 = stage1(F1)
+        # the candidates refinement will use (finite scores, the best top-k), in their original order:
+        # refining only them picks and orders the same regions (a stable sort of a subsequence)
+        finite = np.flatnonzero(np.isfinite(s1))
+        top = np.sort(finite[np.argsort(-s1[finite], kind="stable")[:sel.refine_top_k]])
+        _, full, F = _refine(work, [rec.candidate(int(j)) for j in top], s1[top], top_k=sel.refine_top_k,
+                             margin=sel.refine_margin, segmenter=sel.segmenter)
         Fs.append(F)
         boxes += [mask_to_box(m) for m in full]
-        if not mil and cam is not None:
-            cam_f = resize(np.asarray(cam, np.float64), image.shape[:2], order=1)
+        if cam is not None:
+            if cam_f is None:
+                cam_f = resize(np.asarray(cam, np.float64), image.shape[:2], order=1)
             evs.append(_concentration(cam_f, full))
     if not Fs:
         return None

@@ -22,7 +22,7 @@ from skimage.transform import resize
 from samprompt._arrays import as_image
 from samprompt.regions import mask_to_box
 
-__all__ = ["POLARITIES", "Candidate", "Polarity", "Work", "propose_candidates", "to_polarity"]
+__all__ = ["POLARITIES", "Candidate", "Polarity", "Work", "grey_of", "propose_candidates", "to_polarity"]
 
 #: What a working image makes dark: the grey image (``dark`` lesions), its negative (``bright``), or the
 #: colour distinctness (``colour``).
@@ -56,6 +56,12 @@ class Candidate:
         """The region at the original (H, W)."""
         scaled: NDArray[np.float64] = resize(self.mask.astype(np.float32), shape, order=1)
         return scaled > 0.5
+
+
+def grey_of(image: Any) -> NDArray[np.float32]:
+    """(H, W) float32 grey in [0, 1] of an (H, W[, 3]) uint8 image (the mean of its channels), or a float
+    grey image itself; what :class:`Work` starts from."""
+    return _grey(image)
 
 
 def _grey(image: Any) -> NDArray[np.float32]:
@@ -106,12 +112,15 @@ class Work:
         work_size: Long side of ``small`` (when ``shape`` is not given).
         shape: ``small``'s (h, w).
         polarity: One of :data:`POLARITIES`.
+        grey: The image's (H, W) float32 grey in [0, 1] when already made (:func:`grey_of`; shared by the
+            working images of several polarities).
     """
 
     def __init__(self, image: Any, sigma: float, *, work_size: int = 128,
-                 shape: tuple[int, int] | None = None, polarity: str = "dark") -> None:
+                 shape: tuple[int, int] | None = None, polarity: str = "dark",
+                 grey: NDArray[np.float32] | None = None) -> None:
         self.polarity = polarity
-        self.grey = to_polarity(_grey(image), image, polarity)
+        self.grey = to_polarity(_grey(image) if grey is None else grey, image, polarity)
         H, W = self.grey.shape
         if shape is None:
             s = min(1.0, work_size / max(H, W))

@@ -86,9 +86,10 @@ class ProposalSelector:
             self._segmenter = ClassicalSegmenter(stretch_to_box=False)
         return self._segmenter
 
-    def propose(self, image: Any, polarity: str = "dark") -> tuple[Work, list[Candidate]]:
-        """The working image of ``polarity`` and its candidates."""
-        work = Work(image, self.sigma, work_size=self.work_size, polarity=polarity)
+    def propose(self, image: Any, polarity: str = "dark", grey: NDArray[np.float32] | None = None
+                ) -> tuple[Work, list[Candidate]]:
+        """The working image of ``polarity`` and its candidates (``grey``: see :class:`Work`)."""
+        work = Work(image, self.sigma, work_size=self.work_size, polarity=polarity, grey=grey)
         return work, _propose(work, quantiles=self.quantiles, min_area=self.min_area, max_area=self.max_area,
                               segments=self.segments, max_candidates=self.max_candidates)
 
