@@ -217,7 +217,7 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
             "split": {"file": str(args.split), "part": "train", "seed": split.seed}, "seed": split.seed,
             "library_version": samprompt.__version__, "classifier": str(args.checkpoint), "cam": args.cam}
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
-                        polarity=args.polarity, min_images=args.min_images, provenance=prov,
+                        polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
                         progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
@@ -354,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--cam", default="gradcampp", help="CAM method (default gradcampp)")
     fp.add_argument("--target", nargs="+", metavar="CLASS", help="CAM target classes (default: predicted)")
     fp.add_argument("--min-images", type=int, default=8, help="fewest images of a class accepted (8)")
+    fp.add_argument("--prior", metavar="SCORER",
+                    help="without --negative: keep this scorer's weights (a shipped name or a file) and fit the "
+                         "polarity only")
     fp.add_argument("--device", default="cpu")
 
     li = cmd("list", _cmd_list, "list registered components (built-in and plugins; plugins are not imported)")

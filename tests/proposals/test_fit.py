@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -72,3 +74,39 @@ def test_too_few_images_say_how_many_are_needed() -> None:
         fit_scorer(imgs, [True] * 11)
     with pytest.raises(ValueError, match="11 images but 2 labels"):
         fit_scorer(imgs, [True, False])
+
+
+def test_fit_without_a_negative_class_can_keep_a_prior_and_fit_the_polarity_only() -> None:
+    """``prior``: the weights are the prior file's, the polarity is chosen from the evidence (here bright,
+    while busi-v1's own polarity is dark); its shadow penalty and agreement weight are not carried."""
+    from samprompt.proposals.scorer import load_scorer
+
+    prior = load_scorer("busi-v1")
+    pairs = [scene("bright", s) for s in range(10)]
+    sf = fit_scorer([p[0] for p in pairs], [True] * 10, cams=LocalisingCam(pairs), selector=SMALL, prior=prior)
+    assert sf.polarity == "bright" and prior.polarity == "dark"
+    for a, b in ((sf.stage1, prior.stage1), (sf.stage2, prior.stage2)):
+        assert np.array_equal(a.weights, b.weights) and np.array_equal(a.mean, b.mean)
+        assert np.array_equal(a.scale, b.scale) and a.weights is not b.weights
+    assert sf.shadow_penalty == 0.0 and sf.agreement_weight is None and sf.provenance["mask_tuned"] == []
+    assert sf.provenance["prior"]["name"] == "busi-v1" and "weights from the prior" in sf.provenance["fit"]["method"]
+    # even a CAM on nothing (no evidence to learn weights from) still gives the polarity with a prior
+    sf2 = fit_scorer([p[0] for p in pairs], [True] * 10, cams=LocalisingCam([]), selector=SMALL, prior=prior,
+                     polarity="bright")
+    assert sf2.polarity == "bright" and np.array_equal(sf2.stage1.weights, prior.stage1.weights)
+    # with a negative class the prior is ignored: every weight is fit from the labels
+    neg = [scene("bright", 100 + s, lesion=False) for s in range(8)]
+    sf3 = fit_scorer([p[0] for p in pairs + neg], [True] * 10 + [False] * 8, selector=SMALL, prior=prior)
+    assert not np.array_equal(sf3.stage1.weights, prior.stage1.weights) and "prior" not in sf3.provenance
+
+
+def test_fit_prior_is_checked_at_the_door(tmp_path: Path) -> None:
+    from samprompt.errors import ConfigError
+    from samprompt.runner import load_run_config
+
+    base = {"data": {"path": str(tmp_path)}, "classifier": {"task": "multiclass"},
+            "pipeline": {"prompts": [{"name": "candidates", "params": {"scorer": "fit"}}]}}
+    fit = load_run_config({**base, "fit": {"prior": "busi-v1"}}).fit
+    assert fit is not None and fit.prior == "busi-v1"
+    with pytest.raises(ConfigError, match=r"fit\.prior.*'busi-v2' is neither a shipped scorer"):
+        load_run_config({**base, "fit": {"prior": "busi-v2"}})

@@ -205,6 +205,7 @@ def fit_scorer(
     batch_size: int = 16,
     workers: int = 0,
     timings: dict[str, float] | None = None,
+    prior: ScorerFile | None = None,
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
@@ -227,6 +228,12 @@ def fit_scorer(
             in this process. The result is the same either way.
         timings: When given, receives the seconds spent in each part of the fit (``cams``, ``pass1``,
             ``erasure``, ``polarity``, ``stage1``, ``pass2``, ``stage2``; wall time of this process).
+        prior: Without a negative class only: keep this scorer file's weights (both stages) and fit only
+            the polarity from the classifier's evidence. For data whose classifier's CAM does not find
+            the lesion, where weights learnt from that CAM follow it to the wrong regions (docs: quality,
+            BUSI inverted without ``normal``). Its shadow penalty and agreement weight are not carried.
+            Ignored (with a log line) when there is a negative class: multiple-instance learning fits
+            every weight from the labels.
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -334,6 +341,15 @@ def fit_scorer(
             scores[p] = _polarity_score(per[p], y, l2, mil)
         chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
         clock["polarity"] = time.perf_counter() - t
+        if prior is not None and mil:
+            log.info("fit: prior %r ignored: with a negative class every weight is fit from the labels",
+                     prior.name or prior.source)
+        if prior is not None and not mil:  # the polarity is the fit's; the weights are the prior's
+            log.info("fit: polarity %s (scores %s) from classifier evidence; weights of the prior %r", chosen,
+                     scores, prior.name or prior.source)
+            if timings is not None:
+                timings.update(clock)
+            return _with_prior(prior, chosen, scores, n_pos, n_neg, l2, t0, provenance)
         t = time.perf_counter()
         # a negative image without regions of the chosen polarity gives those of every tried polarity instead
         bags1 = [a if yk or a is not None else b
@@ -377,6 +393,27 @@ def fit_scorer(
     }
     prov = {**dict(provenance or {}), "fit": fit_info, "mask_tuned": []}
     return ScorerFile(stage1, stage2, polarity=chosen, shadow_penalty=0.0, name="fitted", provenance=prov)
+
+
+def _with_prior(prior: ScorerFile, chosen: str, scores: Mapping[str, float], n_pos: int, n_neg: int, l2: float,
+                t0: float, provenance: Mapping[str, Any] | None) -> ScorerFile:
+    """The prior's two stages with the fitted polarity (no shadow penalty, no agreement weight)."""
+    name = prior.name or prior.source
+    fit_info = {
+        "method": f"polarity from classifier evidence (CAM + erasure); weights from the prior {name!r}",
+        "polarity_scores": dict(scores), "lesion_images": n_pos, "negative_images": n_neg, "l2": l2,
+        "cam_weight_norm": float(np.linalg.norm(prior.stage1.weights[list(CAM_FEATURES)])),
+        "seconds": time.perf_counter() - t0, "masks_used": False, "stage2": f"prior {name!r}",
+    }
+    prior_prov = {k: prior.provenance.get(k) for k in ("data", "split", "seed", "method", "library_version")
+                  if k in prior.provenance}
+    prov = {**dict(provenance or {}), "fit": fit_info, "prior": {"name": name, "provenance": prior_prov},
+            "mask_tuned": []}
+    def copy(s: CandidateScorer) -> CandidateScorer:  # not the (cached) prior's arrays
+        return CandidateScorer(s.weights.copy(), s.mean.copy(), s.scale.copy(), names=s.names)
+
+    return ScorerFile(copy(prior.stage1), copy(prior.stage2),
+                      polarity=chosen, shadow_penalty=0.0, name="fitted", provenance=prov)
 
 
 def _is_colour(images: Sequence[Any]) -> bool:

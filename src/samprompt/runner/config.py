@@ -198,6 +198,10 @@ class FitSpec(BaseModel):
         l2: L2 penalty of the logistic models.
         min_images: The fewest images of a class the fit accepts.
         erase: Also weigh the class-score drop when a region is erased (without a negative class).
+        prior: Without a negative class: a shipped scorer name (``busi-v1``) or scorer file whose weights
+            are kept, the fit choosing only the polarity (``None``, default: the weights are learnt from
+            the classifier's CAM, which needs a CAM that finds the lesion; docs: quality). Not used with
+            a negative class.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -207,6 +211,16 @@ class FitSpec(BaseModel):
     l2: float = Field(default=1e-2, gt=0.0, le=100.0)
     min_images: int = Field(default=8, ge=2, le=100_000)
     erase: bool = True
+    prior: str | None = None
+
+    @field_validator("prior")
+    @classmethod
+    def _known_prior(cls, v: str | None) -> str | None:
+        from samprompt.proposals.scorer import SHIPPED
+
+        if v is not None and v not in SHIPPED and not Path(v).is_file():
+            raise ValueError(f"{v!r} is neither a shipped scorer ({', '.join(SHIPPED)}) nor a scorer file")
+        return v
 
 
 class RunConfig(BaseModel):

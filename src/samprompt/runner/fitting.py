@@ -26,7 +26,7 @@ from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.proposals.fit import CamFn, ScoreFn, fit_scorer
-from samprompt.proposals.scorer import ScorerFile
+from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
 
@@ -124,6 +124,7 @@ def fit_on_dataset(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 0,
     timings: dict[str, float] | None = None,
+    prior: str | None = None,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -139,6 +140,8 @@ def fit_on_dataset(
         progress: ``progress(done, total)``.
         workers, timings: See :func:`~samprompt.proposals.fit.fit_scorer` (the result is the same with
             any number of workers).
+        prior: A shipped scorer name or scorer file whose weights a fit WITHOUT a negative class keeps
+            (it then fits the polarity only); see :func:`~samprompt.proposals.fit.fit_scorer`.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
@@ -149,7 +152,8 @@ def fit_on_dataset(
     cams, score = evidence if evidence is not None else (None, None)
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
-                      min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings)
+                      min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
+                      prior=None if prior is None else load_scorer(prior))
 
 
 def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
@@ -182,7 +186,7 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
             "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov,
+                        erase=spec.erase, provenance=prov, prior=spec.prior,
                         workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
