@@ -90,8 +90,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "description": "Compact candidate regions from the image, picked by a scorer fit on image "
                                "labels only: the shipped busi-v1 scorer (candidates, candidates_box) and one "
                                "fit here on this run's train split (fitted, fitted_box; polarity chosen from "
-                               "the data); GradCAM++ (layer3 + layer4, flip TTA) of benign + malignant for "
-                               "the fallback box and the fit's evidence; the paper's box on the same CAM.",
+                               "the data; without a negative class, busi-v1's weights with the polarity "
+                               "chosen from the data); GradCAM++ (layer3 + layer4, flip TTA) of benign + "
+                               "malignant for the fallback box and the fit's evidence; the paper's box on the "
+                               "same CAM; the segmenter takes each prompt's polarity (auto).",
                 "split": dict(_PAPER_SPLIT),
                 "classifier": {"from_run": "paper-resnet18-gradcam"},
                 "target": ["benign", "malignant"],
@@ -107,8 +109,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                         {"name": "candidates", "params": {"output": "box", "scorer": "fit"}, "label": "fitted_box"},
                         {"name": "box", "params": {"margin": 5}},
                     ],
-                    "segmenter": {"name": "classical"},
+                    "segmenter": {"name": "classical", "params": {"polarity": "auto"}},
                 },
+                # without a negative class the fit keeps busi-v1's weights and chooses the polarity only:
+                # weights learnt from a CAM that misses the lesion follow it (docs: quality, chosen on val)
+                "fit": {"prior": "busi-v1"},
             },
         ],
     },
