@@ -1,0 +1,150 @@
+"""Write the run configs of the label-fit measurements (docs/quality.md, issues 15 and 19) and print the
+commands that reproduce them, in order.
+
+Usage::
+
+    python benchmarks/labelfit_configs.py BUSI_DIR WORK_DIR
+
+``BUSI_DIR`` is ``Dataset_BUSI_with_GT`` (class folders ``benign``, ``malignant``, ``normal``). Everything
+is written under ``WORK_DIR``: the configs (``*.json``), the inverted copy of the data (made by the printed
+``quality_fit.py invert`` command), the split of the runs without ``normal`` (written once the first run
+has made ``split.json``) and the run folders. The configs are those of the docs' tables:
+
+* ``fit.json`` — ResNet18 from scratch at 128 px, 6 epochs, split 0.7 / 0.15 / 0.15 seed 0, GradCAM++
+  ``layer4`` of benign + malignant, the ``classical`` segmenter (``polarity: auto``); prompts: ``candidates``
+  with ``busi-v1`` and with the scorer fit in the run (box, and box + point), the paper's CAM box.
+* ``inv.json`` — the same on the intensity-inverted copy, with the first run's split file.
+* ``inv_nonormal.json`` / ``inv_nonormal_prior.json`` — the inverted copy without ``normal`` (training and
+  fitting), a 2-class classifier; the second keeps ``busi-v1``'s weights (``fit.prior``).
+* ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
+  the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val.
+* ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
+  with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def base(data: Path) -> dict[str, Any]:
+    """The ``fit.json`` config on ``data``."""
+    return {
+        "name": "busi-fit", "data": {"path": str(data)},
+        "split": {"fractions": [0.7, 0.15, 0.15], "use": "test"}, "seed": 0,
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "resnet18", "epochs": 6, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-2,
+            "class_weights": "auto", "patience": None, "preprocessing": {"input_size": 128, "mode": "resize"}}},
+        "target": ["benign", "malignant"], "device": "cpu",
+        "pipeline": {
+            "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},
+            "masker": {"name": "threshold", "params": {"value": 0.8}},
+            "prompts": [
+                {"name": "candidates", "label": "busi_v1", "params": {"output": "box"}},
+                {"name": "candidates", "label": "fitted", "params": {"output": "box", "scorer": "fit"}},
+                {"name": "box", "params": {"margin": 5}},
+                {"name": "candidates", "label": "fitted_point", "params": {"output": "box_point", "scorer": "fit"}},
+            ],
+            "segmenter": {"name": "classical", "params": {"polarity": "auto"}},
+        },
+        "report": {"panels": 4, "gallery": 2, "thumb": 96},
+    }
+
+
+def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
+    """Every config by file stem."""
+    split = str(work / "runs" / "fit" / "split.json")
+    out: dict[str, dict[str, Any]] = {"fit": base(busi)}
+    inv = copy.deepcopy(out["fit"])
+    inv.update(name="busi-inv-fit", data={"path": str(work / "busi_inv")}, split={"file": split, "use": "test"})
+    out["inv"] = inv
+    nn = copy.deepcopy(inv)
+    nn.update(name="busi-inv-nonormal-fit", data={"path": str(work / "busi_inv_nonormal")},
+              split={"file": str(work / "split_nonormal.json"), "use": "test"})
+    out["inv_nonormal"] = nn
+    prior = copy.deepcopy(nn)
+    prior.update(name="busi-inv-nonormal-prior", fit={"prior": "busi-v1"})
+    out["inv_nonormal_prior"] = prior
+    abl = copy.deepcopy(out["fit"])
+    abl["pipeline"]["prompts"] = [
+        {"name": "box", "params": {"margin": 5}}, {"name": "center_point"}, {"name": "max_point"},
+        {"name": "candidates", "label": "fitted", "params": {"output": "box", "scorer": "fit"}}]
+    out["ablation"] = abl  # run in a copy of the fit run's folder: its split, classifier and fit are reused
+    loc = copy.deepcopy(abl)
+    loc["name"] = "busi-localise"
+    loc["split"] = {"file": split, "use": "test"}
+    loc["classifier"]["train"]["recipe"] = "localise"
+    out["localise"] = loc
+    for k in ("ablation", "localise"):
+        v = copy.deepcopy(out[k])
+        v["split"]["use"] = "val"
+        out[f"{k}_val"] = v
+    st = copy.deepcopy(out["fit"])
+    st["name"] = "busi-fit-selftrain"
+    st["selftrain"] = {}
+    st["pipeline"]["prompts"] = (
+        [{"name": "candidates", "label": "fitted", "params": {"output": "box", "scorer": "fit", "agreement_weight": 0.0}}]
+        + [{"name": "candidates", "label": f"fitted_st{w}",
+            "params": {"output": "box", "scorer": "fit", "agreement_weight": float(w)}} for w in (2, 4, 8, 16)]
+        + [{"name": "box", "params": {"margin": 5}}])
+    st["split"]["use"] = "val"
+    out["selftrain_val"] = st
+    st_test = copy.deepcopy(st)
+    st_test["split"]["use"] = "test"
+    out["selftrain_test"] = st_test
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    busi, work = Path(argv[0]).absolute(), Path(argv[1]).absolute()
+    work.mkdir(parents=True, exist_ok=True)
+    for stem, cfg in configs(busi, work).items():
+        (work / f"{stem}.json").write_text(json.dumps(cfg, indent=1) + "\n", encoding="utf-8")
+    run = "samprompt -v --no-progress run"
+    r = work / "runs"
+
+    def go(stem: str, folder: str, copy_from: str | None = None) -> list[str]:
+        pre = [f"cp -r {r / copy_from} {r / folder}"] if copy_from else []  # reuse its classifier (and fit)
+        return pre + [f"{run} {work / f'{stem}.json'} --out {r / folder}"]
+
+    lines = [
+        f"python benchmarks/quality_fit.py invert {busi} {work / 'busi_inv'}",
+        (f"mkdir -p {work / 'busi_inv_nonormal'} && ln -sfn {work / 'busi_inv/benign'} "
+         f"{work / 'busi_inv_nonormal/benign'} && ln -sfn {work / 'busi_inv/malignant'} "
+         f"{work / 'busi_inv_nonormal/malignant'}"),
+        *go("fit", "fit"),
+        f"python benchmarks/labelfit_configs.py --drop-normal {r / 'fit/split.json'} {work / 'split_nonormal.json'}",
+        *go("inv", "inv"), *go("inv_nonormal", "inv_nonormal"),
+        *go("inv_nonormal_prior", "inv_nonormal_prior", "inv_nonormal"),
+        *go("ablation", "ablation", "fit"), f"cp {r / 'ablation/summary.csv'} {r / 'ablation_test_summary.csv'}",
+        *go("ablation_val", "ablation"),
+        *go("localise", "localise"), f"cp {r / 'localise/summary.csv'} {r / 'localise_test_summary.csv'}",
+        *go("localise_val", "localise"),
+        *go("selftrain_val", "selftrain", "fit"), f"cp {r / 'selftrain/summary.csv'} {r / 'selftrain_val_summary.csv'}",
+        *go("selftrain_test", "selftrain"),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def drop_normal(src: Path, dst: Path) -> None:
+    """A split file without the ``normal`` images (ids ``normal/...``) and without a fingerprint."""
+    blob = json.loads(src.read_text(encoding="utf-8"))
+    for part in ("train", "val", "test"):
+        blob[part] = [i for i in blob[part] if not i.startswith("normal/")]
+    blob["fingerprint"] = ""
+    dst.write_text(json.dumps(blob), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--drop-normal":
+        drop_normal(Path(sys.argv[2]), Path(sys.argv[3]))
+        sys.exit(0)
+    sys.exit(main(sys.argv[1:]))
