@@ -72,6 +72,37 @@ def test_target_list_must_name_classifier_classes(synth_data: Path, tmp_path: Pa
         run_experiment(cfg, tmp_path / "r")
 
 
+def test_lesion_target_is_every_class_but_the_negative_ones(synth_data: Path, tmp_path: Path) -> None:
+    """``target: lesion`` = the classes not in ``fit.negative_classes`` summed (BUSI: benign + malignant);
+    ``predicted`` when no class is a negative one; refused at the door when every class is."""
+    from samprompt.runner.check import check_run
+    from samprompt.runner.stages import resolve_targets
+
+    cfg = load_run_config(fast_config(synth_data, target="lesion"))
+    assert cfg.target_classes(["benign", "malignant", "normal"]) == ["benign", "malignant"]
+    assert cfg.target_classes(["cyst", "normal", "tumour"]) == ["cyst", "tumour"]
+    assert cfg.target_classes(["melanoma", "naevus"]) is None  # no negative class: per image
+    info = type("Info", (), {"class_names": ["benign", "malignant", "normal"]})()
+    assert resolve_targets(cfg, info, ["normal", "benign"]) == [(0, 1), (0, 1)]  # type: ignore[arg-type]
+    info2 = type("Info", (), {"class_names": ["melanoma", "naevus"]})()
+    assert resolve_targets(cfg, info2, ["naevus"]) == ["predicted"]  # type: ignore[arg-type]
+    other = load_run_config(fast_config(synth_data, target="lesion", fit={"negative_classes": ["benign"]},
+                                        pipeline={**fast_config(synth_data)["pipeline"],
+                                                  "prompts": [{"name": "candidates", "params": {"scorer": "fit"}}]}))
+    assert other.target_classes(["benign", "malignant", "normal"]) == ["malignant", "normal"]
+    with pytest.raises(ConfigError, match=r"target: lesion: every class of the classifier \['normal'\]"):
+        cfg.target_classes(["normal"])
+    # at the door, against the data's classes (the synthetic data: benign, malignant, normal)
+    assert check_run(cfg) == []
+    only_normal = load_run_config(fast_config(synth_data, target="lesion",
+                                              fit={"negative_classes": ["benign", "malignant", "normal"]},
+                                              pipeline={**fast_config(synth_data)["pipeline"],
+                                                        "prompts": [{"name": "candidates",
+                                                                     "params": {"scorer": "fit"}}]}))
+    problems = check_run(only_normal)
+    assert [p[0] for p in problems] == ["target"] and "every class" in problems[0][1]
+
+
 def test_presets_build_valid_configs(tmp_path: Path) -> None:
     assert {"paper", "demo"} <= set(preset_names())
     runs = preset("paper", tmp_path, overrides=["classifier.train.epochs=2"])

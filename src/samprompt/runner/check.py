@@ -111,6 +111,11 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
             bad = _unknown(config.target, class_names)
             if bad:
                 add("target", f"class(es) {bad} are not outputs of the classifier {class_names}")
+        elif config.target == "lesion":
+            try:
+                config.target_classes(class_names)
+            except ConfigError as exc:
+                add("target", str(exc).removeprefix("target: "), exc)
         bad = _unknown(config.pipeline.skip_classes, class_names)
         if bad:
             add("pipeline.skip_classes", f"unknown class name(s) {bad}; the classifier's classes are {class_names}")

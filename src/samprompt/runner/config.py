@@ -235,8 +235,10 @@ class RunConfig(BaseModel):
         pipeline: CAM, masker, prompt strategies and segmenter (its ``classifier`` must stay unset:
             the run's ``classifier`` section provides it).
         target: CAM target policy: ``predicted`` (arg-max class), ``label`` (the image's own label,
-            mapped through the task) or a list of class names whose logits are summed (e.g.
-            ``[benign, malignant]`` = "abnormal").
+            mapped through the task), ``lesion`` (the classifier's classes that are not negative ones
+            (``fit.negative_classes``, default ``[normal]``) summed; ``predicted`` when every class is a
+            lesion class, since the sum of every class's logit says nothing about where the lesion is) or a
+            list of class names whose logits are summed (e.g. ``[benign, malignant]`` = "abnormal").
         seed: Seeds the split, the training and the bootstrap intervals.
         batch_size: Images per pipeline batch (CAM + embedding).
         workers: Threads that read and decode the next images (up to two batches ahead) while the
@@ -263,7 +265,7 @@ class RunConfig(BaseModel):
     split: SplitSpec = Field(default_factory=SplitSpec)
     classifier: ClassifierSource = Field(default_factory=ClassifierSource)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
-    target: Literal["predicted", "label"] | list[str] = "predicted"
+    target: Literal["predicted", "label", "lesion"] | list[str] = "predicted"
     seed: Seed = 0
     batch_size: Batch = 8
     workers: Workers = 2
@@ -319,6 +321,25 @@ class RunConfig(BaseModel):
     def fits_scorer(self) -> bool:
         """Whether a prompt strategy asks for the run's fitted scorer (``scorer: fit``)."""
         return any(s.params.get("scorer") == "fit" for s in self.pipeline.prompts)
+
+    def target_classes(self, class_names: Sequence[str]) -> list[str] | None:
+        """The classes whose logits the CAM target sums, for a classifier with ``class_names``:
+        the list target, or (``lesion``) every class not in ``fit.negative_classes``; ``None`` for a
+        per-image target (``predicted``, ``label``, or ``lesion`` when no class is a negative one).
+
+        Raises:
+            ConfigError: (``lesion``) every class of the classifier is a negative class.
+        """
+        if isinstance(self.target, list):
+            return list(self.target)
+        if self.target != "lesion":
+            return None
+        negative = set((self.fit or FitSpec()).negative_classes)
+        lesion = [c for c in class_names if c not in negative]
+        if not lesion:
+            raise ConfigError(f"target: lesion: every class of the classifier {list(class_names)} is a negative "
+                              f"class (fit.negative_classes {sorted(negative)})")
+        return lesion if len(lesion) < len(class_names) else None
 
     @property
     def split_seed(self) -> int:

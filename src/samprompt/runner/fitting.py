@@ -176,7 +176,7 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
         log.info("reusing the fitted scorer %s", path)
         return path
     spec = config.fit if config.fit is not None else FitSpec()
-    target = config.target if isinstance(config.target, list) else "predicted"
+    target = config.target_classes(info.class_names) or "predicted"
     evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
                                    cam=config.pipeline.cam, target=target,
                                    device=str(resolve_device(config.device)))

@@ -91,12 +91,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                                "labels only: the shipped busi-v1 scorer (candidates, candidates_box) and one "
                                "fit here on this run's train split (fitted, fitted_box; polarity chosen from "
                                "the data; without a negative class, busi-v1's weights with the polarity "
-                               "chosen from the data); GradCAM++ (layer3 + layer4, flip TTA) of benign + "
-                               "malignant for the fallback box and the fit's evidence; the paper's box on the "
-                               "same CAM; the segmenter takes each prompt's polarity (auto).",
+                               "chosen from the data); GradCAM++ (layer3 + layer4, flip TTA) of the lesion "
+                               "classes (all but normal) for the fallback box and the fit's evidence; the "
+                               "paper's box on the same CAM; the segmenter takes each prompt's polarity.",
                 "split": dict(_PAPER_SPLIT),
                 "classifier": {"from_run": "paper-resnet18-gradcam"},
-                "target": ["benign", "malignant"],
+                "target": "lesion",  # every class but fit.negative_classes (normal): benign + malignant
                 "pipeline": {
                     "cam": {"name": "tta", "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"],
                                                       "flips": ["h"]}},
@@ -119,7 +119,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "demo": {
         "description": "Small and fast (CPU, < 3 min): ResNet18 at 128 px trained briefly on the bundled BUSI "
-                       "sample, GradCAM++ of benign + malignant, the paper's prompts and a label-only prompt "
+                       "sample, GradCAM++ of the lesion classes, the paper's prompts and a label-only prompt "
                        "fit on the train split, weight-free segmenter.",
         "runs": [{
             "name": "demo",
@@ -132,7 +132,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "classifier": {"task": "multiclass", "train": {
                 "arch": "resnet18", "epochs": 6, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-2,
                 "patience": None, "preprocessing": {"input_size": 128}}},
-            "target": ["benign", "malignant"],
+            "target": "lesion",  # every class but fit.negative_classes (normal): benign + malignant
             "batch_size": 8,
             "pipeline": {
                 "cam": {"name": "gradcampp", "params": {"target_layer": "layer4"}},

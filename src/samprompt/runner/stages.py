@@ -446,15 +446,18 @@ def resolve_targets(config: RunConfig, info: ClassifierInfo, labels: Sequence[st
         labels: Data-set label of each image.
 
     Raises:
-        ConfigError: A class name of a list target is not an output of the classifier.
+        ConfigError: A class name of a list target is not an output of the classifier, or (``lesion``)
+            every class is a negative one.
         DataError: (``label``) an image's label is not covered by the classifier's task.
     """
     t = config.target
-    if t == "predicted":
-        return ["predicted"] * len(labels)
     if t == "label":
         return [info.task.index(lab) for lab in labels]
     names = list(info.class_names)
+    chosen = config.target_classes(names)
+    if chosen is None:  # predicted, or lesion with no negative class
+        return ["predicted"] * len(labels)
+    t = chosen
     bad = [c for c in t if c not in names]
     if bad:
         raise ConfigError(f"target: class(es) {bad} are not outputs of the classifier {names}")
