@@ -221,8 +221,11 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
                         progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
+    margin = fit.get("polarity_margin")
+    sure = "" if not margin or margin["certain"] else (
+        f"; UNCERTAIN over {margin['runner_up']}: set --polarity if you know it")
     print(f"polarity {sf.polarity} ({fit['method']}; {fit['lesion_images']} lesion, {fit['negative_images']} "
-          f"negative images, {fit['seconds']:.1f} s)")
+          f"negative images, {fit['seconds']:.1f} s{sure})")
     print(f"scorer written to {args.out}; use it with candidates params scorer={args.out}")
     return EXIT_OK
 

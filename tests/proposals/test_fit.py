@@ -110,3 +110,35 @@ def test_fit_prior_is_checked_at_the_door(tmp_path: Path) -> None:
     assert fit is not None and fit.prior == "busi-v1"
     with pytest.raises(ConfigError, match=r"fit\.prior.*'busi-v2' is neither a shipped scorer"):
         load_run_config({**base, "fit": {"prior": "busi-v2"}})
+
+
+def _two_blobs(seed: int, lesion: bool, H: int = 96, W: int = 128) -> np.ndarray:
+    """Lesion images with a dark AND a bright blob (either polarity explains the labels), negatives with none."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:H, 0:W] + 0.5
+    img = 128 + 10 * rng.standard_normal((H, W))
+    if lesion:
+        for val, cx in ((48, rng.uniform(25, 50)), (208, rng.uniform(80, 105))):
+            m = ((xx - cx) / 12) ** 2 + ((yy - rng.uniform(30, 66)) / 9) ** 2 <= 1
+            img[m] = val + 8 * rng.standard_normal(int(m.sum()))
+    return np.repeat(np.clip(img, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
+def test_the_polarity_choice_says_how_sure_it_is(caplog: pytest.LogCaptureFixture) -> None:
+    """``polarity_margin``: the chosen polarity's score minus the runner-up's with a resampled 95 % interval;
+    a tie (both polarities explain the labels) is flagged uncertain with a warning, a clear case is not."""
+    imgs = [_two_blobs(s, True) for s in range(10)] + [_two_blobs(100 + s, False) for s in range(10)]
+    with caplog.at_level("WARNING", logger="samprompt.proposals.fit"):
+        sf = fit_scorer(imgs, [True] * 10 + [False] * 10, selector=SMALL)
+    m = sf.provenance["fit"]["polarity_margin"]
+    assert m["certain"] is False and m["interval"][0] < 0 < m["interval"][1]
+    assert {sf.polarity, m["runner_up"]} == {"dark", "bright"}
+    assert "uncertain" in caplog.text and "set the fit's polarity" in caplog.text
+    pairs = [scene("bright", s) for s in range(10)] + [scene("bright", 100 + s, lesion=False) for s in range(8)]
+    clear = fit_scorer([p[0] for p in pairs], [True] * 10 + [False] * 8, selector=SMALL)
+    m = clear.provenance["fit"]["polarity_margin"]
+    assert clear.polarity == "bright" and m["runner_up"] == "dark" and m["certain"] is True
+    assert m["interval"][0] > 0 and m["difference"] == pytest.approx(
+        clear.provenance["fit"]["polarity_scores"]["bright"] - clear.provenance["fit"]["polarity_scores"]["dark"])
+    fixed = fit_scorer([p[0] for p in pairs], [True] * 10 + [False] * 8, selector=SMALL, polarity="bright")
+    assert fixed.provenance["fit"]["polarity_margin"] is None  # nothing was chosen

@@ -337,9 +337,15 @@ def fit_scorer(
         clock["pass1"] -= clock["erasure"]
         t = time.perf_counter()
         scores: dict[str, float] = {}
+        per_image: dict[str, NDArray[np.float64]] = {}
         for p in tries:
-            scores[p] = _polarity_score(per[p], y, l2, mil)
+            scores[p], per_image[p] = _polarity_score(per[p], y, l2, mil, per_image=True)
         chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
+        margin = _polarity_margin(chosen, per_image, y, mil) if polarity == "auto" and len(tries) > 1 else None
+        if margin is not None and not margin["certain"]:
+            log.warning("fit: the polarity choice %s over %s is uncertain on these %d images (difference %.3g, "
+                        "95%% interval [%.3g, %.3g] includes 0); set the fit's polarity if you know it",
+                        chosen, margin["runner_up"], len(y), margin["difference"], *margin["interval"])
         clock["polarity"] = time.perf_counter() - t
         if prior is not None and mil:
             log.info("fit: prior %r ignored: with a negative class every weight is fit from the labels",
@@ -349,7 +355,7 @@ def fit_scorer(
                      scores, prior.name or prior.source)
             if timings is not None:
                 timings.update(clock)
-            return _with_prior(prior, chosen, scores, n_pos, n_neg, l2, t0, provenance)
+            return _with_prior(prior, chosen, scores, n_pos, n_neg, l2, t0, provenance, margin)
         t = time.perf_counter()
         # a negative image without regions of the chosen polarity gives those of every tried polarity instead
         bags1 = [a if yk or a is not None else b
@@ -387,7 +393,8 @@ def fit_scorer(
     cam_idx = [FEATURE_NAMES.index(n) for n in ("cam_mean", "cam_max", "cam_mass", "cam_rank")]
     fit_info = {
         "method": "multiple-instance logistic (image labels)" if mil else "classifier evidence (CAM + erasure)",
-        "polarity_scores": scores, "lesion_images": n_pos, "negative_images": n_neg, "l2": l2,
+        "polarity_scores": scores, "polarity_margin": margin, "lesion_images": n_pos, "negative_images": n_neg,
+        "l2": l2,
         "cam_weight_norm": float(np.linalg.norm(stage1.weights[cam_idx])), "seconds": time.perf_counter() - t0,
         "masks_used": False, "stage2": stage2_note,
     }
@@ -396,12 +403,13 @@ def fit_scorer(
 
 
 def _with_prior(prior: ScorerFile, chosen: str, scores: Mapping[str, float], n_pos: int, n_neg: int, l2: float,
-                t0: float, provenance: Mapping[str, Any] | None) -> ScorerFile:
+                t0: float, provenance: Mapping[str, Any] | None, margin: dict[str, Any] | None) -> ScorerFile:
     """The prior's two stages with the fitted polarity (no shadow penalty, no agreement weight)."""
     name = prior.name or prior.source
     fit_info = {
         "method": f"polarity from classifier evidence (CAM + erasure); weights from the prior {name!r}",
-        "polarity_scores": dict(scores), "lesion_images": n_pos, "negative_images": n_neg, "l2": l2,
+        "polarity_scores": dict(scores), "polarity_margin": margin, "lesion_images": n_pos,
+        "negative_images": n_neg, "l2": l2,
         "cam_weight_norm": float(np.linalg.norm(prior.stage1.weights[list(CAM_FEATURES)])),
         "seconds": time.perf_counter() - t0, "masks_used": False, "stage2": f"prior {name!r}",
     }
@@ -560,20 +568,24 @@ def _pseudo_labels(regions: Sequence[_Image]) -> tuple[NDArray[np.float64], NDAr
     return np.array(rows), t
 
 
-def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool) -> float:
+def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool,
+                    per_image: bool = False) -> Any:
     """How well a polarity's regions explain the labels: the 2-fold held-out class-balanced image
-    log-likelihood of the MIL model (higher = better, 0 = perfect), or the median best evidence."""
+    log-likelihood of the MIL model (higher = better, 0 = perfect), or the median best evidence.
+    With ``per_image``: ``(score, values)``, ``values[k]`` = image k's held-out log-likelihood (MIL) or
+    best evidence (NaN where it has none: no-negative images without evidence)."""
     keep = [k for k, r in enumerate(regions) if r is not None]
+    values = np.full(len(regions), np.nan)
     if mil:  # an image without any region scores -inf (right for a negative image, a miss for a lesion)
         yk = y[keep]
         if not yk.any():
-            return 0.0
+            return (0.0, values) if per_image else 0.0
         folds = np.arange(len(keep)) % 2
         out = np.zeros(len(keep))
         for f in (0, 1) if not yk.all() else ():  # all regions in lesion images: they score alike
             tr = [keep[i] for i in np.flatnonzero(folds != f)]
             if y[tr].all() or not y[tr].any():
-                return -np.inf
+                return (-np.inf, values) if per_image else -np.inf
             m = _mil([regions[k].F for k in tr], y[tr], l2)  # type: ignore[union-attr]
             te = np.flatnonzero(folds == f)
             out[te] = _bag_scores(m, [regions[keep[i]].F for i in te])  # type: ignore[union-attr]
@@ -582,8 +594,45 @@ def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: 
         Y = np.concatenate([yk, y[empty]])
         # held-out class-balanced log-likelihood: it separates polarities whose AUCs tie (both 1.0)
         ll = -np.where(Y, np.logaddexp(0.0, -S), np.logaddexp(0.0, S))
-        return float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0))
-    best = [float(np.max(regions[k].evidence)) for k in keep if regions[k].evidence is not None]  # type: ignore[union-attr, arg-type]
-    # images without any candidate count as no evidence
-    best += [1.0] * (len(regions) - len(keep))
-    return float(np.median(best)) if best else 0.0
+        values[np.concatenate([np.asarray(keep, int), empty])] = ll
+        score = float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0))
+        return (score, values) if per_image else score
+    for k in keep:
+        ev = regions[k].evidence  # type: ignore[union-attr]
+        if ev is not None:
+            values[k] = float(np.max(ev))
+    values[[k for k in range(len(regions)) if regions[k] is None]] = 1.0  # no candidate: no evidence
+    best = values[~np.isnan(values)]
+    score = float(np.median(best)) if best.size else 0.0
+    return (score, values) if per_image else score
+
+
+def _polarity_margin(chosen: str, per_image: Mapping[str, NDArray[np.float64]], y: NDArray[np.bool_],
+                     mil: bool, reps: int = 1000) -> dict[str, Any]:
+    """How sure the polarity choice is: the chosen polarity's score minus the runner-up's, with a 95 %
+    interval from resampling the images (seeded: the same images give the same interval); ``certain``
+    when the interval excludes 0. Uses the per-image values of :func:`_polarity_score` (an image
+    without a region in a polarity counts at the worst finite value seen)."""
+    vals = {p: np.asarray(v, np.float64) for p, v in per_image.items()}
+    finite = np.concatenate([v[np.isfinite(v)] for v in vals.values()])
+    floor = float(finite.min()) - 1.0 if finite.size else -1.0
+
+    def stat(v: NDArray[np.float64], idx: NDArray[np.int64]) -> float:
+        v, yy = v[idx], y[idx]
+        if mil:
+            v = np.where(np.isfinite(v), v, floor)
+            return float(0.5 * v[yy].mean() + 0.5 * (v[~yy].mean() if (~yy).any() else 0.0)) if yy.any() else 0.0
+        v = v[~np.isnan(v)]
+        return float(np.median(v)) if v.size else 0.0
+
+    full = np.arange(len(y))
+    others = [p for p in vals if p != chosen]
+    runner = max(others, key=lambda p: stat(vals[p], full))
+    diff = stat(vals[chosen], full) - stat(vals[runner], full)
+    rng = np.random.default_rng(0)
+    boots = []
+    for _ in range(reps):
+        idx = rng.integers(0, len(y), len(y))
+        boots.append(stat(vals[chosen], idx) - stat(vals[runner], idx))
+    lo, hi = (float(q) for q in np.percentile(boots, [2.5, 97.5]))
+    return {"runner_up": runner, "difference": float(diff), "interval": [lo, hi], "certain": bool(lo > 0 or hi < 0)}
