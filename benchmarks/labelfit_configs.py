@@ -17,7 +17,8 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
 * ``inv_nonormal.json`` / ``inv_nonormal_prior.json`` — the inverted copy without ``normal`` (training and
   fitting), a 2-class classifier; the second keeps ``busi-v1``'s weights (``fit.prior``).
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
-  the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val.
+  the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
+  ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -79,10 +80,14 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     loc["split"] = {"file": split, "use": "test"}
     loc["classifier"]["train"]["recipe"] = "localise"
     out["localise"] = loc
+    tta = {"name": "tta", "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"]}}
     for k in ("ablation", "localise"):
         v = copy.deepcopy(out[k])
         v["split"]["use"] = "val"
         out[f"{k}_val"] = v
+        t = copy.deepcopy(v)  # the same with the CAM averaged with its mirror's (test-time flip)
+        t["pipeline"]["cam"] = tta
+        out[f"{k}_tta_val"] = t
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -127,6 +132,7 @@ def main(argv: list[str]) -> int:
         *go("ablation_val", "ablation"),
         *go("localise", "localise"), f"cp {r / 'localise/summary.csv'} {r / 'localise_test_summary.csv'}",
         *go("localise_val", "localise"),
+        *go("ablation_tta_val", "ablation_tta", "ablation"), *go("localise_tta_val", "localise_tta", "localise"),
         *go("selftrain_val", "selftrain", "fit"), f"cp {r / 'selftrain/summary.csv'} {r / 'selftrain_val_summary.csv'}",
         *go("selftrain_test", "selftrain"),
     ]
