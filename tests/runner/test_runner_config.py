@@ -166,3 +166,29 @@ def test_inside_rejects_escapes_and_atomic_write_leaves_no_temp(tmp_path: Path) 
         inside(tmp_path / "run", tmp_path / "run" / ".." / "evil.png")
     atomic_write_text(tmp_path / "run" / "a.json", json.dumps({"x": 1}))
     assert [p.name for p in (tmp_path / "run").iterdir()] == ["a.json"]
+
+
+def test_scorer_files_are_checked_at_the_door(synth_data: Path, tmp_path: Path) -> None:
+    """A missing scorer file, or (self-training without ``selftrain.weight``) one without an agreement
+    weight, is reported by the door with its config path, before any training."""
+    from samprompt.proposals.scorer import load_scorer
+    from samprompt.runner.check import check_run
+
+    base = fast_config(synth_data)
+
+    def with_prompts(prompts: list[dict[str, object]], **extra: object) -> list[tuple[str, str]]:
+        return check_run(load_run_config({**base, **extra, "pipeline": {**base["pipeline"], "prompts": prompts}}))
+
+    missing = with_prompts([{"name": "box"}, {"name": "candidates", "params": {"scorer": str(tmp_path / "no.json")}}])
+    assert [p[0] for p in missing] == ["pipeline.prompts.1.params.scorer"] and "does not exist" in missing[0][1]
+    blob = load_scorer("busi-v1").to_json()
+    del blob["agreement_weight"]  # like a fitted file
+    (tmp_path / "fitted.json").write_text(json.dumps(blob))
+    own = {"name": "candidates", "params": {"scorer": str(tmp_path / "fitted.json")}}
+    assert with_prompts([own]) == []  # no self-training: no weight needed
+    problems = with_prompts([own, {"name": "candidates", "label": "shipped"}], selftrain={})
+    assert [p[0] for p in problems] == ["pipeline.prompts.0.params.agreement_weight"]
+    assert "carries no agreement weight" in problems[0][1]
+    weighted = {"name": "candidates", "params": {**own["params"], "agreement_weight": 2.0}}  # type: ignore[dict-item]
+    assert with_prompts([weighted], selftrain={}) == []
+    assert with_prompts([own], selftrain={"weight": 4.0}) == []

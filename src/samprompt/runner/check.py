@@ -14,7 +14,7 @@ problem is collected and reported at once, each with its config path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 from samprompt._torch import resolve_device
@@ -23,7 +23,7 @@ from samprompt.classifiers.checkpoint import read_info
 from samprompt.config import Problem, raise_problems
 from samprompt.data import Dataset, Split, check_labels_against_classes, open_dataset
 from samprompt.errors import ConfigError, SampromptError
-from samprompt.runner.config import RunConfig
+from samprompt.runner.config import RunConfig, takes_agreement
 
 __all__ = ["check_run", "ensure_runnable"]
 
@@ -123,12 +123,43 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
         bad = _unknown(config.selftrain.empty_classes, data_classes)
         if bad:
             add("selftrain.empty_classes", f"unknown class name(s) {bad}; the data has {data_classes}")
+    _scorer_problems(config, add)
 
     for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
         msg = _device_problem(device, key)
         if msg and not (key != "device" and device == config.device):
             add(key, msg)
     return found, ds
+
+
+def _scorer_problems(config: RunConfig, add: Callable[[str, str], None]) -> None:
+    """The scorer files the prompt strategies name (a ``scorer`` param other than ``fit``): each must load
+    (a missing, unreadable or foreign file is reported now, not after the training); with self-training
+    and no ``selftrain.weight``, a strategy that gets the net without its own ``agreement_weight`` needs a
+    scorer file that carries one (``scorer: fit`` is checked with the config's structure)."""
+    from samprompt.prompts import PROMPT_STRATEGIES
+    from samprompt.proposals.scorer import load_scorer
+
+    weightless = config.selftrain is not None and config.selftrain.weight is None
+    for k, spec in enumerate(config.pipeline.prompts):
+        try:
+            fields = PROMPT_STRATEGIES.get(spec.name).Params.model_fields
+        except ConfigError:
+            continue  # an unknown strategy is reported with the config's structure
+        if "scorer" not in fields:
+            continue
+        name = spec.params.get("scorer", fields["scorer"].default)
+        if name == "fit" or not isinstance(name, str):
+            continue
+        try:
+            sf = load_scorer(name)
+        except ConfigError as exc:
+            add(f"pipeline.prompts.{k}.params.scorer", str(exc))
+            continue
+        if (weightless and takes_agreement(spec.name) and "agreement_weight" not in spec.params
+                and sf.agreement_weight is None):
+            add(f"pipeline.prompts.{k}.params.agreement_weight",
+                f"the scorer file {name!r} carries no agreement weight; set this or selftrain.weight")
 
 
 def check_run(config: RunConfig, *, pending: Collection[Path] = ()) -> list[Problem]:
