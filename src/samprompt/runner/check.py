@@ -133,21 +133,24 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
 
 
 def _scorer_problems(config: RunConfig, add: Callable[[str, str], None]) -> None:
-    """The scorer files the prompt strategies name (a ``scorer`` param other than ``fit``): each must load
+    """The scorer files the ``candidates`` strategies (and subclasses) name (a ``scorer`` param other than
+    ``fit``): each must load
     (a missing, unreadable or foreign file is reported now, not after the training); with self-training
     and no ``selftrain.weight``, a strategy that gets the net without its own ``agreement_weight`` needs a
     scorer file that carries one (``scorer: fit`` is checked with the config's structure)."""
     from samprompt.prompts import PROMPT_STRATEGIES
+    from samprompt.prompts.candidates import CandidatePromptStrategy
     from samprompt.proposals.scorer import load_scorer
 
     weightless = config.selftrain is not None and config.selftrain.weight is None
     for k, spec in enumerate(config.pipeline.prompts):
         try:
-            fields = PROMPT_STRATEGIES.get(spec.name).Params.model_fields
+            cls = PROMPT_STRATEGIES.get(spec.name)
         except ConfigError:
             continue  # an unknown strategy is reported with the config's structure
-        if "scorer" not in fields:
-            continue
+        if not (isinstance(cls, type) and issubclass(cls, CandidatePromptStrategy)):
+            continue  # a plugin's own "scorer" param may mean something else
+        fields = cls.Params.model_fields
         name = spec.params.get("scorer", fields["scorer"].default)
         if name == "fit" or not isinstance(name, str):
             continue
