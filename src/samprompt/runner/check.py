@@ -133,11 +133,11 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
 
 
 def _scorer_problems(config: RunConfig, add: Callable[[str, str], None]) -> None:
-    """The scorer files the ``candidates`` strategies (and subclasses) name (a ``scorer`` param other than
-    ``fit``): each must load
-    (a missing, unreadable or foreign file is reported now, not after the training); with self-training
-    and no ``selftrain.weight``, a strategy that gets the net without its own ``agreement_weight`` needs a
-    scorer file that carries one (``scorer: fit`` is checked with the config's structure)."""
+    """The scorer files that ``candidates`` strategies (and subclasses) name, in a ``scorer`` param other
+    than ``fit``: each must load (a missing, unreadable or foreign file is reported now, not after the
+    training). With self-training and no ``selftrain.weight``, a strategy that gets the net without its own
+    ``agreement_weight`` needs a scorer file that carries one (``scorer: fit`` is checked with the
+    config's structure)."""
     from samprompt.prompts import PROMPT_STRATEGIES
     from samprompt.prompts.candidates import CandidatePromptStrategy
     from samprompt.proposals.scorer import load_scorer
