@@ -15,6 +15,7 @@ from samprompt import PROMPT_STRATEGIES, Emits, Prompt, PromptPipeline, PromptSt
 from samprompt.component import ComponentParams
 from samprompt.metrics import dice
 from samprompt.regions import clip_box, keep_components, mask_to_box
+from samprompt.testing import synthetic_lesion
 
 
 class ShrunkBoxParams(ComponentParams):
@@ -45,19 +46,6 @@ class ShrunkBox(PromptStrategy[ShrunkBoxParams]):
         return Prompt(box=clip_box(shrunk, mask.shape[1], mask.shape[0]))
 
 
-def synthetic_case(seed: int) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.bool_]]:
-    """A dark elliptical lesion on speckle, and a CAM that is a wider blob around it."""
-    rng = np.random.default_rng(seed)
-    H, W = 200, 260
-    cy, cx = rng.uniform(70, 130), rng.uniform(90, 170)
-    ry, rx = rng.uniform(20, 35), rng.uniform(30, 50)
-    yy, xx = np.mgrid[0:H, 0:W] + 0.5
-    lesion = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    image = np.clip(rng.normal(150, 15, (H, W)) - 90 * lesion, 0, 255).astype(np.uint8)
-    cam = np.exp(-(((yy - cy) / (1.6 * ry)) ** 2 + ((xx - cx) / (1.6 * rx)) ** 2)).astype(np.float32)
-    return image, cam, lesion
-
-
 def main() -> None:
     print("registered prompt strategies:", ", ".join(PROMPT_STRATEGIES.names()))
     pipe = PromptPipeline.from_config(
@@ -69,7 +57,7 @@ def main() -> None:
     )
     scores: dict[str, list[float]] = {label: [] for label in pipe.strategies}
     for seed in range(4):
-        image, cam, lesion = synthetic_case(seed)
+        image, cam, lesion = synthetic_lesion(seed)
         result = pipe(image, cam=cam)
         for label, r in result.strategies.items():
             scores[label].append(float(dice(r.mask, lesion)))

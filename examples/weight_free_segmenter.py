@@ -24,6 +24,7 @@ from samprompt.component import ComponentParams
 from samprompt.metrics import dice
 from samprompt.prompts.base import Prompt
 from samprompt.segmenters.base import ImageEmbedding, Segmentation, Segmenter
+from samprompt.testing import synthetic_lesion
 
 
 @SEGMENTERS.register("dark_in_box")
@@ -72,19 +73,6 @@ class DarkInBox(Segmenter):
         return mask, float(np.clip(contrast, 0.0, 1.0))
 
 
-def synthetic_case(seed: int) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.bool_]]:
-    """A dark elliptical lesion on speckle, and a CAM that is a wider blob around it."""
-    rng = np.random.default_rng(seed)
-    H, W = 200, 260
-    cy, cx = rng.uniform(70, 130), rng.uniform(90, 170)
-    ry, rx = rng.uniform(20, 35), rng.uniform(30, 50)
-    yy, xx = np.mgrid[0:H, 0:W] + 0.5
-    lesion = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
-    image = np.clip(rng.normal(150, 15, (H, W)) - 90 * lesion, 0, 255).astype(np.uint8)
-    cam = np.exp(-(((yy - cy) / (1.6 * ry)) ** 2 + ((xx - cx) / (1.6 * rx)) ** 2)).astype(np.float32)
-    return image, cam, lesion
-
-
 def main() -> None:
     print("registered segmenters:", ", ".join(SEGMENTERS.names()))
     for name in ("dark_in_box", "classical"):
@@ -95,7 +83,7 @@ def main() -> None:
         })
         scores: dict[str, list[float]] = {label: [] for label in pipe.strategies}
         for seed in range(4):
-            image, cam, lesion = synthetic_case(seed)
+            image, cam, lesion = synthetic_lesion(seed)
             for label, r in pipe(image, cam=cam).strategies.items():
                 scores[label].append(float(dice(r.mask, lesion)))
         line = ", ".join(f"{label} {np.mean(v):.3f}" for label, v in scores.items())

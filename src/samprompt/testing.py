@@ -38,6 +38,7 @@ __all__ = [
     "register_tiny_sam",
     "save_tiny_classifier_checkpoint",
     "save_tiny_sam_checkpoint",
+    "synthetic_lesion",
     "tiny_classifier",
     "tiny_sam",
 ]
@@ -127,6 +128,27 @@ def random_image(height: int, width: int, seed: int = 0) -> NDArray[np.uint8]:
     base = np.where(inside, 50.0, 140.0) + 40.0 * rng.standard_normal((height, width))
     grey = np.clip(base, 0, 255).astype(np.uint8)
     return np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def synthetic_lesion(seed: int, height: int = 200, width: int = 260
+                     ) -> tuple[NDArray[np.uint8], NDArray[np.float32], NDArray[np.bool_]]:
+    """A dark elliptical lesion on speckle, with a CAM that is a wider Gaussian blob around it.
+
+    Returns:
+        ``(image, cam, lesion)``: the (H, W) uint8 grey image, the (H, W) float32 CAM in [0, 1] (peak at
+        the lesion's centre, 1.6 times its semi-axes wide) and the (H, W) bool lesion mask. At the
+        default size the centre is at y 70-130, x 90-170 and the semi-axes are 20-35 (y) and 30-50 (x)
+        pixels; other sizes scale these.
+    """
+    rng = np.random.default_rng(seed)
+    sy, sx = height / 200, width / 260
+    cy, cx = rng.uniform(70, 130) * sy, rng.uniform(90, 170) * sx
+    ry, rx = rng.uniform(20, 35) * sy, rng.uniform(30, 50) * sx
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    lesion = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    image = np.clip(rng.normal(150, 15, (height, width)) - 90 * lesion, 0, 255).astype(np.uint8)
+    cam = np.exp(-(((yy - cy) / (1.6 * ry)) ** 2 + ((xx - cx) / (1.6 * rx)) ** 2)).astype(np.float32)
+    return image, cam, lesion
 
 
 def tiny_classifier(num_classes: int = 3, seed: int = 0) -> torch.nn.Module:

@@ -40,3 +40,17 @@ def test_pipeline_with_tiny_checkpoints_end_to_end(tmp_path: Path) -> None:
     assert res.pseudo_mask.sum() > 0
     for r in res.strategies.values():
         assert r.prompt is not None and r.mask.shape == (70, 90) and r.mask.dtype == bool
+
+
+def test_synthetic_lesion_is_seeded_dark_and_under_its_cam_peak() -> None:
+    from samprompt.testing import synthetic_lesion
+
+    image, cam, lesion = synthetic_lesion(3)
+    again = synthetic_lesion(3)
+    assert image.shape == cam.shape == lesion.shape == (200, 260) and image.dtype == np.uint8
+    assert np.array_equal(image, again[0]) and not np.array_equal(image, synthetic_lesion(4)[0])
+    assert image[lesion].mean() < image[~lesion].mean() - 60  # a dark lesion
+    peak = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    assert lesion[peak] and 0.0 <= cam.min() and cam.max() <= 1.0
+    small = synthetic_lesion(3, 100, 130)[2]  # other sizes scale the geometry
+    assert abs(small.mean() - lesion.mean()) < 0.01
