@@ -339,7 +339,7 @@ def fit_scorer(
         scores: dict[str, float] = {}
         per_image: dict[str, NDArray[np.float64]] = {}
         for p in tries:
-            scores[p], per_image[p] = _polarity_score(per[p], y, l2, mil, per_image=True)
+            scores[p], per_image[p] = _polarity_score(per[p], y, l2, mil)
         chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
         margin = _polarity_margin(chosen, per_image, y, mil) if polarity == "auto" and len(tries) > 1 else None
         if margin is not None and not margin["certain"]:
@@ -568,24 +568,24 @@ def _pseudo_labels(regions: Sequence[_Image]) -> tuple[NDArray[np.float64], NDAr
     return np.array(rows), t
 
 
-def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool,
-                    per_image: bool = False) -> Any:
-    """How well a polarity's regions explain the labels: the 2-fold held-out class-balanced image
-    log-likelihood of the MIL model (higher = better, 0 = perfect), or the median best evidence.
-    With ``per_image``: ``(score, values)``, ``values[k]`` = image k's held-out log-likelihood (MIL) or
-    best evidence (NaN where it has none: no-negative images without evidence)."""
+def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool
+                    ) -> tuple[float, NDArray[np.float64]]:
+    """How well a polarity's regions explain the labels: ``(score, values)``. The score is the 2-fold
+    held-out class-balanced image log-likelihood of the MIL model (higher = better, 0 = perfect), or the
+    median best evidence; ``values[k]`` is image k's held-out log-likelihood (MIL) or best evidence (NaN
+    where it has none: no-negative images without evidence)."""
     keep = [k for k, r in enumerate(regions) if r is not None]
     values = np.full(len(regions), np.nan)
     if mil:  # an image without any region scores -inf (right for a negative image, a miss for a lesion)
         yk = y[keep]
         if not yk.any():
-            return (0.0, values) if per_image else 0.0
+            return 0.0, values
         folds = np.arange(len(keep)) % 2
         out = np.zeros(len(keep))
         for f in (0, 1) if not yk.all() else ():  # all regions in lesion images: they score alike
             tr = [keep[i] for i in np.flatnonzero(folds != f)]
             if y[tr].all() or not y[tr].any():
-                return (-np.inf, values) if per_image else -np.inf
+                return -np.inf, values
             m = _mil([regions[k].F for k in tr], y[tr], l2)  # type: ignore[union-attr]
             te = np.flatnonzero(folds == f)
             out[te] = _bag_scores(m, [regions[keep[i]].F for i in te])  # type: ignore[union-attr]
@@ -595,16 +595,14 @@ def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: 
         # held-out class-balanced log-likelihood: it separates polarities whose AUCs tie (both 1.0)
         ll = -np.where(Y, np.logaddexp(0.0, -S), np.logaddexp(0.0, S))
         values[np.concatenate([np.asarray(keep, int), empty])] = ll
-        score = float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0))
-        return (score, values) if per_image else score
+        return float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0)), values
     for k in keep:
         ev = regions[k].evidence  # type: ignore[union-attr]
         if ev is not None:
             values[k] = float(np.max(ev))
     values[[k for k in range(len(regions)) if regions[k] is None]] = 1.0  # no candidate: no evidence
     best = values[~np.isnan(values)]
-    score = float(np.median(best)) if best.size else 0.0
-    return (score, values) if per_image else score
+    return (float(np.median(best)) if best.size else 0.0), values
 
 
 def _polarity_margin(chosen: str, per_image: Mapping[str, NDArray[np.float64]], y: NDArray[np.bool_],
