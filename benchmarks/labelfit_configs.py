@@ -19,6 +19,9 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
   the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
+* ``ing_*_val.json`` (issue 19's ablation, val only) — ``localise_val.json`` with one ingredient set
+  instead of the recipe (``output_stride`` 16; ``border_erase`` + ``cam_border_weight``), or the recipe
+  plus ``flip_consistency`` 1.
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -56,6 +59,14 @@ def base(data: Path) -> dict[str, Any]:
     }
 
 
+#: Issue 19's ablation: each ingredient of ``localise`` alone (or added to it), as ``TrainConfig`` fields.
+INGREDIENTS: dict[str, dict[str, Any]] = {
+    "ing_os16": {"output_stride": 16},
+    "ing_erase_border": {"border_erase": 0.15, "cam_border_weight": 1.0},
+    "ing_localise_flip": {"recipe": "localise", "flip_consistency": 1.0},
+}
+
+
 def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     """Every config by file stem."""
     split = str(work / "runs" / "fit" / "split.json")
@@ -88,6 +99,13 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         t = copy.deepcopy(v)  # the same with the CAM averaged with its mirror's (test-time flip)
         t["pipeline"]["cam"] = tta
         out[f"{k}_tta_val"] = t
+    for stem, knobs in INGREDIENTS.items():  # issue 19's ingredients one at a time, on val
+        v = copy.deepcopy(out["localise_val"])
+        v["name"] = f"busi-{stem.replace('_', '-')}"
+        train = v["classifier"]["train"]
+        train.pop("recipe")
+        train.update(knobs)
+        out[f"{stem}_val"] = v
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -135,6 +153,7 @@ def main(argv: list[str]) -> int:
         *go("ablation_tta_val", "ablation_tta", "ablation"), *go("localise_tta_val", "localise_tta", "localise"),
         *go("selftrain_val", "selftrain", "fit"), f"cp {r / 'selftrain/summary.csv'} {r / 'selftrain_val_summary.csv'}",
         *go("selftrain_test", "selftrain"),
+        *[c for stem in INGREDIENTS for c in go(f"{stem}_val", stem)],
     ]
     print("\n".join(lines))
     return 0

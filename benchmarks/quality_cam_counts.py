@@ -22,8 +22,9 @@ Usage::
 (ii) **the run's own CAM, shuffled.** The run's classifier and CAM method / target (``config.json``) give
     the real CAMs; the same images are then run with the CAMs permuted across images (a seeded
     derangement, each CAM resized to its new image's size), with the run's fitted ``scorer.json`` and with
-    the shipped ``busi-v1``; and the fitted scorer with the flip-averaged real CAM (the CAM the fit's
-    features were computed on; the runner hands the strategy the plain CAM). The stand-in scorer is also run with shuffled stand-in CAMs (a control).
+    the shipped ``busi-v1``; and the fitted scorer with the flip-averaged real CAM (a test-time flip;
+    fits before the stage-2 CAM features computed their CAM features on that map, fits since then on
+    the CAM the strategy is handed). The stand-in scorer is also run with shuffled stand-in CAMs (a control).
 
 Reported per condition: Dice (mean, 95 % bootstrap interval over images), box IoU of the prompt box with
 the ground-truth box, how often the prompt box's centre falls on the lesion, the median ratio of the

@@ -42,19 +42,28 @@ def cam_at(cam: NDArray[np.float32], shape: tuple[int, int]) -> NDArray[np.float
     return out
 
 
-def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32], *,
+def cam_features(candidates: Sequence[Candidate], cam: NDArray[np.float32] | None, *,
                  cam_small: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """(K, len(CAM_FEATURES)) CAM features: mean and max CAM on the candidate, its share of the CAM
     mass, and ``1 / (1 + rank)`` of its mean CAM among the image's candidates.
 
     Args:
         candidates: Candidates of one image.
-        cam: (H, W) CAM, any size (resized to the candidates' working shape).
+        cam: (H, W) CAM, any size (resized to the candidates' working shape); may be ``None`` when
+            ``cam_small`` is given.
         cam_small: ``cam_at(cam, shape)`` when already made (saves the resize; same result).
+
+    Raises:
+        ValueError: Neither ``cam`` nor ``cam_small``.
     """
     if not candidates:
         return np.zeros((0, len(CAM_FEATURES)))
-    cam_s = cam_at(cam, candidates[0].mask.shape) if cam_small is None else cam_small
+    if cam_small is not None:
+        cam_s = cam_small
+    elif cam is not None:
+        cam_s = cam_at(cam, candidates[0].mask.shape)
+    else:
+        raise ValueError("cam_features needs a CAM (cam or cam_small)")
     total = cam_s.sum() + 1e-6
     out = np.array([[cam_s[c.mask].mean(), cam_s[c.mask].max(), cam_s[c.mask].sum() / total, 0.0]
                     for c in candidates])
@@ -78,7 +87,7 @@ def candidate_features(
 def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.float32] | None, *,
                 cam_small: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
     """(K, len(FEATURE_NAMES)) features of ``candidates`` on their working image ``work`` (CAM features
-    are 0 without a CAM; ``cam_small``: see :func:`cam_features`)."""
+    are 0 without a CAM; ``cam_small``: see :func:`cam_features`, enough on its own)."""
     from skimage.morphology import convex_hull_image  # heavy import, only here
 
     if not candidates:
@@ -114,7 +123,7 @@ def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.flo
     F = np.array(rows, np.float64)
     k = FEATURE_NAMES.index("contrast")
     F[:, k + 1] = (F[:, k] - F[:, k].mean()) / (F[:, k].std() + 1e-6)
-    if cam is not None:
+    if cam is not None or cam_small is not None:
         F[:, list(CAM_FEATURES)] = cam_features(candidates, cam, cam_small=cam_small)
     return F
 

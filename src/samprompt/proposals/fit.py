@@ -8,7 +8,7 @@ Two ways, chosen by the labels at hand:
   scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
   fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
 * **without one** (every image has a lesion): the run's classifier is the teacher. Each region gets an
-  *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; the
+  *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; this
   CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
   times ``1 + drop`` where ``drop`` is how much the classifier's target score falls when the region is
   erased (filled with the mean of the ring around it; for the 3 regions of highest CAM evidence, when a
@@ -20,6 +20,10 @@ Two ways, chosen by the labels at hand:
 
 The second stage (refined regions) is fit the same way on the refined top-k regions of each image; when
 that is impossible (e.g. every refined region is the same lesion) it follows the first stage's score.
+
+The CAM FEATURES of both stages (``cam_mean`` … ``cam_rank``) are computed on the CAM exactly as ``cams``
+returns it — the map the ``candidates`` strategy is handed at run time — never on the flip-averaged
+evidence map, so that a fitted weight means the same thing when the file is used.
 No shadow penalty is fit (``busi-v1``'s was chosen with masks): fitted files have ``shadow_penalty`` 0.
 """
 
@@ -57,6 +61,8 @@ log = logging.getLogger(__name__)
 
 #: The fewest images of a class a fit accepts (lesion images; negative images when there are any).
 MIN_IMAGES = 8
+#: Per image: the CAM as ``cams`` gave it and (no negative class) the flip-averaged evidence map.
+_Maps = tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]
 #: ``cams(images) -> one (H, W) CAM per image`` (any size; the run's classifier and CAM method).
 CamFn = Callable[[Sequence[Any]], Sequence[NDArray[np.float32]]]
 #: ``score(images) -> (N,)`` the classifier's target-class score (e.g. probability) of each image.
@@ -148,12 +154,14 @@ class _Image:
 
 class _Proposed(_Image):
     """Pass 1's candidates of one image in one polarity, kept for pass 2 (which refines the best of
-    them): features (with the CAM features when a CAM was given), boxes, evidence, and the candidate
-    masks packed compactly (the bits of each mask's bounding box)."""
+    them): features (with the CAM features when a CAM was given), boxes, evidence, the candidate
+    masks packed compactly (the bits of each mask's bounding box) and the CAM at the working shape
+    (float32, lossless: :func:`cam_at` resizes in float32), for the refined regions' CAM features."""
 
     def __init__(self, cands: Sequence[Candidate], F: NDArray[np.float64],
-                 evidence: NDArray[np.float64] | None) -> None:
+                 evidence: NDArray[np.float64] | None, cam_small: NDArray[np.float64] | None = None) -> None:
         super().__init__(F, [c.box() for c in cands], evidence)
+        self.cam_small = None if cam_small is None else cam_small.astype(np.float32)
         self.shape: tuple[int, int] = (int(cands[0].mask.shape[0]), int(cands[0].mask.shape[1]))
         self.scale = cands[0].scale
         self.hits = np.array([c.hits for c in cands], np.int64)
@@ -273,15 +281,19 @@ def fit_scorer(
         if progress is not None:
             progress(done[0], total)
 
-    def evidence_maps(batch: Sequence[NDArray[Any]]) -> list[NDArray[np.float32] | None]:
+    def evidence_maps(batch: Sequence[NDArray[Any]]) -> list[_Maps]:
+        """Per image ``(cam, evidence map)``: the CAM as the strategy will see it (for the CAM features)
+        and, without a negative class, its average with the mirror's (the teacher's evidence)."""
         if cams is None:
-            return [None] * len(batch)
+            return [(None, None)] * len(batch)
         t = time.perf_counter()
-        both = cams([*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch)])  # one call, mirrors too
-        a, b = both[:len(batch)], both[len(batch):]
-        out: list[NDArray[np.float32] | None] = [
-            ((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32)
-            for x, z in zip(a, b)]
+        if mil:
+            out: list[_Maps] = [(np.asarray(x, np.float32), None) for x in cams(list(batch))]
+        else:
+            both = cams([*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch)])  # one call, mirrors too
+            out = [(np.asarray(x, np.float32),
+                    ((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32))
+                   for x, z in zip(both[:len(batch)], both[len(batch):])]
         clock["cams"] += time.perf_counter() - t
         return out
 
@@ -295,12 +307,12 @@ def fit_scorer(
     # pass 1: every tried polarity's candidates and first-stage features (kept for pass 2); the proposals
     # of a batch are made while the next batch's CAMs are computed (in worker processes, when any)
     per: dict[str, list[_Proposed | None]] = {p: [] for p in tries}
-    maps: list[NDArray[np.float32] | None] = []  # full-size CAMs, kept only where pass 2 needs them
+    maps: list[NDArray[np.float32] | None] = []  # full-size evidence maps (no negative class only)
 
-    def finish(batch: Sequence[NDArray[Any]], got: Sequence[NDArray[np.float32] | None],
+    def finish(batch: Sequence[NDArray[Any]], got: Sequence[_Maps],
                recs: Sequence[dict[str, _Proposed | None]]) -> None:
-        for image, cam, rec in zip(batch, got, recs):
-            maps.append(cam if not mil else None)
+        for image, (_, ev_map), rec in zip(batch, got, recs):
+            maps.append(ev_map)
             for p in tries:
                 r = rec[p]
                 if r is not None and r.evidence is not None and score is not None and image.ndim == 3:
@@ -310,12 +322,11 @@ def fit_scorer(
                 per[p].append(r)
             tick()
 
-    def propose(batch: Sequence[NDArray[Any]], got: Sequence[NDArray[np.float32] | None]
-                ) -> list[dict[str, _Proposed | None]]:
-        return run("pass1", [(tries, mil, image, cam) for image, cam in zip(batch, got)])
+    def propose(batch: Sequence[NDArray[Any]], got: Sequence[_Maps]) -> list[dict[str, _Proposed | None]]:
+        return run("pass1", [(tries, image, cam, ev_map) for image, (cam, ev_map) in zip(batch, got)])
 
     try:
-        pending: tuple[list[NDArray[Any]], list[NDArray[np.float32] | None]] | None = None
+        pending: tuple[list[NDArray[Any]], list[_Maps]] | None = None
         for start in range(0, len(images), batch_size):  # CAMs in batches: one forward pass per batch
             batch = [np.asarray(images[k]) for k in range(start, min(len(images), start + batch_size))]
             if pending is None or pool is None:
@@ -366,7 +377,7 @@ def fit_scorer(
         # pass 2: refined regions of the chosen polarity (pass 1's candidates), scored by the fitted first stage
         t = time.perf_counter()
         uses_cam = cams is not None and bool(np.any(stage1.weights[list(CAM_FEATURES)] != 0))
-        second: list[_Image | None] = []
+        second: list[_Image | None] = []  # (their CAM features are computed whenever there is a CAM)
         for start in range(0, len(images), batch_size):
             ks = range(start, min(len(images), start + batch_size))
             args = [(stage1, polarities_of(chosen), tries if mil and not y[k] else (), uses_cam,
@@ -437,10 +448,11 @@ def _work(settings: Mapping[str, Any], which: str, *args: Any) -> Any:
     return (_pass1 if which == "pass1" else _pass2)(settings, *args)
 
 
-def _pass1(settings: Mapping[str, Any], tries: Sequence[str], mil: bool, image: NDArray[Any],
-           cam: NDArray[np.float32] | None) -> dict[str, _Proposed | None]:
-    """One image's candidates and first-stage features in every tried polarity (and, without negatives,
-    their CAM concentration); the CAM is resized once for all polarities."""
+def _pass1(settings: Mapping[str, Any], tries: Sequence[str], image: NDArray[Any],
+           cam: NDArray[np.float32] | None, ev_map: NDArray[np.float32] | None) -> dict[str, _Proposed | None]:
+    """One image's candidates and first-stage features (CAM features from ``cam``) in every tried polarity
+    and, given an evidence map (no negative class), their concentration of it; each map is resized once
+    for all polarities."""
     sel = _selector(settings)
     out: dict[str, _Proposed | None] = {}
     cam_small: NDArray[np.float64] | None = None
@@ -455,11 +467,11 @@ def _pass1(settings: Mapping[str, Any], tries: Sequence[str], mil: bool, image: 
             cam_small = cam_at(cam, cands[0].mask.shape)
         F = features_of(work, cands, cam, cam_small=cam_small)
         ev = None
-        if not mil and cam is not None:
+        if ev_map is not None:
             if cam_ev is None:
-                cam_ev = resize(np.asarray(cam, np.float64), cands[0].mask.shape, order=1)
+                cam_ev = resize(np.asarray(ev_map, np.float64), cands[0].mask.shape, order=1)
             ev = _concentration(cam_ev, [c.mask for c in cands])
-        out[p] = _Proposed(cands, F, ev)
+        out[p] = _Proposed(cands, F, ev, cam_small)
     return out
 
 
@@ -478,18 +490,20 @@ def _erasure_evidence(image: NDArray[np.uint8], r: _Proposed, score: ScoreFn) ->
 
 def _pass2(settings: Mapping[str, Any], stage1: CandidateScorer, chosen: Sequence[str], fallback: Sequence[str],
            uses_cam: bool, image: NDArray[Any], recs: Mapping[str, _Proposed | None],
-           cam: NDArray[np.float32] | None) -> _Image | None:
+           ev_map: NDArray[np.float32] | None) -> _Image | None:
     """One image's refined regions of the ``chosen`` polarities (``fallback`` ones when it has none)."""
     sel = _selector(settings)
-    r = _refined(sel, stage1, image, recs, cam, chosen, uses_cam)
+    r = _refined(sel, stage1, image, recs, ev_map, chosen, uses_cam)
     if r is None and fallback:
-        r = _refined(sel, stage1, image, recs, cam, fallback, uses_cam)
+        r = _refined(sel, stage1, image, recs, ev_map, fallback, uses_cam)
     return r
 
 
 def _refined(sel: ProposalSelector, stage1: CandidateScorer, image: NDArray[Any],
-             recs: Mapping[str, _Proposed | None], cam: NDArray[np.float32] | None, polarities: Sequence[str],
+             recs: Mapping[str, _Proposed | None], ev_map: NDArray[np.float32] | None, polarities: Sequence[str],
              uses_cam: bool) -> _Image | None:
+    """The refined regions of ``polarities``: features (CAM features from pass 1's working-shape CAM) and,
+    given an evidence map, their concentration of it."""
     Fs, boxes, evs = [], [], []
     cam_f: NDArray[np.float64] | None = None
     for p in polarities:
@@ -506,13 +520,14 @@ def _refined(sel: ProposalSelector, stage1: CandidateScorer, image: NDArray[Any]
         # refining only them picks and orders the same regions (a stable sort of a subsequence)
         finite = np.flatnonzero(np.isfinite(s1))
         top = np.sort(finite[np.argsort(-s1[finite], kind="stable")[:sel.refine_top_k]])
+        small = None if rec.cam_small is None else rec.cam_small.astype(np.float64)
         _, full, F = _refine(work, [rec.candidate(int(j)) for j in top], s1[top], top_k=sel.refine_top_k,
-                             margin=sel.refine_margin, segmenter=sel.segmenter)
+                             margin=sel.refine_margin, segmenter=sel.segmenter, cam_small=small)
         Fs.append(F)
         boxes += [mask_to_box(m) for m in full]
-        if cam is not None:
+        if ev_map is not None:
             if cam_f is None:
-                cam_f = resize(np.asarray(cam, np.float64), image.shape[:2], order=1)
+                cam_f = resize(np.asarray(ev_map, np.float64), image.shape[:2], order=1)
             evs.append(_concentration(cam_f, full))
     if not Fs:
         return None

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from samprompt.prompts.base import Prompt
-from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
+from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES, cam_at, features_of
 from samprompt.proposals.regions import Candidate, Work, _iou, _shrink_mask
 
 __all__ = ["refine_candidates", "under_smaller_region"]
@@ -26,12 +26,16 @@ def refine_candidates(
     segmenter: Any = None,
     sigma: float = 1.5,
     polarity: str = "dark",
+    cam: NDArray[np.float32] | None = None,
 ) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
     """Refine the ``top_k`` best-scored candidates with the weight-free polar segmenter.
 
     Each candidate's box, enlarged by ``margin`` x its size on every side, is decoded as a LOOSE box (the
     contour may shrink inside it but not leave it) by ``segmenter`` (default: ``classical`` with
     ``stretch_to_box=False``); the contour replaces the thresholded region.
+
+    ``cam`` ((h, w), any size; resized to the candidates' working shape) fills the refined regions' CAM
+    features (``cam_mean`` … ``cam_rank``); without it they are 0.
 
     Returns:
         ``(refined, full_masks, features)``: refined candidates at the working resolution (best first
@@ -40,12 +44,16 @@ def refine_candidates(
     """
     if not candidates:
         return [], [], np.zeros((0, len(REFINED_FEATURE_NAMES)))
-    return _refine(Work(image, sigma, shape=candidates[0].mask.shape, polarity=polarity), candidates, scores, top_k=top_k,
-                   margin=margin, segmenter=segmenter)
+    shape = candidates[0].mask.shape
+    return _refine(Work(image, sigma, shape=shape, polarity=polarity), candidates, scores, top_k=top_k,
+                   margin=margin, segmenter=segmenter, cam_small=None if cam is None else cam_at(cam, shape))
 
 
 def _refine(work: Work, candidates: Sequence[Candidate], scores: NDArray[np.float64], *, top_k: int,
-            margin: float, segmenter: Any) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
+            margin: float, segmenter: Any, cam_small: NDArray[np.float64] | None = None
+            ) -> tuple[list[Candidate], list[NDArray[np.bool_]], NDArray[np.float64]]:
+    """:func:`refine_candidates` on a made working image; ``cam_small``: the CAM at the candidates' working
+    shape (:func:`~samprompt.proposals.features.cam_at`) or ``None`` (CAM features 0)."""
     from samprompt.segmenters.classical import ClassicalSegmenter  # avoids an import cycle
 
     seg = segmenter if segmenter is not None else ClassicalSegmenter(stretch_to_box=False)
@@ -76,7 +84,7 @@ def _refine(work: Work, candidates: Sequence[Candidate], scores: NDArray[np.floa
                       for a in small_masks])
     agree = (inter > 0.6).sum(axis=1)
     refined = [Candidate(mask=m, scale=candidates[0].scale, hits=int(a)) for m, a in zip(small_masks, agree)]
-    F = features_of(work, refined, None)
+    F = features_of(work, refined, None, cam_small=cam_small)
     small = work.small
     grad = ndi.gaussian_gradient_magnitude(small, 1.0)
     gscale = float(np.percentile(grad, 90)) + 1e-4

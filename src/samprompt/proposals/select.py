@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 from skimage.transform import resize
 
-from samprompt.proposals.features import CAM_FEATURES, features_of
+from samprompt.proposals.features import CAM_FEATURES, cam_at, features_of
 from samprompt.proposals.refine import _refine, under_smaller_region
 from samprompt.proposals.regions import POLARITIES, Candidate, Work, _propose
 from samprompt.proposals.scorer import CandidateScorer
@@ -93,12 +93,21 @@ class ProposalSelector:
         return work, _propose(work, quantiles=self.quantiles, min_area=self.min_area, max_area=self.max_area,
                               segments=self.segments, max_candidates=self.max_candidates)
 
+    def uses_cam(self, stage: int) -> bool:
+        """Whether stage ``stage`` (1 or 2) gives the CAM features any weight (else the CAM is not read)."""
+        scorer = self.stage1 if stage == 1 else self.stage2
+        return bool(np.any(scorer.weights[list(CAM_FEATURES)] != 0))
+
     def score1(self, work: Work, cands: Sequence[Candidate], cam: NDArray[np.float32] | None,
-               pseudo_mask: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
-        """(K,) first-stage scores (``-inf`` where the CAM gate excludes a candidate)."""
+               pseudo_mask: NDArray[np.bool_] | None = None, *,
+               cam_small: NDArray[np.float64] | None = None) -> NDArray[np.float64]:
+        """(K,) first-stage scores (``-inf`` where the CAM gate excludes a candidate); ``cam_small``: the
+        CAM already at the candidates' working shape (:func:`~samprompt.proposals.features.cam_at`)."""
         # CAM features cost a resize of the CAM; a scorer that gives them no weight does not need them
-        uses_cam = cam is not None and bool(np.any(self.stage1.weights[list(CAM_FEATURES)] != 0))
-        scores = self.stage1(features_of(work, cands, cam if uses_cam else None))
+        if cam is not None and self.uses_cam(1):
+            scores = self.stage1(features_of(work, cands, cam, cam_small=cam_small))
+        else:
+            scores = self.stage1(features_of(work, cands, None))
         if self.cam_gate == "overlap" and pseudo_mask is not None and pseudo_mask.any():
             pm = resize(pseudo_mask.astype(np.float32), cands[0].mask.shape, order=0) > 0.5
             hit = np.array([np.any(c.mask & pm) for c in cands])
@@ -106,13 +115,21 @@ class ProposalSelector:
                 scores = np.where(hit, scores, -np.inf)
         return scores
 
-    def refine(self, work: Work, cands: Sequence[Candidate], scores: NDArray[np.float64]
+    def refine(self, work: Work, cands: Sequence[Candidate], scores: NDArray[np.float64],
+               cam: NDArray[np.float32] | None = None, *, cam_small: NDArray[np.float64] | None = None
                ) -> tuple[list[NDArray[np.bool_]], NDArray[np.float64]]:
-        """Full-size masks and (k, 29) refined features of the best ``refine_top_k`` candidates."""
+        """Full-size masks and (k, 29) refined features of the best ``refine_top_k`` candidates.
+
+        The refined regions' CAM features are filled from ``cam`` ((h, w), any size) when the second stage
+        gives them weight (a fitted file may; ``busi-v1`` does not), else they are 0.
+        """
         finite = np.isfinite(scores)
         keep = [c for c, f in zip(cands, finite) if f]
+        small = None
+        if cam is not None and keep and self.uses_cam(2):
+            small = cam_small if cam_small is not None else cam_at(cam, keep[0].mask.shape)
         _, full, F = _refine(work, keep, scores[finite], top_k=self.refine_top_k, margin=self.refine_margin,
-                             segmenter=self.segmenter)
+                             segmenter=self.segmenter, cam_small=small)
         return full, F
 
     def score2(self, image: Any, full: Sequence[NDArray[np.bool_]], F: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -133,10 +150,12 @@ class ProposalSelector:
         work, cands = self.propose(image, polarity)
         if not cands:
             return None, float("-inf")
-        scores = self.score1(work, cands, cam, pseudo_mask)
+        wants = self.uses_cam(1) or self.uses_cam(2)
+        small = cam_at(cam, cands[0].mask.shape) if cam is not None and wants else None  # resized once
+        scores = self.score1(work, cands, cam, pseudo_mask, cam_small=small)
         if self.refine_top_k == 0:
             return cands[int(np.argmax(scores))].full_mask(work.grey.shape), float(np.max(scores))
-        full, F = self.refine(work, cands, scores)
+        full, F = self.refine(work, cands, scores, cam, cam_small=small)
         s2 = self.score2(image, full, F)
         i = int(np.argmax(s2))
         return full[i], float(s2[i])
