@@ -22,6 +22,7 @@ from samprompt.classifiers.recipes import (
     TrainObjective,
     adapt_architecture,
     architecture_of,
+    erase_top,
 )
 from samprompt.errors import ConfigError
 from samprompt.preprocess import Preprocessing
@@ -51,7 +52,8 @@ def test_knobs_follow_the_recipe_and_explicit_values_win() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("recipe", "sharp"), ("output_stride", 4), ("pooling", "max"), ("border_erase", 0.6),
-     ("cam_border_weight", -1.0), ("flip_consistency", float("nan"))],
+     ("cam_border_weight", -1.0), ("flip_consistency", float("nan")), ("adversarial_erase", -0.5),
+     ("erase_threshold", 1.0)],
 )
 def test_bad_knobs_are_config_errors_naming_the_field(field: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=rf"classifier\.train\.{field}"):
@@ -162,6 +164,43 @@ def test_flip_consistency_adds_a_positive_term() -> None:
     ce = loss_fn(model(x), y)  # train mode: batch statistics, so the same logits again
     torch.testing.assert_close(logits, model(x))
     assert loss.item() > ce.item() + 1e-4
+
+
+def test_erase_top_replaces_the_top_cam_pixels_by_the_mean() -> None:
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    cam = torch.zeros(2, 2, 2)
+    cam[0, 0, 1] = 4.0  # image 0: the top-right quarter of the CAM grid
+    out = erase_top(x, cam, 0.6)  # image 1: an all-zero CAM erases nothing
+    torch.testing.assert_close(out[1], x[1])
+    mean = x[0].mean(dim=(1, 2))
+    # bilinear upsampling of a 2 x 2 map to 8 x 8: the normalised CAM reaches >= 0.6 in the corner block
+    up = torch.nn.functional.interpolate((cam[:1] / 4)[:, None], size=(8, 8), mode="bilinear", align_corners=False)
+    erased = (up[0, 0] >= 0.6)
+    assert 0 < int(erased.sum()) < 16 and bool(erased[0, 7]) and not bool(erased[7, 0])
+    for c in range(3):
+        torch.testing.assert_close(out[0, c][erased], mean[c].expand(int(erased.sum())))
+        torch.testing.assert_close(out[0, c][~erased], x[0, c][~erased])
+
+
+def test_adversarial_erase_adds_the_loss_of_the_erased_batch() -> None:
+    torch.manual_seed(0)
+    model = build_classifier("tiny_cnn", 2).train()
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(3, 3, 64, 64), torch.tensor([0, 1, 1])
+    obj = TrainObjective(model, loss_fn, RecipeKnobs(adversarial_erase=0.5, erase_threshold=0.7))
+    loss, _ = obj(x, y)
+    acts: list[torch.Tensor] = []
+    h = model.layer4.register_forward_hook(lambda _m, _i, o: acts.append(o))
+    ce = loss_fn(model(x), y)
+    h.remove()
+    cam = torch.relu(torch.einsum("bk,bkhw->bhw", model.fc.weight[y], acts[0]))
+    erased = erase_top(x, cam.detach(), 0.7)
+    assert not torch.equal(erased, x)
+    torch.testing.assert_close(loss, ce + 0.5 * loss_fn(model(erased), y))
+    loss.backward()
+    assert model.conv1[0].weight.grad is not None
+    assert TrainConfig(adversarial_erase=1.0).knobs().cam_losses
+    obj.close()
 
 
 def test_cam_terms_need_a_cam_layer() -> None:

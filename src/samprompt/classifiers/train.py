@@ -92,6 +92,9 @@ class TrainConfig(BaseModel):
         border_erase: Largest fraction of each side randomly covered during training (``None``: recipe).
         cam_border_weight: Weight of the CAM-mass-at-the-border loss term (``None``: recipe).
         flip_consistency: Weight of the flip-consistency loss between CAMs (``None``: recipe).
+        adversarial_erase: Weight of the loss on inputs whose top-CAM pixels are erased (``None``: recipe).
+        erase_threshold: Normalised CAM level from which :func:`adversarial erasing
+            <samprompt.classifiers.recipes.erase_top>` erases (``None``: recipe, 0.6).
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
@@ -121,6 +124,8 @@ class TrainConfig(BaseModel):
     border_erase: float | None = Field(default=None, ge=0.0, le=0.45)
     cam_border_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     flip_consistency: float | None = Field(default=None, ge=0.0, le=100.0)
+    adversarial_erase: float | None = Field(default=None, ge=0.0, le=100.0)
+    erase_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
