@@ -8,8 +8,9 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from samprompt.proposals._fit_work import _pass1, _refined, _selector
 from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
-from samprompt.proposals.fit import _pass1, _refined, _selector, fit_scorer
+from samprompt.proposals.fit import fit_scorer
 from samprompt.proposals.scorer import CandidateScorer, load_scorer
 from samprompt.proposals.select import ProposalSelector
 

@@ -24,6 +24,7 @@ that is impossible (e.g. every refined region is the same lesion) it follows the
 The CAM FEATURES of both stages (``cam_mean`` … ``cam_rank``) are computed on the CAM exactly as ``cams``
 returns it — the map the ``candidates`` strategy is handed at run time — never on the flip-averaged
 evidence map, so that a fitted weight means the same thing when the file is used.
+
 No shadow penalty is fit (``busi-v1``'s was chosen with masks): fitted files have ``shadow_penalty`` 0.
 """
 
@@ -37,23 +38,23 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize
-from skimage.transform import resize
 
 from samprompt.errors import ConfigError, DataError
 from samprompt.parallel import WorkerPool, overlapped
-from samprompt.proposals.features import (
-    CAM_FEATURES,
-    FEATURE_NAMES,
-    REFINED_FEATURE_NAMES,
-    cam_at,
-    features_of,
+from samprompt.proposals._fit_models import _fit_stage, _polarity_margin, _polarity_score
+from samprompt.proposals._fit_work import (
+    _erasure_evidence,
+    _Image,
+    _is_colour,
+    _Maps,
+    _pool,
+    _Proposed,
+    _selector,
+    _work,
 )
-from samprompt.proposals.refine import _refine
-from samprompt.proposals.regions import Candidate, Work, grey_of
+from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FEATURE_NAMES
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
-from samprompt.proposals.select import ProposalSelector, polarities_of
-from samprompt.regions import box_iou, mask_to_box
+from samprompt.proposals.select import polarities_of
 
 __all__ = ["MIN_IMAGES", "CamFn", "ScoreFn", "fit_scorer"]
 
@@ -61,141 +62,10 @@ log = logging.getLogger(__name__)
 
 #: The fewest images of a class a fit accepts (lesion images; negative images when there are any).
 MIN_IMAGES = 8
-#: Per image: the CAM as ``cams`` gave it and (no negative class) the flip-averaged evidence map.
-_Maps = tuple[NDArray[np.float32] | None, NDArray[np.float32] | None]
 #: ``cams(images) -> one (H, W) CAM per image`` (any size; the run's classifier and CAM method).
 CamFn = Callable[[Sequence[Any]], Sequence[NDArray[np.float32]]]
 #: ``score(images) -> (N,)`` the classifier's target-class score (e.g. probability) of each image.
 ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
-
-
-def _standardise(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    mean, scale = X.mean(axis=0), X.std(axis=0)
-    scale = np.where(scale > 1e-9, scale, 1.0)
-    mean[0], scale[0] = 0.0, 1.0
-    Z = (X - mean) / scale
-    Z[:, 0] = 1.0
-    return Z, mean, scale
-
-
-def _mil(bags: Sequence[NDArray[np.float64]], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
-    """Multiple-instance logistic model: image score = log-sum-exp of its regions' scores."""
-    Z, mean, scale = _standardise(np.concatenate(bags))
-    starts = np.cumsum([0] + [len(b) for b in bags[:-1]])
-    cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
-    bag_of = np.repeat(np.arange(len(bags)), [len(b) for b in bags])
-
-    def loss(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        s = Z @ w
-        top = np.maximum.reduceat(s, starts)
-        e = np.exp(s - top[bag_of])
-        tot = np.add.reduceat(e, starts)
-        S = top + np.log(tot)
-        p = 1.0 / (1.0 + np.exp(-S))
-        value = float(np.sum(cls_w * (np.logaddexp(0.0, S) - y * S))) + l2 * float(w[1:] @ w[1:])
-        dS = cls_w * (p - y)
-        g = Z.T @ (dS[bag_of] * e / tot[bag_of])
-        g[1:] += 2 * l2 * w[1:]
-        return value, g
-
-    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
-
-
-def _instances(X: NDArray[np.float64], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
-    """Class-balanced logistic model over single regions."""
-    Z, mean, scale = _standardise(X)
-    cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
-
-    def loss(w: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        s = Z @ w
-        p = 1.0 / (1.0 + np.exp(-s))
-        value = float(np.sum(cls_w * (np.logaddexp(0.0, s) - y * s))) + l2 * float(w[1:] @ w[1:])
-        g = Z.T @ (cls_w * (p - y))
-        g[1:] += 2 * l2 * w[1:]
-        return value, g
-
-    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
-
-
-def _names(n: int) -> tuple[str, ...]:
-    return FEATURE_NAMES if n == len(FEATURE_NAMES) else REFINED_FEATURE_NAMES
-
-
-def _bag_scores(scorer: CandidateScorer, bags: Sequence[NDArray[np.float64]]) -> NDArray[np.float64]:
-    return np.array([float(np.logaddexp.reduce(scorer(b))) for b in bags])
-
-
-def _concentration(cam: NDArray[np.float64], masks: Sequence[NDArray[np.bool_]]) -> NDArray[np.float64]:
-    """Mean CAM on each mask / mean CAM of the image (1 = no concentration)."""
-    ref = float(cam.mean()) + 1e-6
-    return np.array([float(cam[m].mean()) / ref if m.any() else 0.0 for m in masks])
-
-
-def _erase(image: NDArray[np.uint8], region: NDArray[np.bool_]) -> NDArray[np.uint8]:
-    """``image`` with ``region`` filled with the mean colour of a ring around it."""
-    from scipy import ndimage as ndi
-
-    grow = max(2, int(0.2 * np.sqrt(region.sum())))
-    ring = ndi.binary_dilation(region, iterations=grow) & ~region
-    out = image.copy()
-    fill = image[ring].mean(axis=0) if ring.any() else image.reshape(-1, image.shape[-1]).mean(axis=0)
-    out[region] = np.round(fill).astype(np.uint8)
-    return out
-
-
-class _Image:
-    """One image's regions in one polarity: features, boxes and (without negatives) evidence."""
-
-    def __init__(self, F: NDArray[np.float64], boxes: list[Any], evidence: NDArray[np.float64] | None) -> None:
-        self.F, self.boxes, self.evidence = F, boxes, evidence
-
-
-class _Proposed(_Image):
-    """Pass 1's candidates of one image in one polarity, kept for pass 2 (which refines the best of
-    them): features (with the CAM features when a CAM was given), boxes, evidence, the candidate
-    masks packed compactly (the bits of each mask's bounding box) and the CAM at the working shape
-    (float32, lossless: :func:`cam_at` resizes in float32), for the refined regions' CAM features."""
-
-    def __init__(self, cands: Sequence[Candidate], F: NDArray[np.float64],
-                 evidence: NDArray[np.float64] | None, cam_small: NDArray[np.float64] | None = None) -> None:
-        super().__init__(F, [c.box() for c in cands], evidence)
-        self.cam_small = None if cam_small is None else cam_small.astype(np.float32)
-        self.shape: tuple[int, int] = (int(cands[0].mask.shape[0]), int(cands[0].mask.shape[1]))
-        self.scale = cands[0].scale
-        self.hits = np.array([c.hits for c in cands], np.int64)
-        frames, bits = [], []
-        for c in cands:
-            ys = np.flatnonzero(c.mask.any(axis=1))
-            xs = np.flatnonzero(c.mask.any(axis=0))
-            y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
-            frames.append((y0, y1, x0, x1))
-            bits.append(np.packbits(c.mask[y0:y1, x0:x1]))
-        self.frames = np.array(frames, np.int32)
-        self.offsets = np.cumsum([0] + [len(b) for b in bits])
-        self.bits = np.concatenate(bits)
-
-    def candidate(self, j: int) -> Candidate:
-        """Candidate ``j``, as proposed."""
-        y0, y1, x0, x1 = (int(v) for v in self.frames[j])
-        crop = np.unpackbits(self.bits[self.offsets[j]:self.offsets[j + 1]], count=(y1 - y0) * (x1 - x0))
-        mask = np.zeros(self.shape, bool)
-        mask[y0:y1, x0:x1] = crop.reshape(y1 - y0, x1 - x0).astype(bool)
-        return Candidate(mask=mask, scale=self.scale, hits=int(self.hits[j]))
-
-
-# worker processes build their selector once per settings (see _selector)
-_SELECTORS: dict[str, ProposalSelector] = {}
-
-
-def _selector(settings: Mapping[str, Any]) -> ProposalSelector:
-    key = repr(sorted(settings.items()))
-    if key not in _SELECTORS:
-        _SELECTORS.clear()
-        _SELECTORS[key] = ProposalSelector(CandidateScorer(), CandidateScorer(names=REFINED_FEATURE_NAMES),
-                                           **settings)
-    return _SELECTORS[key]
 
 
 def fit_scorer(
@@ -435,217 +305,3 @@ def _with_prior(prior: ScorerFile, chosen: str, scores: Mapping[str, float], n_p
                       polarity=chosen, shadow_penalty=0.0, name="fitted", provenance=prov)
 
 
-def _is_colour(images: Sequence[Any]) -> bool:
-    for k in range(min(4, len(images))):
-        a = np.asarray(images[k])
-        if a.ndim == 3 and a.shape[2] >= 3 and float(np.ptp(a[..., :3].astype(np.int16), axis=2).mean()) > 4:
-            return True
-    return False
-
-
-def _work(settings: Mapping[str, Any], which: str, *args: Any) -> Any:
-    """What a worker process (or this one) does for one image: :func:`_pass1` or :func:`_pass2`."""
-    return (_pass1 if which == "pass1" else _pass2)(settings, *args)
-
-
-def _pass1(settings: Mapping[str, Any], tries: Sequence[str], image: NDArray[Any],
-           cam: NDArray[np.float32] | None, ev_map: NDArray[np.float32] | None) -> dict[str, _Proposed | None]:
-    """One image's candidates and first-stage features (CAM features from ``cam``) in every tried polarity
-    and, given an evidence map (no negative class), their concentration of it; each map is resized once
-    for all polarities."""
-    sel = _selector(settings)
-    out: dict[str, _Proposed | None] = {}
-    cam_small: NDArray[np.float64] | None = None
-    cam_ev: NDArray[np.float64] | None = None
-    grey = grey_of(image)
-    for p in tries:
-        work, cands = sel.propose(image, p, grey)
-        if not cands:
-            out[p] = None
-            continue
-        if cam is not None and cam_small is None:
-            cam_small = cam_at(cam, cands[0].mask.shape)
-        F = features_of(work, cands, cam, cam_small=cam_small)
-        ev = None
-        if ev_map is not None:
-            if cam_ev is None:
-                cam_ev = resize(np.asarray(ev_map, np.float64), cands[0].mask.shape, order=1)
-            ev = _concentration(cam_ev, [c.mask for c in cands])
-        out[p] = _Proposed(cands, F, ev, cam_small)
-    return out
-
-
-def _erasure_evidence(image: NDArray[np.uint8], r: _Proposed, score: ScoreFn) -> None:
-    """Multiply the evidence of the 3 most CAM-evident candidates by ``1 + `` the classifier's score drop
-    when each is erased (in place)."""
-    ev = r.evidence
-    if ev is None:
-        return
-    top = np.argsort(-ev)[:3]
-    erased = [_erase(image, r.candidate(int(j)).full_mask(image.shape[:2])) for j in top]
-    s = np.asarray(score([image, *erased]), np.float64)
-    drop = np.clip((s[0] - s[1:]) / max(float(s[0]), 1e-6), 0.0, 1.0)
-    ev[top] = ev[top] * (1.0 + drop)
-
-
-def _pass2(settings: Mapping[str, Any], stage1: CandidateScorer, chosen: Sequence[str], fallback: Sequence[str],
-           uses_cam: bool, image: NDArray[Any], recs: Mapping[str, _Proposed | None],
-           ev_map: NDArray[np.float32] | None) -> _Image | None:
-    """One image's refined regions of the ``chosen`` polarities (``fallback`` ones when it has none)."""
-    sel = _selector(settings)
-    r = _refined(sel, stage1, image, recs, ev_map, chosen, uses_cam)
-    if r is None and fallback:
-        r = _refined(sel, stage1, image, recs, ev_map, fallback, uses_cam)
-    return r
-
-
-def _refined(sel: ProposalSelector, stage1: CandidateScorer, image: NDArray[Any],
-             recs: Mapping[str, _Proposed | None], ev_map: NDArray[np.float32] | None, polarities: Sequence[str],
-             uses_cam: bool) -> _Image | None:
-    """The refined regions of ``polarities``: features (CAM features from pass 1's working-shape CAM) and,
-    given an evidence map, their concentration of it."""
-    Fs, boxes, evs = [], [], []
-    cam_f: NDArray[np.float64] | None = None
-    for p in polarities:
-        rec = recs[p]
-        if rec is None:
-            continue
-        work = Work(image, sel.sigma, work_size=sel.work_size, polarity=p)
-        F1 = rec.F
-        if not uses_cam and np.any(F1[:, list(CAM_FEATURES)] != 0):
-            F1 = F1.copy()
-            F1[:, list(CAM_FEATURES)] = 0.0
-        s1 = stage1(F1)
-        # the candidates refinement will use (finite scores, the best top-k), in their original order:
-        # refining only them picks and orders the same regions (a stable sort of a subsequence)
-        finite = np.flatnonzero(np.isfinite(s1))
-        top = np.sort(finite[np.argsort(-s1[finite], kind="stable")[:sel.refine_top_k]])
-        small = None if rec.cam_small is None else rec.cam_small.astype(np.float64)
-        _, full, F = _refine(work, [rec.candidate(int(j)) for j in top], s1[top], top_k=sel.refine_top_k,
-                             margin=sel.refine_margin, segmenter=sel.segmenter, cam_small=small)
-        Fs.append(F)
-        boxes += [mask_to_box(m) for m in full]
-        if ev_map is not None:
-            if cam_f is None:
-                cam_f = resize(np.asarray(ev_map, np.float64), image.shape[:2], order=1)
-            evs.append(_concentration(cam_f, full))
-    if not Fs:
-        return None
-    return _Image(np.concatenate(Fs), boxes, np.concatenate(evs) if evs else None)
-
-
-def _pool(per: Mapping[str, Sequence[_Image | None]], polarities: Sequence[str]) -> list[_Image | None]:
-    """Per image, the regions of all ``polarities`` together (one bag)."""
-    out: list[_Image | None] = []
-    for parts in zip(*(per[p] for p in polarities)):
-        have = [r for r in parts if r is not None]
-        if not have:
-            out.append(None)
-            continue
-        ev = [r.evidence for r in have]
-        evs = [e for e in ev if e is not None]
-        out.append(_Image(np.concatenate([r.F for r in have]), [b for r in have for b in r.boxes],
-                          np.concatenate(evs) if len(evs) == len(ev) else None))
-    return out
-
-
-def _fit_stage(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool) -> CandidateScorer:
-    keep = [k for k, r in enumerate(regions) if r is not None]
-    if not keep or not y[keep].any():
-        raise DataError("fitting prompts: no lesion image has a candidate region")
-    if mil:
-        if y[keep].all():
-            raise DataError("fitting prompts: no negative image has a candidate region of any polarity")
-        return _mil([regions[k].F for k in keep], y[keep], l2)  # type: ignore[union-attr]
-    X, t = _pseudo_labels([regions[k] for k in keep])  # type: ignore[misc]
-    return _instances(X, t, l2)
-
-
-def _pseudo_labels(regions: Sequence[_Image]) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
-    """Each image's most evident region (positive) and its regions away from it (negatives)."""
-    rows, labels = [], []
-    for r in regions:
-        if r.evidence is None:
-            continue
-        j = int(np.argmax(r.evidence))
-        if r.evidence[j] <= 1.0:  # the CAM is not concentrated on any region: nothing to learn here
-            continue
-        rows.append(r.F[j])
-        labels.append(True)
-        for i, b in enumerate(r.boxes):
-            if i != j and b is not None and (box_iou(b, r.boxes[j]) < 0.1 or r.evidence[i] < 0.5 * r.evidence[j]):
-                rows.append(r.F[i])
-                labels.append(False)
-    t = np.array(labels, bool)
-    if not t.any() or t.all():
-        raise DataError("fitting prompts: the classifier's CAM is not concentrated on any candidate region "
-                        "(no evidence to fit from); train a better classifier or add a negative class")
-    return np.array(rows), t
-
-
-def _polarity_score(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float, mil: bool
-                    ) -> tuple[float, NDArray[np.float64]]:
-    """How well a polarity's regions explain the labels: ``(score, values)``. The score is the 2-fold
-    held-out class-balanced image log-likelihood of the MIL model (higher = better, 0 = perfect), or the
-    median best evidence; ``values[k]`` is image k's held-out log-likelihood (MIL) or best evidence (NaN
-    where it has none: no-negative images without evidence)."""
-    keep = [k for k, r in enumerate(regions) if r is not None]
-    values = np.full(len(regions), np.nan)
-    if mil:  # an image without any region scores -inf (right for a negative image, a miss for a lesion)
-        yk = y[keep]
-        if not yk.any():
-            return 0.0, values
-        folds = np.arange(len(keep)) % 2
-        out = np.zeros(len(keep))
-        for f in (0, 1) if not yk.all() else ():  # all regions in lesion images: they score alike
-            tr = [keep[i] for i in np.flatnonzero(folds != f)]
-            if y[tr].all() or not y[tr].any():
-                return -np.inf, values
-            m = _mil([regions[k].F for k in tr], y[tr], l2)  # type: ignore[union-attr]
-            te = np.flatnonzero(folds == f)
-            out[te] = _bag_scores(m, [regions[keep[i]].F for i in te])  # type: ignore[union-attr]
-        empty = np.array([k for k in range(len(regions)) if regions[k] is None], int)
-        S = np.concatenate([out, np.full(len(empty), -np.inf)])
-        Y = np.concatenate([yk, y[empty]])
-        # held-out class-balanced log-likelihood: it separates polarities whose AUCs tie (both 1.0)
-        ll = -np.where(Y, np.logaddexp(0.0, -S), np.logaddexp(0.0, S))
-        values[np.concatenate([np.asarray(keep, int), empty])] = ll
-        return float(0.5 * ll[Y].mean() + 0.5 * (ll[~Y].mean() if (~Y).any() else 0.0)), values
-    for k in keep:
-        ev = regions[k].evidence  # type: ignore[union-attr]
-        if ev is not None:
-            values[k] = float(np.max(ev))
-    values[[k for k in range(len(regions)) if regions[k] is None]] = 1.0  # no candidate: no evidence
-    best = values[~np.isnan(values)]
-    return (float(np.median(best)) if best.size else 0.0), values
-
-
-def _polarity_margin(chosen: str, per_image: Mapping[str, NDArray[np.float64]], y: NDArray[np.bool_],
-                     mil: bool, reps: int = 1000) -> dict[str, Any]:
-    """How sure the polarity choice is: the chosen polarity's score minus the runner-up's, with a 95 %
-    interval from resampling the images (seeded: the same images give the same interval); ``certain``
-    when the interval excludes 0. Uses the per-image values of :func:`_polarity_score` (an image
-    without a region in a polarity counts at the worst finite value seen)."""
-    vals = {p: np.asarray(v, np.float64) for p, v in per_image.items()}
-    finite = np.concatenate([v[np.isfinite(v)] for v in vals.values()])
-    floor = float(finite.min()) - 1.0 if finite.size else -1.0
-
-    def stat(v: NDArray[np.float64], idx: NDArray[np.int64]) -> float:
-        v, yy = v[idx], y[idx]
-        if mil:
-            v = np.where(np.isfinite(v), v, floor)
-            return float(0.5 * v[yy].mean() + 0.5 * (v[~yy].mean() if (~yy).any() else 0.0)) if yy.any() else 0.0
-        v = v[~np.isnan(v)]
-        return float(np.median(v)) if v.size else 0.0
-
-    full = np.arange(len(y))
-    others = [p for p in vals if p != chosen]
-    runner = max(others, key=lambda p: stat(vals[p], full))
-    diff = stat(vals[chosen], full) - stat(vals[runner], full)
-    rng = np.random.default_rng(0)
-    boots = []
-    for _ in range(reps):
-        idx = rng.integers(0, len(y), len(y))
-        boots.append(stat(vals[chosen], idx) - stat(vals[runner], idx))
-    lo, hi = (float(q) for q in np.percentile(boots, [2.5, 97.5]))
-    return {"runner_up": runner, "difference": float(diff), "interval": [lo, hi], "certain": bool(lo > 0 or hi < 0)}
