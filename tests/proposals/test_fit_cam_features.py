@@ -8,6 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from samprompt.proposals._fit_models import _instances, _mil
 from samprompt.proposals._fit_work import _pass1, _refined, _selector
 from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
 from samprompt.proposals.fit import fit_scorer
@@ -89,3 +90,27 @@ def test_with_a_negative_class_the_fit_asks_one_cam_per_image() -> None:
     no_neg = LocalisingCam(pos)
     fit_scorer([p[0] for p in pos], [True] * 8, cams=no_neg, selector=SMALL, polarity="dark")
     assert no_neg.calls == 16  # each image and its mirror: the evidence map is flip-averaged
+
+
+def test_cam_weights_are_never_negative() -> None:
+    """Negative images whose CAM is high and lesion images whose lesion region has a LOW CAM: unbounded,
+    the labels are best explained by a negative CAM weight; bounded, it is 0 and the appearance feature
+    (``contrast``, high on the lesion region) carries the fit."""
+    rng = np.random.default_rng(0)
+    n_feat = len(FEATURE_NAMES)
+    c, cam = FEATURE_NAMES.index("contrast"), FEATURE_NAMES.index("cam_mean")
+    bags, y = [], []
+    for k in range(40):
+        lesion = k < 20
+        X = rng.normal(0.0, 0.3, (5, n_feat))
+        X[:, 0] = 1.0
+        X[:, cam] = 0.9 if not lesion else 0.2
+        if lesion:
+            X[0, c] += 2.0  # the lesion region
+        bags.append(X)
+        y.append(lesion)
+    m = _mil(bags, np.array(y), 1e-2)
+    assert m.weights[c] > 0.5
+    assert np.all(m.weights[CAMS] >= 0) and m.weights[cam] == 0.0
+    inst = _instances(np.concatenate(bags), np.repeat(np.array(y), 5), 1e-2)
+    assert np.all(inst.weights[CAMS] >= 0) and inst.weights[cam] == 0.0

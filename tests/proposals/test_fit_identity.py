@@ -5,8 +5,9 @@ scores must match it (up to float noise), with and without worker processes.
 
 The cases with a CAM (``mil_cam``, ``evidence_*``) were re-recorded once, on purpose, when the fit's CAM
 features changed meaning (computed on the CAM the strategy is handed, not on the flip-averaged
-evidence map, and filled for the refined regions too; ``test_fit_sees_what_the_strategy_sees`` checks the
-new meaning). ``mil_colour`` (no CAM) is still the 4174b07 record. Re-record with
+evidence map, and filled for the refined regions too; ``test_fit_cam_features.py`` checks the new
+meaning), and again when the CAM weights were bounded below by 0 (``mil_cam`` now picks the scenes'
+``bright`` polarity; unbounded it took ``dark`` with negative CAM weights). ``mil_colour`` (no CAM) is still the 4174b07 record. Re-record with
 ``python -m tests.proposals.test_fit_identity --write NAME...`` only for such a deliberate change."""
 
 from __future__ import annotations

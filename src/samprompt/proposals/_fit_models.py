@@ -14,7 +14,7 @@ from scipy.optimize import minimize
 
 from samprompt.errors import DataError
 from samprompt.proposals._fit_work import _Image
-from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES
+from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FEATURE_NAMES
 from samprompt.proposals.scorer import CandidateScorer
 from samprompt.regions import box_iou
 
@@ -28,8 +28,23 @@ def _standardise(X: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[n
     return Z, mean, scale
 
 
+def _bounds(Z: NDArray[np.float64]) -> list[tuple[float | None, float | None]] | None:
+    """L-BFGS-B bounds of the weights on standardised features ``Z``: the CAM features' weights are >= 0,
+    the others free (``None`` when no CAM was given).
+
+    More of the classifier's lesion evidence on a region must never make it LESS lesion-like. Unbounded,
+    a multiple-instance fit may explain the image labels with the CAM itself (the classifier separates
+    the classes already) through negative CAM weights and appearance shortcuts, and then picks regions
+    away from the lesion: BUSI val, a plain ResNet18 at seed 1, fitted ``candidates`` Dice 0.007
+    unbounded, 0.566 bounded, 0.608 with no CAM features (docs: quality)."""
+    if not np.any(Z[:, list(CAM_FEATURES)] != 0):  # no CAM given: nothing to bound (and the same path)
+        return None
+    return [(0.0, None) if j in CAM_FEATURES else (None, None) for j in range(Z.shape[1])]
+
+
 def _mil(bags: Sequence[NDArray[np.float64]], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
-    """Multiple-instance logistic model: image score = log-sum-exp of its regions' scores."""
+    """Multiple-instance logistic model: image score = log-sum-exp of its regions' scores (CAM weights
+    >= 0, see :func:`_bounds`)."""
     Z, mean, scale = _standardise(np.concatenate(bags))
     starts = np.cumsum([0] + [len(b) for b in bags[:-1]])
     cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
@@ -48,12 +63,13 @@ def _mil(bags: Sequence[NDArray[np.float64]], y: NDArray[np.bool_], l2: float) -
         g[1:] += 2 * l2 * w[1:]
         return value, g
 
-    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", bounds=_bounds(Z),
+                   options={"maxiter": 500})
     return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
 
 
 def _instances(X: NDArray[np.float64], y: NDArray[np.bool_], l2: float) -> CandidateScorer:
-    """Class-balanced logistic model over single regions."""
+    """Class-balanced logistic model over single regions (CAM weights >= 0, see :func:`_bounds`)."""
     Z, mean, scale = _standardise(X)
     cls_w = np.where(y, 0.5 / max(1, y.sum()), 0.5 / max(1, (~y).sum()))
 
@@ -65,7 +81,8 @@ def _instances(X: NDArray[np.float64], y: NDArray[np.bool_], l2: float) -> Candi
         g[1:] += 2 * l2 * w[1:]
         return value, g
 
-    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": 500})
+    res = minimize(loss, np.zeros(Z.shape[1]), jac=True, method="L-BFGS-B", bounds=_bounds(Z),
+                   options={"maxiter": 500})
     return CandidateScorer(res.x, mean, scale, names=_names(Z.shape[1]))
 
 

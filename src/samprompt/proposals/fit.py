@@ -23,7 +23,10 @@ that is impossible (e.g. every refined region is the same lesion) it follows the
 
 The CAM FEATURES of both stages (``cam_mean`` … ``cam_rank``) are computed on the CAM exactly as ``cams``
 returns it — the map the ``candidates`` strategy is handed at run time — never on the flip-averaged
-evidence map, so that a fitted weight means the same thing when the file is used.
+evidence map, so that a fitted weight means the same thing when the file is used. Their weights are
+bounded below by 0 in every model: more of the classifier's lesion evidence never makes a region less
+lesion-like (unbounded, a fit with a negative class can explain the labels with the CAM itself and pick
+regions away from the lesion; see ``_fit_models._bounds``).
 
 No shadow penalty is fit (``busi-v1``'s was chosen with masks): fitted files have ``shadow_penalty`` 0.
 """
