@@ -21,7 +21,11 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
 * ``ing_*_val.json`` (issue 19's ablation, val only) — ``localise_val.json`` with one ingredient set
   instead of the recipe (``output_stride`` 16; ``border_erase`` + ``cam_border_weight``), or the recipe
-  plus ``flip_consistency`` 1.
+  plus ``flip_consistency`` 1; adversarial erasing (``adversarial_erase`` 1) alone and with border
+  erasing + the CAM-border term; ``ing224_*``: 224 px and 15 epochs, ``plain`` and border erasing + the
+  CAM-border term; ``*_mstta_val.json``: the ``ablation`` / ``ing_erase_border`` classifiers with the CAM
+  averaged over the image, its mirror and a 1.5x input (``tta``, ``scales: [1.5]``); ``*_l34_val.json``:
+  the same with the ``best`` preset's CAM (layer3 + layer4, flip).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -64,7 +68,17 @@ INGREDIENTS: dict[str, dict[str, Any]] = {
     "ing_os16": {"output_stride": 16},
     "ing_erase_border": {"border_erase": 0.15, "cam_border_weight": 1.0},
     "ing_localise_flip": {"recipe": "localise", "flip_consistency": 1.0},
+    "ing_adv_erase": {"adversarial_erase": 1.0},
+    "ing_erase_border_adv": {"border_erase": 0.15, "cam_border_weight": 1.0, "adversarial_erase": 1.0},
+    # a larger input and longer training (the issue's budget is 20 min of training on the 2-core machine)
+    "ing224_plain": {"preprocessing": {"input_size": 224, "mode": "resize"}, "epochs": 15},
+    "ing224_erase_border": {"preprocessing": {"input_size": 224, "mode": "resize"}, "epochs": 15,
+                            "border_erase": 0.15, "cam_border_weight": 1.0},
 }
+#: Multi-scale test-time CAMs (issue 19): the CAM averaged over the image, its mirror and a 1.5x input.
+MSTTA = {"name": "tta", "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
+#: The ``best`` preset's CAM: GradCAM++ of layer3 and layer4 fused, averaged with the mirror's.
+L34TTA = {"name": "tta", "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]}}
 
 
 def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
@@ -106,6 +120,13 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         train.pop("recipe")
         train.update(knobs)
         out[f"{stem}_val"] = v
+    for stem in ("ablation", "ing_erase_border"):  # the same classifiers, multi-scale / two-layer CAMs
+        v = copy.deepcopy(out[f"{stem}_val"])
+        v["pipeline"]["cam"] = MSTTA
+        out[f"{stem}_mstta_val"] = v
+        v = copy.deepcopy(out[f"{stem}_val"])
+        v["pipeline"]["cam"] = L34TTA
+        out[f"{stem}_l34_val"] = v
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -154,6 +175,10 @@ def main(argv: list[str]) -> int:
         *go("selftrain_val", "selftrain", "fit"), f"cp {r / 'selftrain/summary.csv'} {r / 'selftrain_val_summary.csv'}",
         *go("selftrain_test", "selftrain"),
         *[c for stem in INGREDIENTS for c in go(f"{stem}_val", stem)],
+        *go("ablation_mstta_val", "ablation_mstta", "ablation"),
+        *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
+        *go("ablation_l34_val", "ablation_l34", "ablation"),
+        *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
     ]
     print("\n".join(lines))
     return 0
