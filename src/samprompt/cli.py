@@ -218,7 +218,7 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
             "library_version": samprompt.__version__, "classifier": str(args.checkpoint), "cam": args.cam}
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
-                        progress=lambda d, t: bars("fit", d, t))
+                        cam_features=args.cam_features, progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
     margin = fit.get("polarity_margin")
@@ -360,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--prior", metavar="SCORER",
                     help="without --negative: keep this scorer's weights (a shipped name or a file) and fit the "
                          "polarity only")
+    fp.add_argument("--cam-features", action="store_true",
+                    help="also fit weights for the CAM features (for a classifier whose CAM finds the lesion)")
     fp.add_argument("--device", default="cpu")
 
     li = cmd("list", _cmd_list, "list registered components (built-in and plugins; plugins are not imported)")

@@ -53,7 +53,7 @@ def _fit(train: list[Scene], negatives: list[Scene]) -> ScorerFile:
     # a negative image's CAM is all zero (its empty lesion mask blurred: the classifier sees no lesion)
     cam = LocalisingCam([(img, m) for img, m, _ in train] + [(img, np.zeros_like(m)) for img, m, _ in negatives])
     images = [s[0] for s in train] + [s[0] for s in negatives]
-    return fit_scorer(images, [True] * len(train) + [False] * len(negatives), cams=cam, polarity="dark",
+    return fit_scorer(images, [True] * len(train) + [False] * len(negatives), cams=cam, cam_features=True, polarity="dark",
                       selector=SMALL)
 
 

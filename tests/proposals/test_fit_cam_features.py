@@ -5,9 +5,11 @@ is handed (not on the flip-averaged evidence map), for the candidates (stage 1) 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from samprompt.errors import ConfigError
 from samprompt.proposals._fit_models import _instances, _mil
 from samprompt.proposals._fit_work import _pass1, _refined, _selector
 from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FEATURE_NAMES, features_of
@@ -80,16 +82,23 @@ def test_the_strategy_reads_the_cam_in_stage_2_only_when_weighted() -> None:
     assert np.all(F[:, CAMS] == 0)
 
 
-def test_with_a_negative_class_the_fit_asks_one_cam_per_image() -> None:
+def test_with_a_negative_class_the_fit_asks_one_cam_per_image_or_none() -> None:
     pos = [scene("dark", s) for s in range(8)]
     neg = [scene("dark", 100 + s, lesion=False)[0] for s in range(8)]
     cams = LocalisingCam(pos)
-    sf = fit_scorer([p[0] for p in pos] + neg, [True] * 8 + [False] * 8, cams=cams, selector=SMALL, polarity="dark")
+    sf = fit_scorer([p[0] for p in pos] + neg, [True] * 8 + [False] * 8, cams=cams, selector=SMALL, polarity="dark",
+                    cam_features=True)
     assert cams.calls == 16  # no mirrors: the CAM features use the CAM as the strategy will see it
-    assert np.any(sf.stage1.weights[CAMS] != 0)
+    assert np.any(sf.stage1.weights[CAMS] != 0) and sf.provenance["fit"]["cam_features"]
+    off = LocalisingCam(pos)  # by default the CAM features are not fitted: with a negative class, no CAM at all
+    sf = fit_scorer([p[0] for p in pos] + neg, [True] * 8 + [False] * 8, cams=off, selector=SMALL, polarity="dark")
+    assert off.calls == 0 and np.all(sf.stage1.weights[CAMS] == 0) and np.all(sf.stage2.weights[CAMS] == 0)
     no_neg = LocalisingCam(pos)
-    fit_scorer([p[0] for p in pos], [True] * 8, cams=no_neg, selector=SMALL, polarity="dark")
-    assert no_neg.calls == 16  # each image and its mirror: the evidence map is flip-averaged
+    sf = fit_scorer([p[0] for p in pos], [True] * 8, cams=no_neg, selector=SMALL, polarity="dark")
+    assert no_neg.calls == 16  # each image and its mirror: the evidence map is flip-averaged (the teacher)
+    assert np.all(sf.stage1.weights[CAMS] == 0)  # ... but no CAM feature is fitted
+    with pytest.raises(ConfigError, match="cam_features"):
+        fit_scorer([p[0] for p in pos] + neg, [True] * 8 + [False] * 8, selector=SMALL, cam_features=True)
 
 
 def test_cam_weights_are_never_negative() -> None:

@@ -43,16 +43,16 @@ def _cases() -> Iterator[tuple[str, dict[str, Any]]]:
     pos = [scene("bright", s) for s in range(9)]
     neg = [scene("bright", 100 + s, lesion=False)[0] for s in range(8)]
     yield "mil_cam", {"images": [p[0] for p in pos] + neg, "lesion": [True] * 9 + [False] * 8,
-                      "cams": LocalisingCam(pos)}
+                      "cams": LocalisingCam(pos), "cam_features": True}
     pos_c = [scene("colour", s)[0] for s in range(8)]
     neg_c = [scene("colour", 100 + s, lesion=False)[0] for s in range(8)]
     yield "mil_colour", {"images": pos_c + neg_c, "lesion": [True] * 8 + [False] * 8}
     pairs = [scene("dark", s) for s in range(9)]
     yield "evidence_erase", {"images": [p[0] for p in pairs], "lesion": [True] * 9,
-                             "cams": LocalisingCam(pairs), "score": _score}
+                             "cams": LocalisingCam(pairs), "score": _score, "cam_features": True}
     pairs = [scene("bright", 20 + s) for s in range(8)]
     yield "evidence_bright", {"images": [p[0] for p in pairs], "lesion": [True] * 8,
-                              "cams": LocalisingCam(pairs), "polarity": "bright"}
+                              "cams": LocalisingCam(pairs), "polarity": "bright", "cam_features": True}
 
 
 CASES = dict(_cases())

@@ -26,7 +26,10 @@ returns it — the map the ``candidates`` strategy is handed at run time — nev
 evidence map, so that a fitted weight means the same thing when the file is used. Their weights are
 bounded below by 0 in every model: more of the classifier's lesion evidence never makes a region less
 lesion-like (unbounded, a fit with a negative class can explain the labels with the CAM itself and pick
-regions away from the lesion; see ``_fit_models._bounds``).
+regions away from the lesion; see ``_fit_models._bounds``). They are fitted only with ``cam_features=True``
+(default ``False``): when the classifier's CAM does not find the lesion — every from-scratch classifier
+measured on BUSI — they mislead the fit (docs: quality, "Fitting with or without CAM features"). With a
+localising CAM they help, and the choice then follows the CAM.
 
 No shadow penalty is fit (``busi-v1``'s was chosen with masks): fitted files have ``shadow_penalty`` 0.
 """
@@ -87,14 +90,15 @@ def fit_scorer(
     workers: int = 0,
     timings: dict[str, float] | None = None,
     prior: ScorerFile | None = None,
+    cam_features: bool = False,
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
     Args:
         images: (H, W[, 3]) uint8 images (any sequence; each is read once per pass, twice in all).
         lesion: Per image, whether it shows a lesion (``False`` = the negative class).
-        cams: The classifier's CAMs (:data:`CamFn`). Needed without a negative class; with one, the CAM
-            features are fit too (otherwise they stay 0).
+        cams: The classifier's CAMs (:data:`CamFn`). Needed without a negative class (the teacher's
+            evidence); with ``cam_features`` also the source of the CAM features.
         score: The classifier's target score (:data:`ScoreFn`) for the erasure evidence (optional).
         polarity: ``auto`` (chosen from the data), ``dark``, ``bright``, ``colour`` or ``both``.
         l2: L2 penalty of the logistic models (on standardised features).
@@ -115,6 +119,9 @@ def fit_scorer(
             BUSI inverted without ``normal``). Its shadow penalty and agreement weight are not carried.
             Ignored (with a log line) when there is a negative class: multiple-instance learning fits
             every weight from the labels.
+        cam_features: Fit the CAM features' weights too (bounded below by 0; needs ``cams``). Off, they
+            stay 0: the scorer picks by appearance, the strategy never reads the CAM, and a fit with a
+            negative class computes no CAM at all.
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -139,6 +146,8 @@ def fit_scorer(
     mil = n_neg > 0
     if not mil and cams is None:  # (checked before any image is read)
         raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=)")
+    if cam_features and cams is None:
+        raise ConfigError("cam_features: fitting the CAM features needs the classifier's CAMs (cams=)")
     settings = dict(selector or {})
     _selector(settings)  # unknown settings fail here, before any image is read
     if polarity == "auto":
@@ -157,14 +166,14 @@ def fit_scorer(
     def evidence_maps(batch: Sequence[NDArray[Any]]) -> list[_Maps]:
         """Per image ``(cam, evidence map)``: the CAM as the strategy will see it (for the CAM features)
         and, without a negative class, its average with the mirror's (the teacher's evidence)."""
-        if cams is None:
+        if cams is None or (mil and not cam_features):
             return [(None, None)] * len(batch)
         t = time.perf_counter()
         if mil:
             out: list[_Maps] = [(np.asarray(x, np.float32), None) for x in cams(list(batch))]
         else:
             both = cams([*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch)])  # one call, mirrors too
-            out = [(np.asarray(x, np.float32),
+            out = [(np.asarray(x, np.float32) if cam_features else None,
                     ((np.asarray(x, np.float32) + np.asarray(z, np.float32)[:, ::-1]) / 2).astype(np.float32))
                    for x, z in zip(both[:len(batch)], both[len(batch):])]
         clock["cams"] += time.perf_counter() - t
@@ -278,7 +287,7 @@ def fit_scorer(
     fit_info = {
         "method": "multiple-instance logistic (image labels)" if mil else "classifier evidence (CAM + erasure)",
         "polarity_scores": scores, "polarity_margin": margin, "lesion_images": n_pos, "negative_images": n_neg,
-        "l2": l2,
+        "l2": l2, "cam_features": cam_features,
         "cam_weight_norm": float(np.linalg.norm(stage1.weights[cam_idx])), "seconds": time.perf_counter() - t0,
         "masks_used": False, "stage2": stage2_note,
     }

@@ -202,6 +202,12 @@ class FitSpec(BaseModel):
             are kept, the fit choosing only the polarity (``None``, default: the weights are learnt from
             the classifier's CAM, which needs a CAM that finds the lesion; docs: quality). Not used with
             a negative class.
+        cam_features: Also fit weights for the CAM features (mean, max, share and rank of the run's CAM on
+            a region; weights >= 0), so the choice follows the CAM. Off (default) the scorer picks by
+            appearance and the CAM only teaches a fit without a negative class: chosen on BUSI val, where
+            no from-scratch classifier's CAM finds the lesion and the CAM features cost up to 0.04 Dice
+            (and, unbounded, made one fit pick regions away from the lesion). Turn it on for a classifier
+            whose CAM localises (docs: quality, "Fitting with or without CAM features").
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -212,6 +218,7 @@ class FitSpec(BaseModel):
     min_images: int = Field(default=8, ge=2, le=100_000)
     erase: bool = True
     prior: str | None = None
+    cam_features: bool = False
 
     @field_validator("prior")
     @classmethod

@@ -125,6 +125,7 @@ def fit_on_dataset(
     workers: int = 0,
     timings: dict[str, float] | None = None,
     prior: str | None = None,
+    cam_features: bool = False,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -142,6 +143,8 @@ def fit_on_dataset(
             any number of workers).
         prior: A shipped scorer name or scorer file whose weights a fit WITHOUT a negative class keeps
             (it then fits the polarity only); see :func:`~samprompt.proposals.fit.fit_scorer`.
+        cam_features: Fit the CAM features' weights too (needs ``evidence``); see
+            :func:`~samprompt.proposals.fit.fit_scorer`.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
@@ -153,7 +156,7 @@ def fit_on_dataset(
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
-                      prior=None if prior is None else load_scorer(prior))
+                      prior=None if prior is None else load_scorer(prior), cam_features=cam_features)
 
 
 def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
@@ -186,7 +189,7 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
             "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov, prior=spec.prior,
+                        erase=spec.erase, provenance=prov, prior=spec.prior, cam_features=spec.cam_features,
                         workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
