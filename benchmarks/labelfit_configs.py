@@ -25,7 +25,8 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   erasing + the CAM-border term; ``ing224_*``: 224 px and 15 epochs, ``plain`` and border erasing + the
   CAM-border term; ``*_mstta_val.json``: the ``ablation`` / ``ing_erase_border`` classifiers with the CAM
   averaged over the image, its mirror and a 1.5x input (``tta``, ``scales: [1.5]``); ``*_l34_val.json``:
-  the same with the ``best`` preset's CAM (layer3 + layer4, flip).
+  the same with the ``best`` preset's CAM (layer3 + layer4, flip); ``*_seed1_val.json``: the ``plain``,
+  border-terms and ``localise`` + flip rows trained with seed 1.
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -76,9 +77,13 @@ INGREDIENTS: dict[str, dict[str, Any]] = {
                             "border_erase": 0.15, "cam_border_weight": 1.0},
 }
 #: Multi-scale test-time CAMs (issue 19): the CAM averaged over the image, its mirror and a 1.5x input.
-MSTTA = {"name": "tta", "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
+MSTTA = {"name": "tta",
+         "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
+#: The rows trained again with seed 1 (issue 19's seed check).
+SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip")
 #: The ``best`` preset's CAM: GradCAM++ of layer3 and layer4 fused, averaged with the mirror's.
-L34TTA = {"name": "tta", "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]}}
+L34TTA = {"name": "tta",
+          "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]}}
 
 
 def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
@@ -127,6 +132,11 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         v = copy.deepcopy(out[f"{stem}_val"])
         v["pipeline"]["cam"] = L34TTA
         out[f"{stem}_l34_val"] = v
+    for stem in SEEDED:  # the seed check (training seed 1)
+        v = copy.deepcopy(out[f"{stem}_val"])
+        v["seed"] = 1
+        v["name"] = f"{v['name']}-seed1"
+        out[f"{stem}_seed1_val"] = v
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -179,6 +189,7 @@ def main(argv: list[str]) -> int:
         *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
         *go("ablation_l34_val", "ablation_l34", "ablation"),
         *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
+        *[c for stem in SEEDED for c in go(f"{stem}_seed1_val", f"{stem}_seed1")],
     ]
     print("\n".join(lines))
     return 0

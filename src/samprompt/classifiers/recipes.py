@@ -205,7 +205,6 @@ def erase_top(x: torch.Tensor, cam: torch.Tensor, threshold: float) -> torch.Ten
     return torch.where(erase, fill.expand_as(x), x)
 
 
-
 def _last_linear(model: nn.Module) -> nn.Linear | None:
     last = None
     for m in model.modules():
@@ -235,8 +234,8 @@ class TrainObjective:
             self._linear = _last_linear(model)
             if layer is None or self._linear is None:
                 raise ConfigError(
-                    f"{where}.cam_border_weight/flip_consistency/adversarial_erase: {type(model).__name__} has no known CAM "
-                    "layer (cam_target_layer) or no linear head"
+                    f"{where}.cam_border_weight/flip_consistency/adversarial_erase: {type(model).__name__} has "
+                    "no known CAM layer (cam_target_layer) or no linear head"
                 )
             self._hook = model.get_submodule(layer).register_forward_hook(self._keep)
 

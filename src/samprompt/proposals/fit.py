@@ -129,7 +129,7 @@ def fit_scorer(
     Raises:
         DataError: Too few images of a class (saying how many are needed), or no image with a candidate.
         ValueError: Mismatched lengths or an unknown polarity.
-        ConfigError: ``workers`` is not an integer >= 0.
+        ConfigError: ``workers`` is not an integer >= 0, or ``cam_features`` without ``cams``.
     """
     t0 = time.perf_counter()
     y = np.asarray(lesion, bool)
