@@ -101,7 +101,12 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     # a change of the fit's settings recomputes from the fit stage on, keeping the classifier
     ckpt = (out / "classifier.pt").stat().st_mtime_ns
     run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)
-    assert json.loads(scorer.read_text())["polarity"] == "dark"
+    blob = json.loads(scorer.read_text())
+    assert blob["polarity"] == "dark" and blob["provenance"]["fit"]["cam_features"] is False
+    assert (out / "classifier.pt").stat().st_mtime_ns == ckpt
+    # fit.cam_features reaches the fit (and is a fit-stage change)
+    run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark", "cam_features": True}}), out)
+    assert json.loads(scorer.read_text())["provenance"]["fit"]["cam_features"] is True
     assert (out / "classifier.pt").stat().st_mtime_ns == ckpt
 
 
@@ -118,9 +123,15 @@ def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys:
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
                "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal", "--min-images", "4"])
     assert rc == 0, capsys.readouterr().err
-    assert json.loads(out.read_text())["polarity"] == "bright"
+    blob = json.loads(out.read_text())
+    assert blob["polarity"] == "bright" and blob["provenance"]["fit"]["cam_features"] is False
     assert "polarity bright" in capsys.readouterr().out
     assert opened and not any("_mask" in p for p in opened)
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
+               "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal", "--min-images", "4",
+               "--cam-features"])
+    assert rc == 0 and json.loads(out.read_text())["provenance"]["fit"]["cam_features"] is True
+    capsys.readouterr()
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
                "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal"])
     assert rc == 2 and "at least 8 images of the negative class, got 5" in capsys.readouterr().err
