@@ -58,9 +58,9 @@ class _Proposed(_Image):
     (float32, lossless: :func:`cam_at` resizes in float32), for the refined regions' CAM features."""
 
     def __init__(self, cands: Sequence[Candidate], F: NDArray[np.float64],
-                 evidence: NDArray[np.float64] | None, cam_small: NDArray[np.float64] | None = None) -> None:
+                 evidence: NDArray[np.float64] | None, cam_small: NDArray[np.float32] | None = None) -> None:
         super().__init__(F, [c.box() for c in cands], evidence)
-        self.cam_small = None if cam_small is None else cam_small.astype(np.float32)
+        self.cam_small = cam_small  # shared by the image's polarities (kept, not copied)
         self.shape: tuple[int, int] = (int(cands[0].mask.shape[0]), int(cands[0].mask.shape[1]))
         self.scale = cands[0].scale
         self.hits = np.array([c.hits for c in cands], np.int64)
@@ -118,6 +118,7 @@ def _pass1(settings: Mapping[str, Any], tries: Sequence[str], image: NDArray[Any
     sel = _selector(settings)
     out: dict[str, _Proposed | None] = {}
     cam_small: NDArray[np.float64] | None = None
+    kept: NDArray[np.float32] | None = None  # cam_small as pass 2 needs it: one copy for every polarity
     cam_ev: NDArray[np.float64] | None = None
     grey = grey_of(image)
     for p in tries:
@@ -127,13 +128,14 @@ def _pass1(settings: Mapping[str, Any], tries: Sequence[str], image: NDArray[Any
             continue
         if cam is not None and cam_small is None:
             cam_small = cam_at(cam, cands[0].mask.shape)
+            kept = cam_small.astype(np.float32)
         F = features_of(work, cands, cam, cam_small=cam_small)
         ev = None
         if ev_map is not None:
             if cam_ev is None:
                 cam_ev = resize(np.asarray(ev_map, np.float64), cands[0].mask.shape, order=1)
             ev = _concentration(cam_ev, [c.mask for c in cands])
-        out[p] = _Proposed(cands, F, ev, cam_small)
+        out[p] = _Proposed(cands, F, ev, kept)
     return out
 
 
