@@ -229,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             donors = {sid: pos[k] for sid, y, k in zip(train, lesion, pick) if not y}
         cams_fn = StandinCams(ds, train, args.sigma, donors)
         t0 = time.perf_counter()
-        sf = fit_scorer(view, lesion, cams=cams_fn, provenance={
+        sf = fit_scorer(view, lesion, cams=cams_fn, cam_features=True, provenance={
             "standin": f"blurred GT mask, sigma {args.sigma} x shorter side, normal images: {args.normal_cam} "
                        "(BENCHMARK ONLY, reads masks)",
             "split": {"part": "train", "file": str(run / "split.json")}, "negative_classes": negative})
@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("stand-in fit", "stand-in shuffled", "standin_shuffled", "standin"),
             ("stand-in fit", "real", "real", "standin"), ("fitted (run)", "stand-in", "standin", "fitted"),
             ("busi-v1", "stand-in", "standin", "busi_v1"),
-            ("fitted (run)", "real, flip-averaged (as in the fit)", "real_flipavg", "fitted"), ("GT box (box, margin 5)", "-", "real", "gt:box"),
+            ("fitted (run)", "real, flip-averaged", "real_flipavg", "fitted"), ("GT box (box, margin 5)", "-", "real", "gt:box"),
             ("GT box, tight (candidates' GT baseline)", "-", "real", "gt:fitted")]
     table: list[dict[str, Any]] = []
     for scorer, cam, cond, lab in rows:

@@ -30,21 +30,23 @@ def fit_time(run: Path, workers: int = 0) -> None:
     from samprompt.classifiers import load_classifier
     from samprompt.data import Split, open_dataset
     from samprompt.runner import load_run_config
+    from samprompt.runner.config import FitSpec
     from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
 
     cfg = load_run_config(json.loads((run / "config.json").read_text()))
     ds = open_dataset(cfg.data.path)
     split = Split.load(run / "split.json")
     model, info = load_classifier(run / "classifier.pt")
-    target = cfg.target if isinstance(cfg.target, list) else "predicted"
+    target = cfg.target_classes(info.class_names) or "predicted"  # as the run's fit stage
     ev = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer, cam=cfg.pipeline.cam,
                              target=target)  # one torch thread, as the run's fit stage
-    negative = (cfg.fit.negative_classes if cfg.fit else ["normal"])
+    spec = cfg.fit if cfg.fit is not None else FitSpec()
     load0 = os.getloadavg()
     parts: dict[str, float] = {}
     t0 = time.perf_counter()
-    sf = fit_on_dataset(ds, split.ids("train"), negative_classes=negative, evidence=ev,
-                        min_images=cfg.fit.min_images if cfg.fit else 8, workers=workers, timings=parts)
+    sf = fit_on_dataset(ds, split.ids("train"), negative_classes=spec.negative_classes, evidence=ev,
+                        polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=spec.erase,
+                        prior=spec.prior, cam_features=spec.cam_features, workers=workers, timings=parts)
     fit_s = time.perf_counter() - t0
     hist = json.loads((run / "train_result.json").read_text()).get("history", [])
     train_s = sum(float(h.get("seconds", 0.0)) for h in hist)
