@@ -71,6 +71,8 @@ INGREDIENTS: dict[str, dict[str, Any]] = {
     "ing_localise_flip": {"recipe": "localise", "flip_consistency": 1.0},
     "ing_adv_erase": {"adversarial_erase": 1.0},
     "ing_erase_border_adv": {"border_erase": 0.15, "cam_border_weight": 1.0, "adversarial_erase": 1.0},
+    "ing_lse": {"pooling": "lse"},
+    "ing_topk": {"pooling": "topk"},
     # a larger input and longer training (the budget is 20 min of training on the 2-core machine)
     "ing224_plain": {"preprocessing": {"input_size": 224, "mode": "resize"}, "epochs": 15},
     "ing224_erase_border": {"preprocessing": {"input_size": 224, "mode": "resize"}, "epochs": 15,

@@ -135,6 +135,17 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("selftrain class unknown", _selftrain_unknown_class, ("selftrain.empty_classes:", "'healthy'")),
     ("selftrain keep 0", _set("selftrain", {"keep": 0}), ("selftrain.keep:",)),
     ("overlap not a bool", _set("pipeline.overlap", "sometimes"), ("pipeline.overlap:",)),
+    ("lesion head, negative class unknown", lambda c, t: (_set("classifier.train.lesion_head", 1.0)(c, t),
+                                                          _set("classifier.train.negative_classes", ["healthy"])(c, t)),
+     ("classifier.train.negative_classes:", "at least one negative class", "'healthy'")),
+    ("lesion head, every class negative", lambda c, t: (
+        _set("classifier.train.lesion_head", 1.0)(c, t),
+        _set("classifier.train.negative_classes", ["benign", "malignant", "normal"])(c, t)),
+     ("classifier.train.negative_classes:", "every class of the task")),
+    ("lesion head weight negative", _set("classifier.train.lesion_head", -1), ("classifier.train.lesion_head:",)),
+    ("lesion CAM without a lesion head", _set("pipeline.cam.params", {"head": "lesion"}),
+     ("pipeline.cam.params.head:", "no lesion head")),
+    ("CAM head unknown", _set("pipeline.cam.params", {"head": "lesions"}), ("pipeline.cam.params.head:",)),
 ]
 
 

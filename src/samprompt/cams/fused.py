@@ -47,6 +47,7 @@ class TTAParams(ComponentParams):
     tta_fusion: Literal["mean", "max"] = "mean"
     target: Literal["predicted"] | int | list[int] = "predicted"
     batch_size: int = Field(default=16, ge=1)
+    head: Literal["classes", "lesion"] = "classes"
 
 
 @CAM_EXTRACTORS.register("tta")
@@ -63,6 +64,7 @@ class TTACamExtractor(CamExtractor[TTAParams]):
         tta_fusion: How the views' CAMs are combined: ``mean`` or ``max``.
         target: Default target policy (``"predicted"``, a class index, or a list summed).
         batch_size: Images per forward/backward pass.
+        head: ``"classes"`` or ``"lesion"`` (the lesion head's CAM), passed to ``method``.
     """
 
     def extract(
@@ -76,8 +78,10 @@ class TTACamExtractor(CamExtractor[TTAParams]):
         p = self.params
         if p.method == "tta" or p.method not in CAM_EXTRACTORS.names():
             raise ValueError(f"tta.method must be a registered CAM extractor other than 'tta', got {p.method!r}")
-        base = CAM_EXTRACTORS.create(p.method, {"target_layer": p.target_layer, "fusion": p.fusion,
-                                                "batch_size": p.batch_size})
+        params: dict[str, object] = {"target_layer": p.target_layer, "fusion": p.fusion, "batch_size": p.batch_size}
+        if p.head != "classes":  # only methods that know lesion heads take the parameter
+            params["head"] = p.head
+        base = CAM_EXTRACTORS.create(p.method, params)
         views: list[tuple[str, float]] = [("", 1.0)] + [(f, 1.0) for f in p.flips] + [("", s) for s in p.scales]
         acc: list[list[NDArray[np.float32]]] = [[] for _ in images]
         first: list[CamResult] = []

@@ -19,7 +19,10 @@ from numpy.typing import NDArray
 from pydantic import Field
 
 from samprompt.cams.base import CamExtractor, CamResult, Target, normalize_targets
+from samprompt.classifiers.lesion_head import has_lesion_head
+from samprompt.classifiers.lesion_head import lesion_logits as _lesion_logits
 from samprompt.component import ComponentParams
+from samprompt.errors import ConfigError
 from samprompt.preprocess import Preprocessing
 
 __all__ = ["TorchCamExtractor", "TorchCamParams"]
@@ -40,6 +43,7 @@ class TorchCamParams(ComponentParams):
     batch_size: int = Field(default=16, ge=1)
     fusion: Literal["max", "mean"] = "max"
     target: Literal["predicted"] | int | list[int] = "predicted"
+    head: Literal["classes", "lesion"] = "classes"
 
 
 class TorchCamExtractor(CamExtractor[TorchCamParams]):
@@ -53,6 +57,10 @@ class TorchCamExtractor(CamExtractor[TorchCamParams]):
             each normalised to [0, 1] first.
         target: Default target policy when the call gives none: ``"predicted"``, a class index, or a
             list of class indices to sum.
+        head: ``"classes"`` (the CAM of the target classes' logits) or ``"lesion"``: the CAM of the
+            classifier's lesion-head logit (:mod:`samprompt.classifiers.lesion_head`) for every image,
+            whatever the target (gradient-based methods only; the result's ``target`` and
+            ``probabilities`` still come from the class logits).
     """
 
     #: Name of the TorchCAM class in :mod:`torchcam.methods` that computes the maps.
@@ -81,6 +89,13 @@ class TorchCamExtractor(CamExtractor[TorchCamParams]):
         was_training = model.training
         model.eval()
         results: list[CamResult] = []
+        lesion = self.params.head == "lesion"
+        if lesion:
+            if self.method in {"ScoreCAM", "SSCAM", "ISCAM"}:
+                raise ConfigError(f"head: lesion needs a gradient-based CAM method, not {self.method}")
+            if not has_lesion_head(model):
+                raise ConfigError("head: lesion: the classifier has no lesion head (train it with "
+                                  "classifier.train.lesion_head > 0 and a negative class)")
         extractor = self._make(model, (3, h, w))
         try:
             bs = self.params.batch_size
@@ -89,7 +104,11 @@ class TorchCamExtractor(CamExtractor[TorchCamParams]):
                 x, geos = preprocessing.batch(chunk, device=device)  # resized on the classifier's device
                 x = x.requires_grad_(True)
                 with torch.enable_grad():
-                    scores = model(x)
+                    if lesion:
+                        with _lesion_logits(model) as seen:
+                            scores = model(x)
+                    else:
+                        scores = model(x)
                     if scores.ndim != 2:
                         raise ValueError(f"classifier must return (B, C) logits, got shape {tuple(scores.shape)}")
                     n_classes = scores.shape[1]
@@ -99,7 +118,9 @@ class TorchCamExtractor(CamExtractor[TorchCamParams]):
                         (pred[i],) if t == "predicted" else ((t,) if isinstance(t, int) else tuple(t))
                         for i, t in enumerate(chosen)
                     ]
-                    if all(len(r) == 1 for r in resolved):
+                    if lesion:  # the lesion logit of every image, as a (B, 1) score
+                        layer_cams = extractor(class_idx=[0] * len(chunk), scores=seen[-1][:, None])
+                    elif all(len(r) == 1 for r in resolved):
                         layer_cams = extractor(class_idx=[r[0] for r in resolved], scores=scores)
                     else:
                         layer_cams = extractor(

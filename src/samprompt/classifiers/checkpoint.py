@@ -24,6 +24,7 @@ from torch import nn
 
 from samprompt.classifiers._io import atomic_save, describe_key_mismatch, safe_load
 from samprompt.classifiers.builders import HeadKind, build_classifier
+from samprompt.classifiers.lesion_head import class_head_linear, lesion_head_of
 from samprompt.classifiers.parts import TARGET_LAYER_ATTR
 from samprompt.classifiers.task import TaskSpec
 from samprompt.component import format_validation_error
@@ -102,11 +103,8 @@ class ClassifierInfo(BaseModel):
 
 
 def _out_features(model: nn.Module) -> int | None:
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    return None if last is None else int(last.out_features)
+    found = class_head_linear(model)
+    return None if found is None else int(found[1].out_features)
 
 
 def save_classifier(path: str | os.PathLike[str], model: nn.Module, info: ClassifierInfo) -> Path:
@@ -232,13 +230,18 @@ def load_classifier(
         raise CheckpointError(
             f"classifier checkpoint {p!r}: cannot rebuild arch {info.arch!r}: {exc}"
         ) from exc
+    from samprompt.classifiers.recipes import adapt_architecture, architecture_of  # lazy: recipes -> here
+
+    where = f"checkpoint {p!r}: train_config"
+    try:
+        adapt_architecture(model, *architecture_of(info.train_config), where=where,
+                           lesion_head=lesion_head_of(info.train_config))
+    except SampromptError as exc:
+        raise CheckpointError(str(exc)) from exc
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(_mismatch(model, state, info, p)) from exc
-    from samprompt.classifiers.recipes import adapt_architecture, architecture_of  # lazy: recipes -> here
-
-    adapt_architecture(model, *architecture_of(info.train_config), where=f"checkpoint {p!r}: train_config")
     if info.target_layer is not None:
         setattr(model, TARGET_LAYER_ATTR, info.target_layer)
     model.eval()

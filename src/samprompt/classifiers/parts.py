@@ -17,6 +17,7 @@ import torchvision
 from torch import nn
 
 from samprompt.classifiers._io import describe_key_mismatch, safe_load
+from samprompt.classifiers.lesion_head import class_head_linear
 from samprompt.errors import CheckpointError, ConfigError
 
 __all__ = [
@@ -59,10 +60,8 @@ def make_head(in_features: int, num_classes: int, head: HeadKind = "fc", dropout
 
 
 def _last_linear_name(model: nn.Module) -> str:
-    name: str | None = None
-    for n, m in model.named_modules():
-        if isinstance(m, nn.Linear):
-            name = n
+    found = class_head_linear(model)
+    name = None if found is None else found[0]
     if name is None:
         raise ConfigError(f"{type(model).__name__} has no nn.Linear layer whose place a new head could take")
     return name

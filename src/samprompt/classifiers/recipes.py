@@ -27,6 +27,11 @@ those shortcuts away and sharpens the map with a few knobs, each of them also a 
   the erasing mask carries no gradient. Off in both named recipes (0); the threshold's default, 0.6, is
   within the range the adversarial-erasing literature uses, not tuned on any data set (measured on BUSI
   val in docs/quality.md: alone it moves the CAM off the lesion).
+* ``lesion_head`` (weight): an auxiliary lesion-vs-negative logit on the pooled features
+  (:mod:`samprompt.classifiers.lesion_head`), trained with ``weight *`` a binary cross-entropy (lesion =
+  a class not in ``TrainConfig.negative_classes``; balanced like the class loss when ``class_weights`` is
+  set). Needs a negative class. Its CAM is read with ``head: lesion`` of the gradient-based CAM
+  extractors. Off in both named recipes (0).
 
 The recipe's values were chosen from the literature and the measurements quoted in issue 19 (stride 16
 helped, log-sum-exp pooling hurt), NOT tuned on any data set; see docs/quality.md for what they do.
@@ -35,7 +40,7 @@ helped, log-sum-exp pooling hurt), NOT tuned on any data set; see docs/quality.m
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import torch
@@ -44,6 +49,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from samprompt.classifiers.evaluate import logits_of
+from samprompt.classifiers.lesion_head import (
+    add_lesion_head,
+    class_head_linear,
+    has_lesion_head,
+    lesion_logits,
+)
 from samprompt.classifiers.parts import TARGET_LAYER_ATTR
 from samprompt.errors import ConfigError
 
@@ -78,6 +89,7 @@ class RecipeKnobs(BaseModel):
     flip_consistency: float = Field(default=0.0, ge=0.0, le=100.0)
     adversarial_erase: float = Field(default=0.0, ge=0.0, le=100.0)
     erase_threshold: float = Field(default=0.6, gt=0.0, lt=1.0)
+    lesion_head: float = Field(default=0.0, ge=0.0, le=100.0)
 
     @property
     def cam_losses(self) -> bool:
@@ -151,7 +163,7 @@ def _dilate(model: nn.Module, output_stride: int, where: str) -> None:
 
 
 def adapt_architecture(
-    model: nn.Module, output_stride: int | None, pooling: str, where: str = "train"
+    model: nn.Module, output_stride: int | None, pooling: str, where: str = "train", *, lesion_head: bool = False
 ) -> nn.Module:
     """Apply a recipe's architecture knobs to a freshly built classifier, in place (weights unchanged).
 
@@ -161,6 +173,8 @@ def adapt_architecture(
         output_stride: 32, 16, 8 (see the module docstring) or ``None`` (unchanged).
         pooling: ``"avg"`` (unchanged), ``"lse"`` or ``"topk"``.
         where: Config path named in errors.
+        lesion_head: Add a (fresh) lesion head, ``model.lesion_fc`` (see
+            :mod:`samprompt.classifiers.lesion_head`); the only knob that adds weights.
 
     Returns:
         ``model``. Its CAM target layer (``cam_target_layer``) is unchanged: the dilated ``layer4`` is
@@ -175,6 +189,8 @@ def adapt_architecture(
         if not isinstance(getattr(model, "avgpool", None), nn.Module):
             raise ConfigError(f"{where}.pooling: {type(model).__name__} has no 'avgpool' module to replace")
         model.avgpool = LSEPool() if pooling == "lse" else TopKPool()
+    if lesion_head:
+        add_lesion_head(model, f"{where}.lesion_head")
     return model
 
 
@@ -208,11 +224,8 @@ def erase_top(x: torch.Tensor, cam: torch.Tensor, threshold: float) -> torch.Ten
 
 
 def _last_linear(model: nn.Module) -> nn.Linear | None:
-    last = None
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            last = m
-    return last
+    found = class_head_linear(model)
+    return None if found is None else found[1]
 
 
 class TrainObjective:
@@ -221,16 +234,30 @@ class TrainObjective:
     ``plain`` knobs give exactly ``loss_fn(model(x), y)``. The CAM terms read the CAM layer's activations
     through a forward hook (removed by :meth:`close`) and the weights of the head's last ``nn.Linear``:
     ``CAM_c = relu(sum_k W[c, k] * A_k)`` on the (h, w) grid of the CAM layer.
+
+    With ``knobs.lesion_head > 0`` the model must carry a lesion head (:func:`add_lesion_head
+    <samprompt.classifiers.lesion_head.add_lesion_head>`); ``lesion_classes`` are the class indices that
+    show a lesion (the others are negatives) and ``lesion_pos_weight`` the BCE weight of a lesion image
+    (``None``: 1).
     """
 
     def __init__(
         self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        knobs: RecipeKnobs, where: str = "train",
+        knobs: RecipeKnobs, where: str = "train", *, lesion_classes: Sequence[int] = (),
+        lesion_pos_weight: float | None = None,
     ) -> None:
         self.model, self.loss_fn, self.knobs = model, loss_fn, knobs
         self._acts: list[torch.Tensor] = []
         self._hook: Any = None
         self._linear: nn.Linear | None = None
+        self._lesion: torch.Tensor | None = None
+        self._pos_weight = None if lesion_pos_weight is None else torch.tensor(float(lesion_pos_weight))
+        if knobs.lesion_head > 0:
+            if not has_lesion_head(model):
+                raise ConfigError(f"{where}.lesion_head: the model has no lesion head (add_lesion_head)")
+            if not lesion_classes:
+                raise ConfigError(f"{where}.lesion_head: no class is a lesion class")
+            self._lesion = torch.tensor(sorted({int(c) for c in lesion_classes}), dtype=torch.long)
         if knobs.cam_losses:
             layer = getattr(model, TARGET_LAYER_ATTR, None)
             self._linear = _last_linear(model)
@@ -264,8 +291,16 @@ class TrainObjective:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (scalar) and (B, C) logits of one training batch."""
         self._acts.clear()
-        logits = logits_of(self.model(x))
-        loss = self.loss_fn(logits, y)
+        if self._lesion is not None:
+            with lesion_logits(self.model) as seen:
+                logits = logits_of(self.model(x))
+            target = torch.isin(y, self._lesion.to(y.device)).to(seen[-1].dtype)
+            pw = None if self._pos_weight is None else self._pos_weight.to(seen[-1].device)
+            loss = self.loss_fn(logits, y) + self.knobs.lesion_head * F.binary_cross_entropy_with_logits(
+                seen[-1], target, pos_weight=pw)
+        else:
+            logits = logits_of(self.model(x))
+            loss = self.loss_fn(logits, y)
         if not self.knobs.cam_losses or not self._acts:
             return loss, logits
         cam = self._cam(self._acts[-1], y)

@@ -95,6 +95,11 @@ class TrainConfig(BaseModel):
         adversarial_erase: Weight of the loss on inputs whose top-CAM pixels are erased (``None``: recipe).
         erase_threshold: Normalised CAM level from which :func:`adversarial erasing
             <samprompt.classifiers.recipes.erase_top>` erases (``None``: recipe, 0.6).
+        lesion_head: Weight of an auxiliary lesion-vs-negative head's loss (``None``: recipe, 0 = no head;
+            see :mod:`samprompt.classifiers.lesion_head`). Needs ``negative_classes``.
+        negative_classes: The classes whose images show no lesion, for ``lesion_head`` (at least one must
+            be a class of the task, and at least one class must be left as a lesion class). Names that are
+            not classes of the task are ignored. ``samprompt run`` fills it from ``fit.negative_classes``.
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
@@ -126,12 +131,35 @@ class TrainConfig(BaseModel):
     flip_consistency: float | None = Field(default=None, ge=0.0, le=100.0)
     adversarial_erase: float | None = Field(default=None, ge=0.0, le=100.0)
     erase_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
+    lesion_head: float | None = Field(default=None, ge=0.0, le=100.0)
+    negative_classes: list[str] | None = None
     channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
         """The recipe's knob values with this config's explicit ones on top."""
         own = {k: getattr(self, k) for k in RecipeKnobs.model_fields if getattr(self, k) is not None}
         return RECIPES[self.recipe].model_copy(update=own)
+
+    def lesion_classes(self, class_names: Sequence[str], where: str = "train") -> tuple[int, ...]:
+        """Indices of the lesion classes (not in ``negative_classes``) of a task with ``class_names``;
+        ``()`` when the recipe trains no lesion head.
+
+        Raises:
+            ConfigError: A lesion head without a negative class of the task, or with every class negative
+                (naming ``<where>.negative_classes``).
+        """
+        if self.knobs().lesion_head <= 0:
+            return ()
+        neg = set(self.negative_classes or [])
+        if not neg & set(class_names):
+            raise ConfigError(
+                f"{where}.negative_classes: the lesion head needs at least one negative class of the task "
+                f"{list(class_names)}, got {sorted(neg) if self.negative_classes is not None else None}")
+        lesion = tuple(i for i, c in enumerate(class_names) if c not in neg)
+        if not lesion:
+            raise ConfigError(f"{where}.negative_classes: every class of the task {list(class_names)} is negative; "
+                              "the lesion head needs a lesion class")
+        return lesion
 
     def resolved(self) -> TrainConfig:
         """This config with every recipe knob filled in (what a checkpoint records)."""
@@ -283,6 +311,7 @@ def train_classifier(
     if len(train) == 0:
         raise DataError("train_classifier needs at least one training example")
     val = list(val or [])
+    lesion = cfg.lesion_classes(task.class_names)
     y_train = class_targets(train, task)
     y_val = class_targets(val, task)
     device = resolve_device(cfg.device)
@@ -298,7 +327,7 @@ def train_classifier(
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:
-        return _fit(train, y_train, val, y_val, task, cfg, device, checkpoint, progress, callback)
+        return _fit(train, y_train, val, y_val, task, cfg, device, checkpoint, progress, callback, lesion)
     finally:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
@@ -308,14 +337,14 @@ def train_classifier(
 def _fit(
     train: Sequence[Example], y_train: list[int], val: list[Example], y_val: list[int], task: TaskSpec,
     cfg: TrainConfig, device: torch.device, checkpoint: str | os.PathLike[str] | None, progress: bool,
-    callback: Callable[[EpochStats], None] | None,
+    callback: Callable[[EpochStats], None] | None, lesion: tuple[int, ...],
 ) -> TrainResult:
     start = time.perf_counter()
     model = build_classifier(
         cfg.arch, task.num_classes, head=cfg.head, dropout=cfg.dropout, weights=cfg.weights
     )
     knobs = cfg.knobs()
-    adapt_architecture(model, knobs.output_stride, knobs.pooling)
+    adapt_architecture(model, knobs.output_stride, knobs.pooling, lesion_head=knobs.lesion_head > 0)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -334,7 +363,11 @@ def _fit(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs * len(loader)))
 
     recorded = cfg.resolved().model_dump(mode="json")
-    objective = TrainObjective(model, loss_fn, knobs)
+    pos_weight = None
+    if lesion and cfg.class_weights is not None:  # balanced like the class loss: n_negative / n_lesion
+        n_lesion = sum(1 for t in y_train if t in lesion)
+        pos_weight = (len(y_train) - n_lesion) / max(n_lesion, 1)
+    objective = TrainObjective(model, loss_fn, knobs, lesion_classes=lesion, lesion_pos_weight=pos_weight)
 
     def make_info(metrics: dict[str, Any]) -> ClassifierInfo:
         return ClassifierInfo.for_model(

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from samprompt._torch import resolve_device
 from samprompt.classifiers import TaskSpec
-from samprompt.classifiers.checkpoint import read_info
+from samprompt.classifiers.checkpoint import ClassifierInfo, read_info
+from samprompt.classifiers.lesion_head import lesion_head_of
 from samprompt.config import Problem, raise_problems
 from samprompt.data import Dataset, Split, check_labels_against_classes, open_dataset
 from samprompt.errors import ConfigError, SampromptError
@@ -81,6 +82,7 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
                 add("split.file", str(exc), exc)
 
     class_names: list[str] | None = None
+    info: ClassifierInfo | None = None
     src = config.classifier
     if src.checkpoint is not None:
         if Path(src.checkpoint) in {Path(p) for p in pending}:
@@ -105,6 +107,21 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
         except SampromptError as exc:
             key = "classifier.negative" if src.task == "binary" else "classifier.task"
             add(key, f"{exc} (the classes used: {used})")
+
+    lesion_head: bool | None = None  # whether the run's classifier will carry a lesion head (None: unknown)
+    if src.checkpoint is None:
+        lesion_head = src.train.knobs().lesion_head > 0
+        if class_names is not None:
+            try:
+                src.train.lesion_classes(class_names, "classifier.train")
+            except ConfigError as exc:
+                add("classifier.train.negative_classes", str(exc).split(": ", 1)[1], exc)
+    elif info is not None:
+        lesion_head = lesion_head_of(info.train_config)
+    cam = config.pipeline.cam
+    if cam.params.get("head") == "lesion" and lesion_head is False:
+        add("pipeline.cam.params.head", "lesion: the run's classifier has no lesion head (set "
+            "classifier.train.lesion_head > 0, or give a checkpoint trained with one)")
 
     if class_names is not None:
         if isinstance(config.target, list):

@@ -106,7 +106,8 @@ class ClassifierSource(BaseModel):
         negative: The label that stays negative in the binary task.
         positive: Name of the merged class of the binary task.
         train: Training hyper-parameters (used without ``checkpoint``); ``train.seed`` and
-            ``train.device`` default to the run's ``seed`` and ``device``.
+            ``train.device`` default to the run's ``seed`` and ``device``, and (with a lesion head)
+            ``train.negative_classes`` to ``[negative]`` (binary task) or ``fit.negative_classes``.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -318,7 +319,11 @@ class RunConfig(BaseModel):
         if self.fit is not None and not self.fits_scorer:
             raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts")
         train = self.classifier.train
-        update = {k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
+        update: dict[str, Any] = {
+            k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
+        if train.knobs().lesion_head > 0 and train.negative_classes is None:  # the run's negatives
+            update["negative_classes"] = ([self.classifier.negative] if self.classifier.task == "binary"
+                                          else list((self.fit or FitSpec()).negative_classes))
         if update:
             self.classifier.train = train.model_copy(update=update)
         return self

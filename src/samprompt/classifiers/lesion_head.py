@@ -1,0 +1,122 @@
+"""An auxiliary lesion-vs-negative head: one logit "does this image show a lesion?" beside the class head.
+
+Where a data set has a negative class (e.g. ``normal``), the classes' own logits mix two questions: *is
+there a lesion* and *which kind*. The CAM of the lesion classes then also explains what separates benign
+from malignant (texture, shadowing, annotations), which need not lie on the lesion. The lesion head asks
+only the first question. It is a ``Linear(K, 1)`` (attribute ``lesion_fc``) on the same pooled features
+as the class head (the output of the model's ``avgpool``, so ``lse`` / ``topk`` pooling applies to it
+too), trained with a binary cross-entropy beside the class loss (``TrainConfig.lesion_head`` = its weight,
+``TrainConfig.negative_classes`` = the images without a lesion). Its CAM (``head: lesion`` of the
+gradient-based CAM extractors) is the map of that one logit.
+
+The class head and the model's ``forward`` are unchanged: ``model(x)`` still returns the (B, C) class
+logits; the lesion logit is read with :func:`lesion_logits` (a forward hook on ``avgpool``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from samprompt.errors import ConfigError
+
+__all__ = [
+    "LESION_HEAD_ATTR",
+    "add_lesion_head",
+    "class_head_linear",
+    "has_lesion_head",
+    "lesion_head_of",
+    "lesion_logits",
+]
+
+#: Attribute (and state-dict prefix) of the lesion head on a model.
+LESION_HEAD_ATTR = "lesion_fc"
+
+
+def class_head_linear(model: nn.Module) -> tuple[str, nn.Linear] | None:
+    """``(dotted name, module)`` of the last ``nn.Linear`` of ``model`` that is not its lesion head (the
+    class head's output layer of every built classifier), or ``None``."""
+    skip = getattr(model, LESION_HEAD_ATTR, None)
+    last = None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear) and m is not skip:
+            last = (name, m)
+    return last
+
+
+def _pooled_features(model: nn.Module, where: str) -> int:
+    if not isinstance(getattr(model, "avgpool", None), nn.Module):
+        raise ConfigError(f"{where}: {type(model).__name__} has no 'avgpool' module whose output a lesion head "
+                          "could read")
+    found = class_head_linear(model)
+    if found is None:
+        raise ConfigError(f"{where}: {type(model).__name__} has no linear class head to size a lesion head by")
+    return int(found[1].in_features)
+
+
+def add_lesion_head(model: nn.Module, where: str = "train.lesion_head") -> nn.Linear:
+    """Give ``model`` a lesion head, in place: ``model.lesion_fc = Linear(K, 1)``.
+
+    Args:
+        model: A classifier with an ``avgpool`` module and a linear class head whose input is the
+            (flattened) pooled features, K of them (the ResNets, ``tiny_cnn``).
+        where: Config path named in errors.
+
+    Returns:
+        The new head (freshly initialised; on the device of the model's first parameter).
+
+    Raises:
+        ConfigError: The model has no ``avgpool`` or no linear head, or already has a lesion head.
+    """
+    if has_lesion_head(model):
+        raise ConfigError(f"{where}: {type(model).__name__} already has a lesion head")
+    head = nn.Linear(_pooled_features(model, where), 1)
+    try:
+        head.to(next(model.parameters()).device)
+    except StopIteration:
+        pass
+    setattr(model, LESION_HEAD_ATTR, head)
+    return head
+
+
+def has_lesion_head(model: nn.Module) -> bool:
+    """Whether ``model`` carries a lesion head (see :func:`add_lesion_head`)."""
+    return isinstance(getattr(model, LESION_HEAD_ATTR, None), nn.Linear)
+
+
+def lesion_head_of(train_config: Mapping[str, Any] | None) -> bool:
+    """Whether a checkpoint's recorded ``train_config`` trained a lesion head (``lesion_head`` > 0)."""
+    value = dict(train_config or {}).get("lesion_head")
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+
+
+@contextmanager
+def lesion_logits(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the lesion logit of every forward pass run inside the block.
+
+    Usage::
+
+        with lesion_logits(model) as seen:
+            class_logits = model(x)          # (B, C), unchanged
+        lesion = seen[-1]                    # (B,) lesion logits of that pass, with gradient
+
+    Raises:
+        ConfigError: ``model`` has no lesion head.
+    """
+    if not has_lesion_head(model):
+        raise ConfigError(f"{type(model).__name__} has no lesion head (train it with train.lesion_head > 0)")
+    head = getattr(model, LESION_HEAD_ATTR)
+    seen: list[torch.Tensor] = []
+
+    def keep(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        seen.append(head(torch.flatten(out, 1))[:, 0])
+
+    hook = model.get_submodule("avgpool").register_forward_hook(keep)
+    try:
+        yield seen
+    finally:
+        hook.remove()
