@@ -26,7 +26,10 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   CAM-border term; ``*_mstta_val.json``: the ``ablation`` / ``ing_erase_border`` classifiers with the CAM
   averaged over the image, its mirror and a 1.5x input (``tta``, ``scales: [1.5]``); ``*_l34_val.json``:
   the same with the ``best`` preset's CAM (layer3 + layer4, flip); ``*_seed1_val.json``: the ``plain``,
-  border-terms and ``localise`` + flip rows trained with seed 1.
+  border-terms and ``localise`` + flip rows trained with seed 1; ``ing_lse`` / ``ing_topk``: log-sum-exp
+  and top-k pooling; ``ing_lesion_head*``: the auxiliary lesion-vs-normal head (weight 1), alone and with
+  the border terms, its CAM read with ``head: lesion`` (``*_classes_val``: the same net's benign +
+  malignant CAM).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -78,6 +81,12 @@ INGREDIENTS: dict[str, dict[str, Any]] = {
     "ing224_erase_border": {"preprocessing": {"input_size": 224, "mode": "resize"}, "epochs": 15,
                             "border_erase": 0.15, "cam_border_weight": 1.0},
 }
+#: The auxiliary lesion-vs-normal head (issue 19), read with ``head: lesion`` (and, ``*_classes``, the
+#: same classifier's summed benign + malignant CAM).
+LESION_HEAD: dict[str, dict[str, Any]] = {
+    "ing_lesion_head": {"lesion_head": 1.0},
+    "ing_lesion_head_border": {"lesion_head": 1.0, "border_erase": 0.15, "cam_border_weight": 1.0},
+}
 #: Multi-scale test-time CAMs (issue 19): the CAM averaged over the image, its mirror and a 1.5x input.
 MSTTA = {"name": "tta",
          "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
@@ -127,6 +136,16 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         train.pop("recipe")
         train.update(knobs)
         out[f"{stem}_val"] = v
+    for stem, knobs in LESION_HEAD.items():  # the lesion head, its CAM and the class CAM of the same net
+        v = copy.deepcopy(out["localise_val"])
+        v["name"] = f"busi-{stem.replace('_', '-')}"
+        train = v["classifier"]["train"]
+        train.pop("recipe")
+        train.update(knobs)
+        c = copy.deepcopy(v)
+        v["pipeline"]["cam"] = {"name": "gradcampp", "params": {"target_layer": "layer4", "head": "lesion"}}
+        out[f"{stem}_val"] = v
+        out[f"{stem}_classes_val"] = c
     for stem in ("ablation", "ing_erase_border"):  # the same classifiers, multi-scale / two-layer CAMs
         v = copy.deepcopy(out[f"{stem}_val"])
         v["pipeline"]["cam"] = MSTTA
@@ -187,6 +206,8 @@ def main(argv: list[str]) -> int:
         *go("selftrain_val", "selftrain", "fit"), f"cp {r / 'selftrain/summary.csv'} {r / 'selftrain_val_summary.csv'}",
         *go("selftrain_test", "selftrain"),
         *[c for stem in INGREDIENTS for c in go(f"{stem}_val", stem)],
+        *[c for stem in LESION_HEAD for c in go(f"{stem}_val", stem)
+          + go(f"{stem}_classes_val", f"{stem}_classes", stem)],
         *go("ablation_mstta_val", "ablation_mstta", "ablation"),
         *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
         *go("ablation_l34_val", "ablation_l34", "ablation"),
