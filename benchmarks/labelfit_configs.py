@@ -25,11 +25,11 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   erasing + the CAM-border term; ``ing224_*``: 224 px and 15 epochs, ``plain`` and border erasing + the
   CAM-border term; ``*_mstta_val.json``: the ``ablation`` / ``ing_erase_border`` classifiers with the CAM
   averaged over the image, its mirror and a 1.5x input (``tta``, ``scales: [1.5]``); ``*_l34_val.json``:
-  the same with the ``best`` preset's CAM (layer3 + layer4, flip); ``*_seed1_val.json``: the ``plain``,
-  border-terms and ``localise`` + flip rows trained with seed 1; ``ing_lse`` / ``ing_topk``: log-sum-exp
-  and top-k pooling; ``ing_lesion_head*``: the auxiliary lesion-vs-normal head (weight 1), alone and with
-  the border terms, its CAM read with ``head: lesion`` (``*_classes_val``: the same net's benign +
-  malignant CAM).
+  the same with the ``best`` preset's CAM (layer3 + layer4, flip); ``*_seed1_val.json`` /
+  ``*_seed2_val.json``: the ``plain``, border-terms, ``localise`` + flip and lesion-head rows trained with
+  seeds 1 and 2; ``ing_lse`` / ``ing_topk``: log-sum-exp and top-k pooling; ``ing_lesion_head*``: the
+  auxiliary lesion-vs-normal head (weight 1), alone and with the border terms, its CAM read with
+  ``head: lesion`` (``*_classes_val``: the same net's benign + malignant CAM).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -91,7 +91,9 @@ LESION_HEAD: dict[str, dict[str, Any]] = {
 MSTTA = {"name": "tta",
          "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
 #: The rows trained again with seed 1 (issue 19's seed check).
-SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip")
+SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip", "ing_lesion_head")
+#: The training seeds of the seed check.
+SEEDS = (1, 2)
 #: The ``best`` preset's CAM: GradCAM++ of layer3 and layer4 fused, averaged with the mirror's.
 L34TTA = {"name": "tta",
           "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]}}
@@ -153,11 +155,12 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         v = copy.deepcopy(out[f"{stem}_val"])
         v["pipeline"]["cam"] = L34TTA
         out[f"{stem}_l34_val"] = v
-    for stem in SEEDED:  # the seed check (training seed 1)
-        v = copy.deepcopy(out[f"{stem}_val"])
-        v["seed"] = 1
-        v["name"] = f"{v['name']}-seed1"
-        out[f"{stem}_seed1_val"] = v
+    for stem in SEEDED:  # the seed check (training seeds 1 and 2)
+        for seed in SEEDS:
+            v = copy.deepcopy(out[f"{stem}_val"])
+            v["seed"] = seed
+            v["name"] = f"{v['name']}-seed{seed}"
+            out[f"{stem}_seed{seed}_val"] = v
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -212,7 +215,7 @@ def main(argv: list[str]) -> int:
         *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
         *go("ablation_l34_val", "ablation_l34", "ablation"),
         *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
-        *[c for stem in SEEDED for c in go(f"{stem}_seed1_val", f"{stem}_seed1")],
+        *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
     ]
     print("\n".join(lines))
     return 0
