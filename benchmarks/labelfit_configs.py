@@ -26,10 +26,11 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   CAM-border term; ``*_mstta_val.json``: the ``ablation`` / ``ing_erase_border`` classifiers with the CAM
   averaged over the image, its mirror and a 1.5x input (``tta``, ``scales: [1.5]``); ``*_l34_val.json``:
   the same with the ``best`` preset's CAM (layer3 + layer4, flip); ``*_seed1_val.json`` /
-  ``*_seed2_val.json``: the ``plain``, border-terms, ``localise`` + flip and lesion-head rows trained with
-  seeds 1 and 2; ``ing_lse`` / ``ing_topk``: log-sum-exp and top-k pooling; ``ing_lesion_head*``: the
+  ``*_seed2_val.json``: the ``plain``, border-terms, ``localise`` + flip and lesion-head rows (alone and
+  with the border terms) trained with seeds 1 and 2; ``ing_lse`` / ``ing_topk``: log-sum-exp and top-k pooling; ``ing_lesion_head*``: the
   auxiliary lesion-vs-normal head (weight 1), alone and with the border terms, its CAM read with
-  ``head: lesion`` (``*_classes_val``: the same net's benign + malignant CAM).
+  ``head: lesion`` (``*_classes_val``: the same net's benign + malignant CAM; ``*_mstta_val``: with the
+  image, its mirror and a 1.5x input).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -91,7 +92,7 @@ LESION_HEAD: dict[str, dict[str, Any]] = {
 MSTTA = {"name": "tta",
          "params": {"method": "gradcampp", "target_layer": "layer4", "flips": ["h"], "scales": [1.5]}}
 #: The rows trained again with seed 1 (issue 19's seed check).
-SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip", "ing_lesion_head")
+SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip", "ing_lesion_head", "ing_lesion_head_border")
 #: The training seeds of the seed check.
 SEEDS = (1, 2)
 #: The ``best`` preset's CAM: GradCAM++ of layer3 and layer4 fused, averaged with the mirror's.
@@ -155,6 +156,9 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         v = copy.deepcopy(out[f"{stem}_val"])
         v["pipeline"]["cam"] = L34TTA
         out[f"{stem}_l34_val"] = v
+    v = copy.deepcopy(out["ing_lesion_head_border_val"])  # the lesion head's CAM, multi-scale
+    v["pipeline"]["cam"] = {"name": "tta", "params": {**MSTTA["params"], "head": "lesion"}}
+    out["ing_lesion_head_border_mstta_val"] = v
     for stem in SEEDED:  # the seed check (training seeds 1 and 2)
         for seed in SEEDS:
             v = copy.deepcopy(out[f"{stem}_val"])
@@ -213,6 +217,7 @@ def main(argv: list[str]) -> int:
           + go(f"{stem}_classes_val", f"{stem}_classes", stem)],
         *go("ablation_mstta_val", "ablation_mstta", "ablation"),
         *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
+        *go("ing_lesion_head_border_mstta_val", "ing_lesion_head_border_mstta", "ing_lesion_head_border"),
         *go("ablation_l34_val", "ablation_l34", "ablation"),
         *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
         *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
