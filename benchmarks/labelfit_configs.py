@@ -162,6 +162,7 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     for stem in SEEDED:  # the seed check (training seeds 1 and 2)
         for seed in SEEDS:
             v = copy.deepcopy(out[f"{stem}_val"])
+            v["split"] = {"file": split, "use": "val"}  # the seed-0 split: the run's seed makes a split's seed
             v["seed"] = seed
             v["name"] = f"{v['name']}-seed{seed}"
             out[f"{stem}_seed{seed}_val"] = v
