@@ -30,7 +30,7 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   with the border terms) trained with seeds 1 and 2; ``ing_lse`` / ``ing_topk``: log-sum-exp and top-k pooling; ``ing_lesion_head*``: the
   auxiliary lesion-vs-normal head (weight 1), alone and with the border terms, its CAM read with
   ``head: lesion`` (``*_classes_val``: the same net's benign + malignant CAM; ``*_mstta_val``: with the
-  image, its mirror and a 1.5x input).
+  image, its mirror and a 1.5x input; ``*_camfeat_val``: with ``fit.cam_features``).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -159,6 +159,9 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     v = copy.deepcopy(out["ing_lesion_head_border_val"])  # the lesion head's CAM, multi-scale
     v["pipeline"]["cam"] = {"name": "tta", "params": {**MSTTA["params"], "head": "lesion"}}
     out["ing_lesion_head_border_mstta_val"] = v
+    v = copy.deepcopy(out["ing_lesion_head_border_val"])  # the label-only prompts weigh its CAM (item 5)
+    v["fit"] = {"cam_features": True}
+    out["ing_lesion_head_border_camfeat_val"] = v
     for stem in SEEDED:  # the seed check (training seeds 1 and 2)
         for seed in SEEDS:
             v = copy.deepcopy(out[f"{stem}_val"])
@@ -219,6 +222,9 @@ def main(argv: list[str]) -> int:
         *go("ablation_mstta_val", "ablation_mstta", "ablation"),
         *go("ing_erase_border_mstta_val", "ing_erase_border_mstta", "ing_erase_border"),
         *go("ing_lesion_head_border_mstta_val", "ing_lesion_head_border_mstta", "ing_lesion_head_border"),
+        f"cp -r {r / 'ing_lesion_head_border'} {r / 'ing_lesion_head_border_camfeat'}",
+        f"rm {r / 'ing_lesion_head_border_camfeat/scorer.json'}",
+        *go("ing_lesion_head_border_camfeat_val", "ing_lesion_head_border_camfeat"),
         *go("ablation_l34_val", "ablation_l34", "ablation"),
         *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
         *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
