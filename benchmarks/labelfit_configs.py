@@ -15,7 +15,9 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   with ``busi-v1`` and with the scorer fit in the run (box, and box + point), the paper's CAM box.
 * ``inv.json`` — the same on the intensity-inverted copy, with the first run's split file.
 * ``inv_nonormal.json`` / ``inv_nonormal_prior.json`` — the inverted copy without ``normal`` (training and
-  fitting), a 2-class classifier; the second keeps ``busi-v1``'s weights (``fit.prior``).
+  fitting), a 2-class classifier; the second keeps ``busi-v1``'s weights (``fit.prior``);
+  ``inv_nonormal_val.json`` / ``inv_nonormal_border_val.json``: the first on val, and with a classifier
+  trained with the border terms (weights learnt from a better CAM).
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
   the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
@@ -114,6 +116,13 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     prior = copy.deepcopy(nn)
     prior.update(name="busi-inv-nonormal-prior", fit={"prior": "busi-v1"})
     out["inv_nonormal_prior"] = prior
+    v = copy.deepcopy(nn)  # no normal class: val, and a classifier trained with the border terms
+    v["split"]["use"] = "val"
+    out["inv_nonormal_val"] = v
+    v = copy.deepcopy(v)
+    v["name"] = "busi-inv-nonormal-border"
+    v["classifier"]["train"].update(border_erase=0.15, cam_border_weight=1.0)
+    out["inv_nonormal_border_val"] = v
     abl = copy.deepcopy(out["fit"])
     abl["pipeline"]["prompts"] = [
         {"name": "box", "params": {"margin": 5}}, {"name": "center_point"}, {"name": "max_point"},
@@ -209,6 +218,8 @@ def main(argv: list[str]) -> int:
         f"python benchmarks/labelfit_configs.py --drop-normal {r / 'fit/split.json'} {work / 'split_nonormal.json'}",
         *go("inv", "inv"), *go("inv_nonormal", "inv_nonormal"),
         *go("inv_nonormal_prior", "inv_nonormal_prior", "inv_nonormal"),
+        *go("inv_nonormal_val", "inv_nonormal_val", "inv_nonormal"),
+        *go("inv_nonormal_border_val", "inv_nonormal_border"),
         *go("ablation", "ablation", "fit"), f"cp {r / 'ablation/summary.csv'} {r / 'ablation_test_summary.csv'}",
         *go("ablation_val", "ablation"),
         *go("localise", "localise"), f"cp {r / 'localise/summary.csv'} {r / 'localise_test_summary.csv'}",
