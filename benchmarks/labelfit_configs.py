@@ -178,6 +178,12 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
             v["seed"] = seed
             v["name"] = f"{v['name']}-seed{seed}"
             out[f"{stem}_seed{seed}_val"] = v
+    for stem in ("ablation", "ing_erase_border"):  # the seed check's one test look: plain vs border terms
+        for seed in (0, *SEEDS):
+            src = f"{stem}_val" if seed == 0 else f"{stem}_seed{seed}_val"
+            v = copy.deepcopy(out[src])
+            v["split"]["use"] = "test"  # the val config's split (its classifier is reused)
+            out[src.replace("_val", "_test")] = v
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -239,6 +245,8 @@ def main(argv: list[str]) -> int:
         *go("ablation_l34_val", "ablation_l34", "ablation"),
         *go("ing_erase_border_l34_val", "ing_erase_border_l34", "ing_erase_border"),
         *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
+        *[c for stem in ("ablation", "ing_erase_border") for sfx in ("", "_seed1", "_seed2")
+          for c in go(f"{stem}{sfx}_test", f"{stem}{sfx}_test", f"{stem}{sfx}")],
     ]
     print("\n".join(lines))
     return 0
