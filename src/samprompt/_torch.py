@@ -1,6 +1,9 @@
-"""The one copy of samprompt's PyTorch plumbing: which device, and how a ``.pt`` file is read safely.
+"""The one copy of samprompt's PyTorch plumbing: which device, how a ``.pt`` file is read safely, and how a
+classifier's lesion-head logit is read.
 
 Every module that picks a device or reads a checkpoint (classifiers, segmenters, self-training) calls these.
+The lesion-head reader is here, below both rooms, because the classifiers add the head
+(:mod:`samprompt.classifiers.lesion_head`) and the CAM extractors read it (``head: lesion``).
 """
 
 from __future__ import annotations
@@ -8,14 +11,17 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from samprompt.errors import CheckpointError, ConfigError
 
-__all__ = ["load_failure", "resolve_device", "safe_load"]
+__all__ = ["LESION_HEAD_ATTR", "has_lesion_head", "lesion_logits", "load_failure", "resolve_device", "safe_load"]
 
 _PICKLED_OBJECT = re.compile(r"unsupported global", re.IGNORECASE)
 _UNPICKLER_CAUSE = re.compile(r"WeightsUnpickler error:\s*(\S[^\n]*)")
@@ -100,3 +106,44 @@ def load_failure(exc: BaseException, resave: str = "or use save_classifier()") -
     if isinstance(exc, EOFError):
         return "is empty or cut short (EOFError): not a complete PyTorch file"
     return f"is corrupted or not a PyTorch file: {type(exc).__name__}: {text}"
+
+
+#: Attribute (and state-dict prefix) of a classifier's lesion head, a ``Linear(K, 1)`` on the output of
+#: its ``avgpool`` (see :mod:`samprompt.classifiers.lesion_head`).
+LESION_HEAD_ATTR = "lesion_fc"
+
+
+def has_lesion_head(model: nn.Module) -> bool:
+    """Whether ``model`` carries a lesion head (``model.lesion_fc``, an ``nn.Linear``)."""
+    return isinstance(getattr(model, LESION_HEAD_ATTR, None), nn.Linear)
+
+
+@contextmanager
+def lesion_logits(model: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collect the lesion logit of every forward pass run inside the block.
+
+    Usage::
+
+        with lesion_logits(model) as seen:
+            class_logits = model(x)          # (B, C), unchanged
+        lesion = seen[-1]                    # (B,) lesion logits of that pass, with gradient
+
+    The logit is ``lesion_fc(flatten(avgpool output))``, read by a forward hook on ``avgpool`` that is
+    removed when the block ends.
+
+    Raises:
+        ConfigError: ``model`` has no lesion head.
+    """
+    if not has_lesion_head(model):
+        raise ConfigError(f"{type(model).__name__} has no lesion head (train it with train.lesion_head > 0)")
+    head = getattr(model, LESION_HEAD_ATTR)
+    seen: list[torch.Tensor] = []
+
+    def keep(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
+        seen.append(head(torch.flatten(out, 1))[:, 0])
+
+    hook = model.get_submodule("avgpool").register_forward_hook(keep)
+    try:
+        yield seen
+    finally:
+        hook.remove()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -18,9 +19,8 @@ import torchcam.methods as tcm
 from numpy.typing import NDArray
 from pydantic import Field
 
+from samprompt._torch import has_lesion_head, lesion_logits
 from samprompt.cams.base import CamExtractor, CamResult, Target, normalize_targets
-from samprompt.classifiers.lesion_head import has_lesion_head
-from samprompt.classifiers.lesion_head import lesion_logits as _lesion_logits
 from samprompt.component import ComponentParams
 from samprompt.errors import ConfigError
 from samprompt.preprocess import Preprocessing
@@ -104,10 +104,9 @@ class TorchCamExtractor(CamExtractor[TorchCamParams]):
                 x, geos = preprocessing.batch(chunk, device=device)  # resized on the classifier's device
                 x = x.requires_grad_(True)
                 with torch.enable_grad():
-                    if lesion:
-                        with _lesion_logits(model) as seen:
-                            scores = model(x)
-                    else:
+                    reading: AbstractContextManager[list[torch.Tensor]] = (
+                        lesion_logits(model) if lesion else nullcontext([]))
+                    with reading as seen:
                         scores = model(x)
                     if scores.ndim != 2:
                         raise ValueError(f"classifier must return (B, C) logits, got shape {tuple(scores.shape)}")

@@ -10,18 +10,19 @@ too), trained with a binary cross-entropy beside the class loss (``TrainConfig.l
 gradient-based CAM extractors) is the map of that one logit.
 
 The class head and the model's ``forward`` are unchanged: ``model(x)`` still returns the (B, C) class
-logits; the lesion logit is read with :func:`lesion_logits` (a forward hook on ``avgpool``).
+logits; the lesion logit is read with :func:`lesion_logits` (a forward hook on ``avgpool``). That reader
+and :func:`has_lesion_head` live in :mod:`samprompt._torch` (the CAM extractors use them too) and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import nn
 
+from samprompt._torch import LESION_HEAD_ATTR, has_lesion_head, lesion_logits
 from samprompt.errors import ConfigError
 
 __all__ = [
@@ -32,9 +33,6 @@ __all__ = [
     "lesion_head_of",
     "lesion_logits",
 ]
-
-#: Attribute (and state-dict prefix) of the lesion head on a model.
-LESION_HEAD_ATTR = "lesion_fc"
 
 
 def class_head_linear(model: nn.Module) -> tuple[str, nn.Linear] | None:
@@ -83,40 +81,7 @@ def add_lesion_head(model: nn.Module, where: str = "train.lesion_head") -> nn.Li
     return head
 
 
-def has_lesion_head(model: nn.Module) -> bool:
-    """Whether ``model`` carries a lesion head (see :func:`add_lesion_head`)."""
-    return isinstance(getattr(model, LESION_HEAD_ATTR, None), nn.Linear)
-
-
 def lesion_head_of(train_config: Mapping[str, Any] | None) -> bool:
     """Whether a checkpoint's recorded ``train_config`` trained a lesion head (``lesion_head`` > 0)."""
     value = dict(train_config or {}).get("lesion_head")
     return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-
-
-@contextmanager
-def lesion_logits(model: nn.Module) -> Iterator[list[torch.Tensor]]:
-    """Collect the lesion logit of every forward pass run inside the block.
-
-    Usage::
-
-        with lesion_logits(model) as seen:
-            class_logits = model(x)          # (B, C), unchanged
-        lesion = seen[-1]                    # (B,) lesion logits of that pass, with gradient
-
-    Raises:
-        ConfigError: ``model`` has no lesion head.
-    """
-    if not has_lesion_head(model):
-        raise ConfigError(f"{type(model).__name__} has no lesion head (train it with train.lesion_head > 0)")
-    head = getattr(model, LESION_HEAD_ATTR)
-    seen: list[torch.Tensor] = []
-
-    def keep(_m: nn.Module, _i: Any, out: torch.Tensor) -> None:
-        seen.append(head(torch.flatten(out, 1))[:, 0])
-
-    hook = model.get_submodule("avgpool").register_forward_hook(keep)
-    try:
-        yield seen
-    finally:
-        hook.remove()

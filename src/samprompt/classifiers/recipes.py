@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
 import torch
@@ -291,16 +292,15 @@ class TrainObjective:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (scalar) and (B, C) logits of one training batch."""
         self._acts.clear()
+        reading: AbstractContextManager[list[torch.Tensor]] = (
+            lesion_logits(self.model) if self._lesion is not None else nullcontext([]))
+        with reading as seen:
+            logits = logits_of(self.model(x))
+        loss = self.loss_fn(logits, y)
         if self._lesion is not None:
-            with lesion_logits(self.model) as seen:
-                logits = logits_of(self.model(x))
             target = torch.isin(y, self._lesion.to(y.device)).to(seen[-1].dtype)
             pw = None if self._pos_weight is None else self._pos_weight.to(seen[-1].device)
-            loss = self.loss_fn(logits, y) + self.knobs.lesion_head * F.binary_cross_entropy_with_logits(
-                seen[-1], target, pos_weight=pw)
-        else:
-            logits = logits_of(self.model(x))
-            loss = self.loss_fn(logits, y)
+            loss = loss + self.knobs.lesion_head * F.binary_cross_entropy_with_logits(seen[-1], target, pos_weight=pw)
         if not self.knobs.cam_losses or not self._acts:
             return loss, logits
         cam = self._cam(self._acts[-1], y)

@@ -115,7 +115,8 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
             try:
                 src.train.lesion_classes(class_names, "classifier.train")
             except ConfigError as exc:
-                add("classifier.train.negative_classes", str(exc).split(": ", 1)[1], exc)
+                add("classifier.train.negative_classes",
+                    str(exc).removeprefix("classifier.train.negative_classes: "), exc)
     elif info is not None:
         lesion_head = lesion_head_of(info.train_config)
     cam = config.pipeline.cam
