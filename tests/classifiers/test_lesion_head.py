@@ -44,7 +44,7 @@ def test_the_lesion_logit_is_the_head_on_the_pooled_features() -> None:
         expected = _pooled(model, x) @ head.weight[0] + head.bias[0]
     assert seen[-1].shape == (2,)
     torch.testing.assert_close(seen[-1], expected)
-    assert all(not h for h in (model.avgpool._forward_hooks,))  # the hook is removed after the block
+    assert not model.avgpool._forward_hooks  # the hook is removed after the block
     with pytest.raises(ConfigError, match="already has a lesion head"):
         add_lesion_head(model)
     with pytest.raises(ConfigError, match="no lesion head"), lesion_logits(build_classifier("tiny_cnn", 3)):
