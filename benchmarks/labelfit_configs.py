@@ -17,7 +17,9 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
 * ``inv_nonormal.json`` / ``inv_nonormal_prior.json`` — the inverted copy without ``normal`` (training and
   fitting), a 2-class classifier; the second keeps ``busi-v1``'s weights (``fit.prior``);
   ``inv_nonormal_val.json`` / ``inv_nonormal_border_val.json``: the first on val, and with a classifier
-  trained with the border terms (weights learnt from a better CAM).
+  trained with the border terms (weights learnt from a better CAM);
+  ``inv_nonormal_contrast_val.json`` / ``_test.json``: the ``inv_nonormal`` classifier (for the paper's
+  rows only) with the scorer fit by class contrast (``fit.without_negative: contrast``), fresh folders.
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
   the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
@@ -123,6 +125,18 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     v["name"] = "busi-inv-nonormal-border"
     v["classifier"]["train"].update(border_erase=0.15, cam_border_weight=1.0)
     out["inv_nonormal_border_val"] = v
+    for part in ("val", "test"):  # class contrast (no negative class, no classifier evidence); fresh folders
+        c = copy.deepcopy(nn)
+        c.update(name=f"busi-inv-nonormal-contrast-{part}", fit={"without_negative": "contrast"},
+                 classifier={"checkpoint": str(work / "runs" / "inv_nonormal" / "classifier.pt"),
+                             "task": "multiclass"})
+        c["split"]["use"] = part
+        c["pipeline"]["prompts"] = [
+            {"name": "candidates", "label": "busi_v1", "params": {"output": "box"}},
+            {"name": "candidates", "label": "fitted", "params": {"output": "box", "scorer": "fit"}},
+            {"name": "candidates", "label": "fitted_pt", "params": {"output": "box_point", "scorer": "fit"}},
+            {"name": "box", "params": {"margin": 5}}]
+        out[f"inv_nonormal_contrast_{part}"] = c
     abl = copy.deepcopy(out["fit"])
     abl["pipeline"]["prompts"] = [
         {"name": "box", "params": {"margin": 5}}, {"name": "center_point"}, {"name": "max_point"},
@@ -226,6 +240,8 @@ def main(argv: list[str]) -> int:
         *go("inv_nonormal_prior", "inv_nonormal_prior", "inv_nonormal"),
         *go("inv_nonormal_val", "inv_nonormal_val", "inv_nonormal"),
         *go("inv_nonormal_border_val", "inv_nonormal_border"),
+        *go("inv_nonormal_contrast_val", "inv_nonormal_contrast_val"),
+        *go("inv_nonormal_contrast_test", "inv_nonormal_contrast_test"),
         *go("ablation", "ablation", "fit"), f"cp {r / 'ablation/summary.csv'} {r / 'ablation_test_summary.csv'}",
         *go("ablation_val", "ablation"),
         *go("localise", "localise"), f"cp {r / 'localise/summary.csv'} {r / 'localise_test_summary.csv'}",

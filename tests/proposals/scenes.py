@@ -11,11 +11,13 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 
-def scene(kind: str, seed: int, lesion: bool = True, H: int = 96, W: int = 128
-          ) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
+def scene(kind: str, seed: int, lesion: bool = True, H: int = 96, W: int = 128, faint: bool = False,
+          flat: bool = False) -> tuple[NDArray[np.uint8], NDArray[np.bool_]]:
     """Speckled mid-grey tissue with a dark band along the bottom (a distractor in every image) and a
     second distractor blob of the OTHER polarity; with ``lesion``, one elliptic lesion that is ``dark``,
-    ``bright`` or ``colour`` (same grey level as the tissue, another hue). Returns (RGB uint8, lesion mask)."""
+    ``bright`` or ``colour`` (same grey level as the tissue, another hue), oval (semi-axes 10-16 by 8-12
+    pixels). A second lesion class that differs from the first only in the lesion: ``faint`` halves the
+    lesion's contrast, ``flat`` makes it flat and wide (16-22 by 6-8). Returns (RGB uint8, lesion mask)."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:H, 0:W] + 0.5
     grey = 128 + 10 * rng.standard_normal((H, W))
@@ -28,20 +30,24 @@ def scene(kind: str, seed: int, lesion: bool = True, H: int = 96, W: int = 128
     if lesion:
         for _ in range(1000):
             cx, cy = rng.uniform(22, W - 22), rng.uniform(25, H - 35)
-            mask = ((xx - cx) / rng.uniform(10, 16)) ** 2 + ((yy - cy) / rng.uniform(8, 12)) ** 2 <= 1
+            ax, ay = rng.uniform(10, 16), rng.uniform(8, 12)  # (drawn either way: the same scenes as before)
+            if flat:
+                ax, ay = ax + 6, 6 + (ay - 8) / 2
+            mask = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1
             if not (mask & ndi.binary_dilation(dist, iterations=6)).any():
                 break
         else:
             raise ValueError(f"no room for a lesion in a {H} x {W} scene")
     img[dist] = (200 if kind == "dark" else 50) + 8 * rng.standard_normal((int(dist.sum()), 1))
+    k = 0.5 if faint else 1.0
     if kind == "dark":
-        img[mask] = 45 + 8 * rng.standard_normal((int(mask.sum()), 1))
+        img[mask] = 128 - k * 83 + 8 * rng.standard_normal((int(mask.sum()), 1))
     elif kind == "bright":
-        img[mask] = 215 + 8 * rng.standard_normal((int(mask.sum()), 1))
+        img[mask] = 128 + k * 87 + 8 * rng.standard_normal((int(mask.sum()), 1))
     else:  # a reddish lesion of the tissue's grey level
         n = int(mask.sum())
-        img[mask] = np.stack([200 + 8 * rng.standard_normal(n), 100 + 8 * rng.standard_normal(n),
-                              84 + 8 * rng.standard_normal(n)], 1)
+        img[mask] = np.stack([128 + k * 72 + 8 * rng.standard_normal(n), 128 - k * 28 + 8 * rng.standard_normal(n),
+                              128 - k * 44 + 8 * rng.standard_normal(n)], 1)
     return np.clip(img, 0, 255).astype(np.uint8), mask
 
 

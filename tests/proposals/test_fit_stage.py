@@ -61,6 +61,24 @@ def test_fit_on_dataset_never_opens_a_mask(tmp_path: Path, no_masks: list[str]) 
         view.load_mask(0)
 
 
+def test_fit_on_dataset_contrasts_the_lesion_classes_without_a_negative_class(tmp_path: Path,
+                                                                           no_masks: list[str]) -> None:
+    # no normal class and no classifier: benign (oval) against malignant (flat) lesions, class names only
+    root = tmp_path / "d"
+    for cls, flat in (("benign", False), ("malignant", True)):
+        (root / cls).mkdir(parents=True)
+        for k in range(10):
+            img, mask = scene("bright", 50 * flat + k, flat=flat)
+            Image.fromarray(img).save(root / cls / f"{cls} ({k}).png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / cls / f"{cls} ({k})_mask.png")
+    ds = open_dataset(root)
+    sf = fit_on_dataset(ds, ds.ids, negative_classes=["normal"])
+    assert not any("_mask" in p for p in no_masks)
+    assert sf.polarity == "bright" and sf.provenance["fit"]["method"].startswith("class-contrast")
+    with pytest.raises(DataError, match="needs the classifier's CAMs"):  # evidence asked for, no classifier
+        fit_on_dataset(ds, ds.ids, without_negative="evidence")
+
+
 def test_fit_on_dataset_says_how_many_images_it_needs(tmp_path: Path) -> None:
     ds = open_dataset(_data(tmp_path / "d", per_class=3))
     with pytest.raises(DataError, match="at least 8 lesion images, got 6"):

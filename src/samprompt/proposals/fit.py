@@ -1,13 +1,21 @@
 """Fitting a scorer file from IMAGE LABELS only (never a mask): :func:`fit_scorer`.
 
-Two ways, chosen by the labels at hand:
+Three ways, chosen by the labels at hand:
 
 * **with a negative class** (some images have no lesion, e.g. ``normal``): multiple-instance learning.
   Every image is a bag of candidate regions; a lesion image holds at least one lesion region, a negative
   image none. The logistic model scores each region, an image's score is the log-sum-exp of its regions'
   scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
   fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
-* **without one** (every image has a lesion): the run's classifier is the teacher. Each region gets an
+* **without one, with two or more lesion classes** (e.g. benign and malignant; ``classes`` given):
+  class-contrast attention. Every image shows its lesion, and the lesion is what tells the classes apart
+  (shape, margin, echo), not the tissue around it. Each image attends to its regions (softmax of a linear
+  score) and predicts its class from the attended regions; fitting the class labels (class-balanced,
+  L2, seeded random starts, the lowest loss kept) makes the attention pick, in every image, the region
+  whose appearance tells its class: that attention is the scorer. The classifier and its CAM are not
+  needed. The polarity (``auto``) is the one whose model predicts the classes best on held-out halves.
+* **without one otherwise** (one lesion class, or ``without_negative="evidence"``): the run's classifier
+  is the teacher. Each region gets an
   *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; this
   CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
   times ``1 + drop`` where ``drop`` is how much the classifier's target score falls when the region is
@@ -40,14 +48,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from samprompt.errors import ConfigError, DataError
 from samprompt.parallel import WorkerPool, overlapped
-from samprompt.proposals._fit_models import _fit_stage, _polarity_margin, _polarity_score
+from samprompt.proposals._fit_models import Mode, _fit_stage, _polarity_margin, _polarity_score
 from samprompt.proposals._fit_work import (
     _erasure_evidence,
     _Image,
@@ -62,7 +70,7 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["MIN_IMAGES", "CamFn", "ScoreFn", "fit_scorer"]
+__all__ = ["MIN_IMAGES", "CamFn", "ScoreFn", "WithoutNegative", "fit_scorer"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +80,10 @@ MIN_IMAGES = 8
 CamFn = Callable[[Sequence[Any]], Sequence[NDArray[np.float32]]]
 #: ``score(images) -> (N,)`` the classifier's target-class score (e.g. probability) of each image.
 ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
+#: How a fit without a negative class learns: ``auto`` (``contrast`` when ``classes`` holds at least two
+#: lesion classes of at least ``min_images`` images each, else ``evidence``), ``contrast`` (required; an
+#: error when impossible) or ``evidence`` (the classifier's CAM and erasure evidence).
+WithoutNegative = Literal["auto", "contrast", "evidence"]
 
 
 def fit_scorer(
@@ -91,14 +103,17 @@ def fit_scorer(
     timings: dict[str, float] | None = None,
     prior: ScorerFile | None = None,
     cam_features: bool = False,
+    classes: Sequence[Any] | None = None,
+    without_negative: WithoutNegative = "auto",
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
     Args:
         images: (H, W[, 3]) uint8 images (any sequence; each is read once per pass, twice in all).
         lesion: Per image, whether it shows a lesion (``False`` = the negative class).
-        cams: The classifier's CAMs (:data:`CamFn`). Needed without a negative class (the teacher's
-            evidence); with ``cam_features`` also the source of the CAM features.
+        cams: The classifier's CAMs (:data:`CamFn`). Needed for a fit from the classifier's evidence
+            (no negative class, no class contrast); with ``cam_features`` also the source of the CAM
+            features.
         score: The classifier's target score (:data:`ScoreFn`) for the erasure evidence (optional).
         polarity: ``auto`` (chosen from the data), ``dark``, ``bright``, ``colour`` or ``both``.
         l2: L2 penalty of the logistic models (on standardised features).
@@ -113,15 +128,19 @@ def fit_scorer(
             in this process. The result is the same either way.
         timings: When given, receives the seconds spent in each part of the fit (``cams``, ``pass1``,
             ``erasure``, ``polarity``, ``stage1``, ``pass2``, ``stage2``; wall time of this process).
-        prior: Without a negative class only: keep this scorer file's weights (both stages) and fit only
-            the polarity from the classifier's evidence. For data whose classifier's CAM does not find
+        prior: Without a negative class: keep this scorer file's weights (both stages) and fit only the
+            polarity, from the classifier's evidence (with ``without_negative="auto"`` a prior turns class
+            contrast off; with ``"contrast"`` the prior is ignored). For data whose classifier's CAM does not find
             the lesion, where weights learnt from that CAM follow it to the wrong regions (docs: quality,
             BUSI inverted without ``normal``). Its shadow penalty and agreement weight are not carried.
-            Ignored (with a log line) when there is a negative class: multiple-instance learning fits
-            every weight from the labels.
+            Ignored (with a log line) with a negative class or class contrast: they fit every weight
+            from the labels.
         cam_features: Fit the CAM features' weights too (bounded below by 0; needs ``cams``). Off, they
             stay 0: the scorer picks by appearance, the strategy never reads the CAM, and a fit with a
             negative class computes no CAM at all.
+        classes: Per image, its class label (any hashable, e.g. the class name); used only without a
+            negative class, for class contrast (see :data:`WithoutNegative`).
+        without_negative: How a fit without a negative class learns (:data:`WithoutNegative`).
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -129,7 +148,9 @@ def fit_scorer(
     Raises:
         DataError: Too few images of a class (saying how many are needed), or no image with a candidate.
         ValueError: Mismatched lengths or an unknown polarity.
-        ConfigError: ``workers`` is not an integer >= 0, or ``cam_features`` without ``cams``.
+        ConfigError: ``workers`` is not an integer >= 0, ``cam_features`` without ``cams``, an unknown
+            ``without_negative``, or ``without_negative="contrast"`` without two lesion classes of
+            ``min_images`` images each.
     """
     t0 = time.perf_counter()
     y = np.asarray(lesion, bool)
@@ -144,8 +165,12 @@ def fit_scorer(
         raise DataError(f"fitting prompts needs at least {min_images} images of the negative class, got {n_neg} "
                         "(or leave the negative class out to fit from the classifier's evidence)")
     mil = n_neg > 0
-    if not mil and cams is None:  # (checked before any image is read)
-        raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=)")
+    # a prior keeps its weights and fits the polarity from the classifier's evidence (unless contrast is asked for)
+    mode, cls = _mode(y, classes, "evidence" if prior is not None and without_negative == "auto" else without_negative,
+                      min_images)
+    if mode == "evidence" and cams is None:  # (checked before any image is read)
+        raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=) or at "
+                        f"least two lesion classes of {min_images} images each (classes=)")
     if cam_features and cams is None:
         raise ConfigError("cam_features: fitting the CAM features needs the classifier's CAMs (cams=)")
     settings = dict(selector or {})
@@ -166,10 +191,10 @@ def fit_scorer(
     def evidence_maps(batch: Sequence[NDArray[Any]]) -> list[_Maps]:
         """Per image ``(cam, evidence map)``: the CAM as the strategy will see it (for the CAM features)
         and, without a negative class, its average with the mirror's (the teacher's evidence)."""
-        if cams is None or (mil and not cam_features):
+        if cams is None or (mode != "evidence" and not cam_features):
             return [(None, None)] * len(batch)
         t = time.perf_counter()
-        if mil:
+        if mode != "evidence":
             out: list[_Maps] = [(np.asarray(x, np.float32), None) for x in cams(list(batch))]
         else:
             both = cams([*batch, *(np.ascontiguousarray(im[:, ::-1]) for im in batch)])  # one call, mirrors too
@@ -231,19 +256,25 @@ def fit_scorer(
         t = time.perf_counter()
         scores: dict[str, float] = {}
         per_image: dict[str, NDArray[np.float64]] = {}
+        penalty: dict[str, float] = {}  # the contrast model's L2 penalty, chosen per polarity (else l2)
         for p in tries:
-            scores[p], per_image[p] = _polarity_score(per[p], y, l2, mil)
+            scores[p], per_image[p], penalty[p] = _polarity_score(per[p], y, l2, mode, cls)
         chosen = polarity if polarity != "auto" else max(tries, key=lambda p: scores[p])
-        margin = _polarity_margin(chosen, per_image, y, mil) if polarity == "auto" and len(tries) > 1 else None
+        if chosen not in penalty:  # a pooled polarity (``both``): its own choice of the penalty
+            penalty[chosen] = (_polarity_score(_pool(per, polarities_of(chosen)), y, l2, mode, cls)[2]
+                               if mode == "contrast" else l2)
+        groups = cls if mode == "contrast" else y.astype(np.int64)
+        margin = (_polarity_margin(chosen, per_image, groups, mode != "evidence")  # type: ignore[arg-type]
+                  if polarity == "auto" and len(tries) > 1 else None)
         if margin is not None and not margin["certain"]:
             log.warning("fit: the polarity choice %s over %s is uncertain on these %d images (difference %.3g, "
                         "95%% interval [%.3g, %.3g] includes 0); set the fit's polarity if you know it",
                         chosen, margin["runner_up"], len(y), margin["difference"], *margin["interval"])
         clock["polarity"] = time.perf_counter() - t
-        if prior is not None and mil:
-            log.info("fit: prior %r ignored: with a negative class every weight is fit from the labels",
-                     prior.name or prior.source)
-        if prior is not None and not mil:  # the polarity is the fit's; the weights are the prior's
+        if prior is not None and mode != "evidence":
+            log.info("fit: prior %r ignored: %s fits every weight from the labels", prior.name or prior.source,
+                     "with a negative class, multiple-instance learning" if mil else "class contrast")
+        if prior is not None and mode == "evidence":  # the polarity is the fit's; the weights are the prior's
             log.info("fit: polarity %s (scores %s) from classifier evidence; weights of the prior %r", chosen,
                      scores, prior.name or prior.source)
             if timings is not None:
@@ -253,9 +284,9 @@ def fit_scorer(
         # a negative image without regions of the chosen polarity gives those of every tried polarity instead
         bags1 = [a if yk or a is not None else b
                  for a, b, yk in zip(_pool(per, polarities_of(chosen)), _pool(per, tries), y)]
-        stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, l2, mil)
+        stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, penalty[chosen], mode, cls)
         clock["stage1"] = time.perf_counter() - t
-        log.info("fit: polarity %s (scores %s), %s", chosen, scores, "MIL" if mil else "classifier evidence")
+        log.info("fit: polarity %s (scores %s), %s", chosen, scores, _METHOD[mode])
         # pass 2: refined regions of the chosen polarity (pass 1's candidates), scored by the fitted first stage
         t = time.perf_counter()
         uses_cam = cams is not None and bool(np.any(stage1.weights[list(CAM_FEATURES)] != 0))
@@ -273,7 +304,7 @@ def fit_scorer(
             pool.close()
     t = time.perf_counter()
     try:
-        stage2 = _fit_stage(second, y, l2, mil)
+        stage2 = _fit_stage(second, y, penalty[chosen], mode, cls)
         stage2_note = "fitted"
     except DataError as exc:  # e.g. every refined region agrees: keep the first stage's order
         log.info("fit: second stage not fitted (%s); it follows the first stage's score", exc)
@@ -285,14 +316,54 @@ def fit_scorer(
         timings.update(clock)
     cam_idx = [FEATURE_NAMES.index(n) for n in ("cam_mean", "cam_max", "cam_mass", "cam_rank")]
     fit_info = {
-        "method": "multiple-instance logistic (image labels)" if mil else "classifier evidence (CAM + erasure)",
+        "method": _METHOD[mode],
         "polarity_scores": scores, "polarity_margin": margin, "lesion_images": n_pos, "negative_images": n_neg,
-        "l2": l2, "cam_features": cam_features,
+        "l2": penalty[chosen], "cam_features": cam_features,
         "cam_weight_norm": float(np.linalg.norm(stage1.weights[cam_idx])), "seconds": time.perf_counter() - t0,
         "masks_used": False, "stage2": stage2_note,
     }
     prov = {**dict(provenance or {}), "fit": fit_info, "mask_tuned": []}
     return ScorerFile(stage1, stage2, polarity=chosen, shadow_penalty=0.0, name="fitted", provenance=prov)
+
+
+_METHOD: dict[Mode, str] = {
+    "mil": "multiple-instance logistic (image labels)",
+    "contrast": "class-contrast attention (image labels of the lesion classes)",
+    "evidence": "classifier evidence (CAM + erasure)",
+}
+
+
+def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, without_negative: str,
+          min_images: int) -> tuple[Mode, NDArray[np.int64] | None]:
+    """The fit's mode and, for ``contrast``, each image's lesion-class index (negative images: -1).
+
+    Raises:
+        ConfigError: An unknown ``without_negative``; ``contrast`` asked for but impossible (saying why).
+        ValueError: ``classes`` of another length than the labels.
+    """
+    if without_negative not in ("auto", "contrast", "evidence"):
+        raise ConfigError(f"without_negative: must be auto, contrast or evidence, got {without_negative!r}")
+    if classes is not None and len(classes) != len(y):
+        raise ValueError(f"{len(y)} labels but {len(classes)} classes")
+    if not y.all():
+        return "mil", None
+    if without_negative == "evidence":
+        return "evidence", None
+    if classes is None:
+        if without_negative == "contrast":
+            raise ConfigError("without_negative: contrast needs each image's class (classes=)")
+        return "evidence", None
+    names, codes = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
+    counts = np.bincount(codes, minlength=len(names))
+    enough = int(np.count_nonzero(counts >= min_images))
+    if len(names) >= 2 and enough == len(names):
+        return "contrast", codes.astype(np.int64)
+    why = (f"classes {dict(zip(names.tolist(), counts.tolist()))}: class contrast needs at least two lesion "
+           f"classes of {min_images} images each")
+    if without_negative == "contrast":
+        raise ConfigError(f"without_negative: contrast impossible on these images ({why})")
+    log.info("fit: no negative class and %s; learning from the classifier's evidence", why)
+    return "evidence", None
 
 
 def _with_prior(prior: ScorerFile, chosen: str, scores: Mapping[str, float], n_pos: int, n_neg: int, l2: float,

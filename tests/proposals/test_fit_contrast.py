@@ -1,0 +1,105 @@
+"""Fitting without a negative class from two lesion classes (class contrast): synthetic scenes where the
+classes differ only in the lesion's shape, so only the lesion region can tell them apart."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from samprompt.errors import ConfigError, DataError
+from samprompt.proposals._fit_models import CONTRAST_L2, _contrast
+from samprompt.proposals.features import FEATURE_NAMES
+from samprompt.proposals.fit import fit_scorer
+from samprompt.proposals.scorer import load_scorer
+from samprompt.proposals.select import selector_from_scorer
+from samprompt.regions import box_iou, mask_to_box
+
+from .scenes import LocalisingCam, scene
+
+SMALL = {"work_size": 96}
+
+
+def _two_classes(kind: str, n: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """``n`` scenes of an oval lesion and ``n`` of a flat one (the classes differ only in the lesion)."""
+    pairs = [scene(kind, seed + s) for s in range(n)] + [scene(kind, seed + 50 + s, flat=True) for s in range(n)]
+    return [p[0] for p in pairs], [p[1] for p in pairs], ["oval"] * n + ["flat"] * n
+
+
+def test_contrast_fit_picks_the_polarity_and_the_lesion_without_a_classifier() -> None:
+    # bright lesions; in every image a dark band and a dark blob are the distractors
+    images, _, classes = _two_classes("bright", 10, 0)
+    sf = fit_scorer(images, [True] * 20, classes=classes, selector=SMALL)  # no cams: labels only
+    fit = sf.provenance["fit"]
+    assert sf.polarity == "bright" and fit["method"].startswith("class-contrast")
+    assert fit["masks_used"] is False and fit["stage2"] == "fitted" and fit["l2"] in CONTRAST_L2
+    assert fit["polarity_scores"]["bright"] == max(fit["polarity_scores"].values())
+    sel = selector_from_scorer(sf, **SMALL)
+    test_images, test_masks, _ = _two_classes("bright", 4, 700)
+    ious = []
+    for img, m in zip(test_images, test_masks):  # new scenes of both classes
+        region, _ = sel.choose(img, None)
+        assert region is not None
+        b, g = mask_to_box(region), mask_to_box(m)
+        cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+        assert g[0] <= cx <= g[2] and g[1] <= cy <= g[3], (b, g)  # on the lesion, not a distractor
+        ious.append(box_iou(b, g))
+    assert np.mean(ious) > 0.7, ious
+
+
+def test_contrast_model_reads_the_class_from_the_region_that_differs() -> None:
+    # bags of 3 regions over the first-stage features (the rest 0): feature 1 is noise in every region;
+    # one region per image (the "lesion") stands out in feature 3 in both classes (as a lesion's contrast
+    # does) and carries the class in feature 2 (+1 / -1); the two others have both near 0. A linear
+    # attention can find that region in both classes only through feature 3.
+    rng = np.random.default_rng(0)
+    bags, cls, which = [], [], []
+    for k in range(40):
+        c = k % 2
+        F = np.zeros((3, len(FEATURE_NAMES)))
+        F[:, 0], F[:, 1] = 1.0, rng.normal(0, 1, 3)
+        F[:, 2], F[:, 3] = rng.normal(0, 0.1, 3), rng.normal(0, 0.3, 3)
+        j = int(rng.integers(3))
+        F[j, 2] = (1.0 if c else -1.0) + rng.normal(0, 0.1)
+        F[j, 3] = 2.0 + rng.normal(0, 0.3)
+        bags.append(F)
+        cls.append(c)
+        which.append(j)
+    m = _contrast(bags, np.array(cls), 1e-2)
+    s = m.scorer()
+    # the attention goes to the class-carrying region in both classes
+    picked = [int(np.argmax(s(F))) for F in bags]
+    assert np.mean(np.array(picked) == np.array(which)) >= 0.9
+    ll = m.loglik(bags, np.array(cls))
+    assert ll.shape == (40,) and np.all(ll <= 0) and np.mean(ll) > np.log(0.8)  # it predicts the classes
+
+
+def test_modes_and_their_errors() -> None:
+    images, masks, classes = _two_classes("bright", 8, 0)
+    with pytest.raises(ConfigError, match="without_negative"):
+        fit_scorer(images, [True] * 16, classes=classes, without_negative="nope", selector=SMALL)  # type: ignore[arg-type]
+    # one class of 8, the other of 3: no contrast; "contrast" says how many images it needs
+    few = images[:8] + images[8:11]
+    with pytest.raises(ConfigError, match="two lesion classes of 8 images each"):
+        fit_scorer(few, [True] * 11, classes=classes[:11], without_negative="contrast", selector=SMALL)
+    # auto then falls back to the classifier's evidence, which needs CAMs
+    with pytest.raises(DataError, match="needs the classifier's CAMs"):
+        fit_scorer(few, [True] * 11, classes=classes[:11], selector=SMALL)
+    with pytest.raises(ValueError, match="16 labels but 3 classes"):
+        fit_scorer(images, [True] * 16, classes=classes[:3], selector=SMALL)
+    # evidence asked for: the classifier teaches even with two classes
+    cam = LocalisingCam(list(zip(images, masks)))
+    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, without_negative="evidence", selector=SMALL,
+                    polarity="bright")
+    assert sf.provenance["fit"]["method"].startswith("classifier evidence") and cam.calls == 32
+
+
+def test_a_prior_keeps_the_evidence_fit_unless_contrast_is_asked_for() -> None:
+    images, masks, classes = _two_classes("bright", 8, 0)
+    cam = LocalisingCam(list(zip(images, masks)))
+    prior = load_scorer("busi-v1")
+    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, prior=prior, selector=SMALL)
+    assert sf.provenance["fit"]["method"].startswith("polarity from classifier evidence")
+    assert np.array_equal(sf.stage1.weights, prior.stage1.weights)
+    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, prior=prior, without_negative="contrast",
+                    selector=SMALL, polarity="bright")
+    assert sf.provenance["fit"]["method"].startswith("class-contrast") and "prior" not in sf.provenance
