@@ -19,7 +19,7 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   ``inv_nonormal_val.json`` / ``inv_nonormal_border_val.json``: the first on val, and with a classifier
   trained with the border terms (weights learnt from a better CAM);
   ``inv_nonormal_contrast_val.json`` / ``_test.json``: the ``inv_nonormal`` classifier (for the paper's
-  rows only) with the scorer fit by class contrast (``fit.without_negative: contrast``), fresh folders.
+  rows only) with the scorer fit by class contrast (``fit.learner: contrast``), fresh folders.
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
   the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
@@ -127,7 +127,7 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     out["inv_nonormal_border_val"] = v
     for part in ("val", "test"):  # class contrast (no negative class, no classifier evidence); fresh folders
         c = copy.deepcopy(nn)
-        c.update(name=f"busi-inv-nonormal-contrast-{part}", fit={"without_negative": "contrast"},
+        c.update(name=f"busi-inv-nonormal-contrast-{part}", fit={"learner": "contrast"},
                  classifier={"checkpoint": str(work / "runs" / "inv_nonormal" / "classifier.pt"),
                              "task": "multiclass"})
         c["split"]["use"] = part

@@ -218,7 +218,7 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
             "library_version": samprompt.__version__, "classifier": str(args.checkpoint), "cam": args.cam}
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
-                        cam_features=args.cam_features, without_negative=args.without_negative,
+                        cam_features=args.cam_features, learner=args.learner,
                         progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
@@ -353,17 +353,18 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--checkpoint", required=True, help="classifier checkpoint (its CAMs are the evidence)")
     fp.add_argument("--out", required=True, help="scorer file to write (JSON)")
     fp.add_argument("--negative", action="append", metavar="CLASS",
-                    help="a class whose images show no lesion (repeatable; none = see --without-negative)")
+                    help="a class whose images show no lesion (repeatable; none = see --learner)")
     fp.add_argument("--polarity", choices=["auto", "dark", "bright", "colour", "both"], default="auto")
     fp.add_argument("--cam", default="gradcampp", help="CAM method (default gradcampp)")
     fp.add_argument("--target", nargs="+", metavar="CLASS", help="CAM target classes (default: predicted)")
     fp.add_argument("--min-images", type=int, default=8, help="fewest images of a class accepted (8)")
-    fp.add_argument("--without-negative", choices=["auto", "contrast", "evidence"], default="auto",
-                    help="without --negative: contrast the lesion classes (needs two or more with --min-images "
-                         "images each), learn from the classifier's evidence, or auto (contrast when possible)")
+    fp.add_argument("--learner", choices=["auto", "mil", "contrast", "evidence"], default="auto",
+                    help="how the weights are learnt: mil (needs --negative), contrast (the region that tells the "
+                         "classes apart; two or more classes of --min-images images), evidence (the classifier's "
+                         "CAM; no --negative), auto (mil with --negative, else contrast when possible)")
     fp.add_argument("--prior", metavar="SCORER",
-                    help="with evidence learning: keep this scorer's weights (a shipped name or a file) and fit "
-                         "the polarity only")
+                    help="without --negative: keep this scorer's weights (a shipped name or a file) and fit "
+                         "the polarity only, from the classifier's evidence")
     fp.add_argument("--cam-features", action="store_true",
                     help="also fit weights for the CAM features (for a classifier whose CAM finds the lesion)")
     fp.add_argument("--device", default="cpu")

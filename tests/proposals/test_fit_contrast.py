@@ -75,12 +75,12 @@ def test_contrast_model_reads_the_class_from_the_region_that_differs() -> None:
 
 def test_modes_and_their_errors() -> None:
     images, masks, classes = _two_classes("bright", 8, 0)
-    with pytest.raises(ConfigError, match="without_negative"):
-        fit_scorer(images, [True] * 16, classes=classes, without_negative="nope", selector=SMALL)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="learner"):
+        fit_scorer(images, [True] * 16, classes=classes, learner="nope", selector=SMALL)  # type: ignore[arg-type]
     # one class of 8, the other of 3: no contrast; "contrast" says how many images it needs
     few = images[:8] + images[8:11]
-    with pytest.raises(ConfigError, match="two lesion classes of 8 images each"):
-        fit_scorer(few, [True] * 11, classes=classes[:11], without_negative="contrast", selector=SMALL)
+    with pytest.raises(ConfigError, match="two classes of 8 images each"):
+        fit_scorer(few, [True] * 11, classes=classes[:11], learner="contrast", selector=SMALL)
     # auto then falls back to the classifier's evidence, which needs CAMs
     with pytest.raises(DataError, match="needs the classifier's CAMs"):
         fit_scorer(few, [True] * 11, classes=classes[:11], selector=SMALL)
@@ -88,9 +88,30 @@ def test_modes_and_their_errors() -> None:
         fit_scorer(images, [True] * 16, classes=classes[:3], selector=SMALL)
     # evidence asked for: the classifier teaches even with two classes
     cam = LocalisingCam(list(zip(images, masks)))
-    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, without_negative="evidence", selector=SMALL,
+    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, learner="evidence", selector=SMALL,
                     polarity="bright")
     assert sf.provenance["fit"]["method"].startswith("classifier evidence") and cam.calls == 32
+    # the learners a negative class allows, and those it does not
+    neg = [scene("bright", 300 + s, lesion=False)[0] for s in range(8)]
+    with pytest.raises(ConfigError, match="evidence is for data without a negative class"):
+        fit_scorer(images + neg, [True] * 16 + [False] * 8, cams=cam, learner="evidence", selector=SMALL)
+    with pytest.raises(ConfigError, match="mil needs images of a negative class"):
+        fit_scorer(images, [True] * 16, learner="mil", selector=SMALL)
+
+
+def test_contrast_with_a_negative_class_counts_it_as_a_class() -> None:
+    images, masks, classes = _two_classes("bright", 8, 0)
+    neg = [scene("bright", 300 + s, lesion=False)[0] for s in range(8)]
+    sf = fit_scorer(images + neg, [True] * 16 + [False] * 8, classes=classes + ["normal"] * 8, learner="contrast",
+                    selector=SMALL, polarity="bright")
+    fit = sf.provenance["fit"]
+    assert fit["method"].startswith("class-contrast") and fit["negative_images"] == 8
+    sel = selector_from_scorer(sf, **SMALL)
+    test_images, test_masks, _ = _two_classes("bright", 3, 700)
+    for img, m in zip(test_images, test_masks):
+        region, _ = sel.choose(img, None)
+        b, g = mask_to_box(region), mask_to_box(m)
+        assert g[0] <= (b[0] + b[2]) / 2 <= g[2] and g[1] <= (b[1] + b[3]) / 2 <= g[3], (b, g)
 
 
 def test_a_prior_keeps_the_evidence_fit_unless_contrast_is_asked_for() -> None:
@@ -100,6 +121,6 @@ def test_a_prior_keeps_the_evidence_fit_unless_contrast_is_asked_for() -> None:
     sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, prior=prior, selector=SMALL)
     assert sf.provenance["fit"]["method"].startswith("polarity from classifier evidence")
     assert np.array_equal(sf.stage1.weights, prior.stage1.weights)
-    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, prior=prior, without_negative="contrast",
+    sf = fit_scorer(images, [True] * 16, classes=classes, cams=cam, prior=prior, learner="contrast",
                     selector=SMALL, polarity="bright")
     assert sf.provenance["fit"]["method"].startswith("class-contrast") and "prior" not in sf.provenance

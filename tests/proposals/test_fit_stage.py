@@ -76,7 +76,7 @@ def test_fit_on_dataset_contrasts_the_lesion_classes_without_a_negative_class(tm
     assert not any("_mask" in p for p in no_masks)
     assert sf.polarity == "bright" and sf.provenance["fit"]["method"].startswith("class-contrast")
     with pytest.raises(DataError, match="needs the classifier's CAMs"):  # evidence asked for, no classifier
-        fit_on_dataset(ds, ds.ids, without_negative="evidence")
+        fit_on_dataset(ds, ds.ids, learner="evidence")
 
 
 def test_fit_on_dataset_says_how_many_images_it_needs(tmp_path: Path) -> None:

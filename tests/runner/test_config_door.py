@@ -58,6 +58,11 @@ def _selftrain_unknown_class(cfg: dict[str, Any], _: Path) -> None:
     cfg["selftrain"] = {"empty_classes": ["healthy"]}
 
 
+def _fit_with(cfg: dict[str, Any], fit: dict[str, Any]) -> None:
+    cfg["pipeline"]["prompts"].append({"name": "candidates", "params": {"scorer": "fit"}})
+    cfg["fit"] = fit
+
+
 # (case id, mutation, text the message must contain -- the config path first)
 CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("unknown top key", _set("colour", "blue"), ("colour: unknown key",)),
@@ -146,6 +151,12 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("lesion CAM without a lesion head", _set("pipeline.cam.params", {"head": "lesion"}),
      ("pipeline.cam.params.head:", "no lesion head")),
     ("CAM head unknown", _set("pipeline.cam.params", {"head": "lesions"}), ("pipeline.cam.params.head:",)),
+    ("fit learner mil without a negative class", lambda c, t: _fit_with(c, {"learner": "mil",
+                                                                           "negative_classes": ["healthy"]}),
+     ("fit.learner:", "mil needs a negative class", "'healthy'")),
+    ("fit learner evidence with a negative class", lambda c, t: _fit_with(c, {"learner": "evidence"}),
+     ("fit.learner:", "without a negative class", "'normal'")),
+    ("fit learner unknown", lambda c, t: _fit_with(c, {"learner": "attention"}), ("fit.learner:",)),
 ]
 
 

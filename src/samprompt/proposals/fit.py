@@ -1,20 +1,21 @@
 """Fitting a scorer file from IMAGE LABELS only (never a mask): :func:`fit_scorer`.
 
-Three ways, chosen by the labels at hand:
+Three learners (:data:`Learner`; ``auto`` picks one from the labels at hand):
 
 * **with a negative class** (some images have no lesion, e.g. ``normal``): multiple-instance learning.
   Every image is a bag of candidate regions; a lesion image holds at least one lesion region, a negative
   image none. The logistic model scores each region, an image's score is the log-sum-exp of its regions'
   scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
   fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
-* **without one, with two or more lesion classes** (e.g. benign and malignant; ``classes`` given):
+* **without one, with two or more lesion classes** (e.g. benign and malignant; ``classes`` given), or
+  asked for (``learner="contrast"``; a negative class then counts as one more class):
   class-contrast attention. Every image shows its lesion, and the lesion is what tells the classes apart
   (shape, margin, echo), not the tissue around it. Each image attends to its regions (softmax of a linear
   score) and predicts its class from the attended regions; fitting the class labels (class-balanced,
   L2, seeded random starts, the lowest loss kept) makes the attention pick, in every image, the region
   whose appearance tells its class: that attention is the scorer. The classifier and its CAM are not
   needed. The polarity (``auto``) is the one whose model predicts the classes best on held-out halves.
-* **without one otherwise** (one lesion class, or ``without_negative="evidence"``): the run's classifier
+* **without one otherwise** (one lesion class, a ``prior``, or ``learner="evidence"``): the run's classifier
   is the teacher. Each region gets an
   *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; this
   CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
@@ -70,7 +71,7 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["MIN_IMAGES", "CamFn", "ScoreFn", "WithoutNegative", "fit_scorer"]
+__all__ = ["MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer"]
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +81,12 @@ MIN_IMAGES = 8
 CamFn = Callable[[Sequence[Any]], Sequence[NDArray[np.float32]]]
 #: ``score(images) -> (N,)`` the classifier's target-class score (e.g. probability) of each image.
 ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
-#: How a fit without a negative class learns: ``auto`` (``contrast`` when ``classes`` holds at least two
-#: lesion classes of at least ``min_images`` images each, else ``evidence``), ``contrast`` (required; an
-#: error when impossible) or ``evidence`` (the classifier's CAM and erasure evidence).
-WithoutNegative = Literal["auto", "contrast", "evidence"]
+#: How a fit learns its weights: ``mil`` (multiple-instance learning; needs a negative class),
+#: ``contrast`` (class-contrast attention; needs ``classes`` with at least two classes of ``min_images``
+#: images each, negative classes counting as classes), ``evidence`` (the classifier's CAM and erasure
+#: evidence; no negative class) or ``auto``: ``mil`` with a negative class; without one, ``evidence``
+#: when a ``prior`` is given, else ``contrast`` when possible, else ``evidence``.
+Learner = Literal["auto", "mil", "contrast", "evidence"]
 
 
 def fit_scorer(
@@ -104,7 +107,7 @@ def fit_scorer(
     prior: ScorerFile | None = None,
     cam_features: bool = False,
     classes: Sequence[Any] | None = None,
-    without_negative: WithoutNegative = "auto",
+    learner: Learner = "auto",
 ) -> ScorerFile:
     """Fit a two-stage scorer from images and their image-level labels (see the module docstring).
 
@@ -129,7 +132,7 @@ def fit_scorer(
         timings: When given, receives the seconds spent in each part of the fit (``cams``, ``pass1``,
             ``erasure``, ``polarity``, ``stage1``, ``pass2``, ``stage2``; wall time of this process).
         prior: Without a negative class: keep this scorer file's weights (both stages) and fit only the
-            polarity, from the classifier's evidence (with ``without_negative="auto"`` a prior turns class
+            polarity, from the classifier's evidence (with ``learner="auto"`` a prior turns class
             contrast off; with ``"contrast"`` the prior is ignored). For data whose classifier's CAM does not find
             the lesion, where weights learnt from that CAM follow it to the wrong regions (docs: quality,
             BUSI inverted without ``normal``). Its shadow penalty and agreement weight are not carried.
@@ -138,9 +141,9 @@ def fit_scorer(
         cam_features: Fit the CAM features' weights too (bounded below by 0; needs ``cams``). Off, they
             stay 0: the scorer picks by appearance, the strategy never reads the CAM, and a fit with a
             negative class computes no CAM at all.
-        classes: Per image, its class label (any hashable, e.g. the class name); used only without a
-            negative class, for class contrast (see :data:`WithoutNegative`).
-        without_negative: How a fit without a negative class learns (:data:`WithoutNegative`).
+        classes: Per image, its class label (any hashable, e.g. the class name), for class contrast
+            (see :data:`Learner`).
+        learner: How the weights are learnt (:data:`Learner`).
 
     Returns:
         The fitted :class:`~samprompt.proposals.scorer.ScorerFile` (``shadow_penalty`` 0).
@@ -149,8 +152,8 @@ def fit_scorer(
         DataError: Too few images of a class (saying how many are needed), or no image with a candidate.
         ValueError: Mismatched lengths or an unknown polarity.
         ConfigError: ``workers`` is not an integer >= 0, ``cam_features`` without ``cams``, an unknown
-            ``without_negative``, or ``without_negative="contrast"`` without two lesion classes of
-            ``min_images`` images each.
+            ``learner``, or one these labels cannot serve (e.g. ``contrast`` without two classes of
+            ``min_images`` images each).
     """
     t0 = time.perf_counter()
     y = np.asarray(lesion, bool)
@@ -165,9 +168,7 @@ def fit_scorer(
         raise DataError(f"fitting prompts needs at least {min_images} images of the negative class, got {n_neg} "
                         "(or leave the negative class out to fit from the classifier's evidence)")
     mil = n_neg > 0
-    # a prior keeps its weights and fits the polarity from the classifier's evidence (unless contrast is asked for)
-    mode, cls = _mode(y, classes, "evidence" if prior is not None and without_negative == "auto" else without_negative,
-                      min_images)
+    mode, cls = _mode(y, classes, learner, min_images, prior is not None)
     if mode == "evidence" and cams is None:  # (checked before any image is read)
         raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=) or at "
                         f"least two lesion classes of {min_images} images each (classes=)")
@@ -284,7 +285,8 @@ def fit_scorer(
         # a negative image without regions of the chosen polarity gives those of every tried polarity instead
         bags1 = [a if yk or a is not None else b
                  for a, b, yk in zip(_pool(per, polarities_of(chosen)), _pool(per, tries), y)]
-        stage1 = _fit_stage(bags1 if mil else _pool(per, polarities_of(chosen)), y, penalty[chosen], mode, cls)
+        stage1 = _fit_stage(bags1 if mode == "mil" else _pool(per, polarities_of(chosen)), y, penalty[chosen], mode,
+                            cls)
         clock["stage1"] = time.perf_counter() - t
         log.info("fit: polarity %s (scores %s), %s", chosen, scores, _METHOD[mode])
         # pass 2: refined regions of the chosen polarity (pass 1's candidates), scored by the fitted first stage
@@ -293,7 +295,7 @@ def fit_scorer(
         second: list[_Image | None] = []  # (their CAM features are computed whenever there is a CAM)
         for start in range(0, len(images), batch_size):
             ks = range(start, min(len(images), start + batch_size))
-            args = [(stage1, polarities_of(chosen), tries if mil and not y[k] else (), uses_cam,
+            args = [(stage1, polarities_of(chosen), tries if mode == "mil" and not y[k] else (), uses_cam,
                      np.asarray(images[k]), {p: per[p][k] for p in tries}, maps[k]) for k in ks]
             for r in run("pass2", args):
                 second.append(r)
@@ -333,35 +335,39 @@ _METHOD: dict[Mode, str] = {
 }
 
 
-def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, without_negative: str,
-          min_images: int) -> tuple[Mode, NDArray[np.int64] | None]:
-    """The fit's mode and, for ``contrast``, each image's lesion-class index (negative images: -1).
+def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min_images: int,
+          prior: bool) -> tuple[Mode, NDArray[np.int64] | None]:
+    """The fit's mode (see :data:`Learner`) and, for ``contrast``, each image's class index.
 
     Raises:
-        ConfigError: An unknown ``without_negative``; ``contrast`` asked for but impossible (saying why).
+        ConfigError: An unknown ``learner``, or one these labels cannot serve (saying why).
         ValueError: ``classes`` of another length than the labels.
     """
-    if without_negative not in ("auto", "contrast", "evidence"):
-        raise ConfigError(f"without_negative: must be auto, contrast or evidence, got {without_negative!r}")
+    if learner not in ("auto", "mil", "contrast", "evidence"):
+        raise ConfigError(f"learner: must be auto, mil, contrast or evidence, got {learner!r}")
     if classes is not None and len(classes) != len(y):
         raise ValueError(f"{len(y)} labels but {len(classes)} classes")
-    if not y.all():
+    negatives = not y.all()
+    if learner == "mil" or (learner == "auto" and negatives):
+        if not negatives:
+            raise ConfigError("learner: mil needs images of a negative class")
         return "mil", None
-    if without_negative == "evidence":
+    if learner == "evidence" or (learner == "auto" and prior):
+        if negatives:
+            raise ConfigError("learner: evidence is for data without a negative class (use mil or contrast)")
         return "evidence", None
     if classes is None:
-        if without_negative == "contrast":
-            raise ConfigError("without_negative: contrast needs each image's class (classes=)")
+        if learner == "contrast":
+            raise ConfigError("learner: contrast needs each image's class (classes=)")
         return "evidence", None
     names, codes = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
     counts = np.bincount(codes, minlength=len(names))
-    enough = int(np.count_nonzero(counts >= min_images))
-    if len(names) >= 2 and enough == len(names):
+    if len(names) >= 2 and bool(np.all(counts >= min_images)):
         return "contrast", codes.astype(np.int64)
-    why = (f"classes {dict(zip(names.tolist(), counts.tolist()))}: class contrast needs at least two lesion "
-           f"classes of {min_images} images each")
-    if without_negative == "contrast":
-        raise ConfigError(f"without_negative: contrast impossible on these images ({why})")
+    why = (f"classes {dict(zip(names.tolist(), counts.tolist()))}: class contrast needs at least two classes "
+           f"of {min_images} images each")
+    if learner == "contrast":
+        raise ConfigError(f"learner: contrast impossible on these images ({why})")
     log.info("fit: no negative class and %s; learning from the classifier's evidence", why)
     return "evidence", None
 

@@ -14,7 +14,7 @@ problem is collected and reported at once, each with its config path.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from pathlib import Path
 
 from samprompt._torch import resolve_device
@@ -24,7 +24,7 @@ from samprompt.classifiers.lesion_head import lesion_head_of
 from samprompt.config import Problem, raise_problems
 from samprompt.data import Dataset, Split, check_labels_against_classes, open_dataset
 from samprompt.errors import ConfigError, SampromptError
-from samprompt.runner.config import RunConfig, takes_agreement
+from samprompt.runner.config import FitSpec, RunConfig, takes_agreement
 
 __all__ = ["check_run", "ensure_runnable"]
 
@@ -142,12 +142,28 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
         if bad:
             add("selftrain.empty_classes", f"unknown class name(s) {bad}; the data has {data_classes}")
     _scorer_problems(config, add)
+    if config.fits_scorer and used is not None:
+        _learner_problems(config, used, add)
 
     for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
         msg = _device_problem(device, key)
         if msg and not (key != "device" and device == config.device):
             add(key, msg)
     return found, ds
+
+
+def _learner_problems(config: RunConfig, used: Sequence[str], add: Callable[[str, str], None]) -> None:
+    """The fit's learner against the data's classes (the images per class are counted by the fit)."""
+    spec = config.fit if config.fit is not None else FitSpec()
+    negatives = sorted(set(spec.negative_classes) & set(used))
+    if spec.learner == "mil" and not negatives:
+        add("fit.learner", f"mil needs a negative class, and fit.negative_classes {spec.negative_classes} names none "
+                           f"of the data's classes {list(used)}")
+    elif spec.learner == "evidence" and negatives:
+        add("fit.learner", f"evidence is for data without a negative class, and the data has {negatives} "
+                           "(use mil or contrast)")
+    elif spec.learner == "contrast" and len(used) < 2:
+        add("fit.learner", f"contrast needs at least two classes, and the data has {list(used)}")
 
 
 def _scorer_problems(config: RunConfig, add: Callable[[str, str], None]) -> None:

@@ -193,27 +193,29 @@ class FitSpec(BaseModel):
     strategy whose ``scorer`` is ``fit`` uses it.
 
     Attributes:
-        negative_classes: Classes whose images show no lesion (names the data lacks are ignored); with
-            none present, see ``without_negative``.
+        negative_classes: Classes whose images show no lesion (names the data lacks are ignored); see
+            ``learner``.
         polarity: ``auto`` (chosen from the train images), ``dark``, ``bright``, ``colour`` or ``both``.
         l2: L2 penalty of the logistic models.
         min_images: The fewest images of a class the fit accepts.
         erase: Also weigh the class-score drop when a region is erased (without a negative class).
         prior: Without a negative class: a shipped scorer name (``busi-v1``) or scorer file whose weights
             are kept, the fit choosing only the polarity from the classifier's evidence (``None``, default:
-            the weights are learnt, see ``without_negative``). It turns class contrast off unless
-            ``without_negative`` is ``contrast`` (then the prior is ignored). Not used with a negative class.
+            the weights are learnt, see ``learner``). With ``learner: auto`` it turns class contrast off;
+            other learners ignore it.
         cam_features: Also fit weights for the CAM features (mean, max, share and rank of the run's CAM on
             a region; weights >= 0), so the choice follows the CAM. Off (default) the scorer picks by
             appearance and the CAM only teaches a fit without a negative class: chosen on BUSI val, where
             no from-scratch classifier's CAM finds the lesion and the CAM features cost up to 0.04 Dice
             (and, unbounded, made one fit pick regions away from the lesion). Turn it on for a classifier
             whose CAM localises (docs: quality, "Fitting with or without CAM features").
-        without_negative: How a fit without a negative class learns: ``auto`` (default: ``contrast``
-            when the train split holds at least two lesion classes of ``min_images`` images each, else
-            ``evidence``; ``evidence`` when ``prior`` is set), ``contrast`` (the region whose appearance
-            tells the lesion classes apart, from the class labels alone; an error when impossible) or
-            ``evidence`` (the classifier's CAM and erasure evidence). Docs: quality, "Class contrast".
+        learner: How the weights are learnt from the labels: ``mil`` (multiple-instance learning, needs a
+            negative class), ``contrast`` (class-contrast attention: the region whose appearance tells the
+            classes apart, a negative class counting as one more class; needs two classes of
+            ``min_images`` images), ``evidence`` (the classifier's CAM and erasure evidence; no negative
+            class) or ``auto`` (default: ``mil`` with a negative class; without one, ``evidence`` when
+            ``prior`` is set, else ``contrast`` when possible, else ``evidence``). Docs: quality, "Class
+            contrast".
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -225,7 +227,7 @@ class FitSpec(BaseModel):
     erase: bool = True
     prior: str | None = None
     cam_features: bool = False
-    without_negative: Literal["auto", "contrast", "evidence"] = "auto"
+    learner: Literal["auto", "mil", "contrast", "evidence"] = "auto"
 
     @field_validator("prior")
     @classmethod

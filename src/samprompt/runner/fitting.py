@@ -25,7 +25,7 @@ from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
-from samprompt.proposals.fit import CamFn, ScoreFn, WithoutNegative, fit_scorer
+from samprompt.proposals.fit import CamFn, ScoreFn, Learner, fit_scorer
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
@@ -126,17 +126,15 @@ def fit_on_dataset(
     timings: dict[str, float] | None = None,
     prior: str | None = None,
     cam_features: bool = False,
-    without_negative: WithoutNegative = "auto",
+    learner: Learner = "auto",
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
     Args:
         dataset: The data set.
         ids: The images to fit on (a run's TRAIN split).
-        negative_classes: Classes whose images show no lesion (absent names are ignored); none present =
-            the fit contrasts the lesion classes when there are two or more (each image's class name
-            is its label), else learns from the classifier's evidence (``evidence`` needed); see
-            ``without_negative``.
+        negative_classes: Classes whose images show no lesion (absent names are ignored); see ``learner``
+            (each image's class name is its class for class contrast).
         evidence: ``(cams, score)`` of :func:`classifier_evidence`.
         polarity, l2, min_images: See :func:`~samprompt.proposals.fit.fit_scorer`.
         erase: Use the classifier's score drop when a region is erased (needs ``evidence``).
@@ -148,8 +146,8 @@ def fit_on_dataset(
             (it then fits the polarity only); see :func:`~samprompt.proposals.fit.fit_scorer`.
         cam_features: Fit the CAM features' weights too (needs ``evidence``); see
             :func:`~samprompt.proposals.fit.fit_scorer`.
-        without_negative: How a fit without a negative class learns
-            (:data:`~samprompt.proposals.fit.WithoutNegative`).
+        learner: How the weights are learnt
+            (:data:`~samprompt.proposals.fit.Learner`).
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
@@ -162,7 +160,7 @@ def fit_on_dataset(
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
                       prior=None if prior is None else load_scorer(prior), cam_features=cam_features,
-                      classes=view.labels, without_negative=without_negative)
+                      classes=view.labels, learner=learner)
 
 
 def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
@@ -196,6 +194,6 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
                         erase=spec.erase, provenance=prov, prior=spec.prior, cam_features=spec.cam_features,
-                        without_negative=spec.without_negative, workers=config.pipeline.prompt_workers)
+                        learner=spec.learner, workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
