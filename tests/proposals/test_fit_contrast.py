@@ -100,7 +100,7 @@ def test_modes_and_their_errors() -> None:
 
 
 def test_contrast_with_a_negative_class_counts_it_as_a_class() -> None:
-    images, masks, classes = _two_classes("bright", 8, 0)
+    images, _, classes = _two_classes("bright", 8, 0)
     neg = [scene("bright", 300 + s, lesion=False)[0] for s in range(8)]
     sf = fit_scorer(images + neg, [True] * 16 + [False] * 8, classes=classes + ["normal"] * 8, learner="contrast",
                     selector=SMALL, polarity="bright")

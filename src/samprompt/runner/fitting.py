@@ -25,7 +25,7 @@ from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
-from samprompt.proposals.fit import CamFn, ScoreFn, Learner, fit_scorer
+from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
