@@ -1,22 +1,23 @@
 """Fitting a scorer file from IMAGE LABELS only (never a mask): :func:`fit_scorer`.
 
-Three learners (:data:`Learner`; ``auto`` picks one from the labels at hand):
+Three learners (:data:`Learner`; ``auto``, the default, takes class contrast whenever the labels allow it):
 
-* **with a negative class** (some images have no lesion, e.g. ``normal``): multiple-instance learning.
-  Every image is a bag of candidate regions; a lesion image holds at least one lesion region, a negative
-  image none. The logistic model scores each region, an image's score is the log-sum-exp of its regions'
-  scores, and the image labels are fit (class-balanced, L2). The polarity (``auto``) is the one whose
-  fit predicts the image labels best on held-out halves (2-fold, class-balanced image log-likelihood).
-* **without one, with two or more lesion classes** (e.g. benign and malignant; ``classes`` given), or
-  asked for (``learner="contrast"``; a negative class then counts as one more class):
-  class-contrast attention. Every image shows its lesion, and the lesion is what tells the classes apart
-  (shape, margin, echo), not the tissue around it. Each image attends to its regions (softmax of a linear
-  score) and predicts its class from the attended regions; fitting the class labels (class-balanced,
-  L2, seeded random starts, the lowest loss kept) makes the attention pick, in every image, the region
-  whose appearance tells its class: that attention is the scorer. The classifier and its CAM are not
-  needed. The polarity (``auto``) is the one whose model predicts the classes best on held-out halves.
-* **without one otherwise** (one lesion class, a ``prior``, or ``learner="evidence"``): the run's classifier
-  is the teacher. Each region gets an
+* **class contrast** (``classes`` given, at least two classes of ``min_images`` images; a negative class,
+  e.g. ``normal``, counts as one more class). Every lesion image shows its lesion, and the lesion is what
+  tells the classes apart (shape, margin, echo; present or absent), not the tissue around it. Each image
+  attends to its regions (softmax of a linear score) and predicts its class from the attended regions;
+  fitting the class labels (class-balanced, L2, seeded random starts, the lowest loss kept) makes the
+  attention pick, in every image, the region whose appearance tells its class: that attention is the
+  scorer. The classifier and its CAM are not needed. The polarity (``auto``) and the L2 penalty are the
+  ones whose model predicts the classes best on held-out halves. Chosen over multiple-instance learning
+  as the default on BUSI val (docs: quality, "Class contrast").
+* **multiple-instance learning** (a negative class): every image is a bag of candidate regions; a lesion
+  image holds at least one lesion region, a negative image none. The logistic model scores each region, an
+  image's score is the log-sum-exp of its regions' scores, and the image labels are fit (class-balanced,
+  L2). The polarity (``auto``) is the one whose fit predicts the image labels best on held-out halves
+  (2-fold, class-balanced image log-likelihood).
+* **the classifier's evidence** (no negative class and one lesion class, a ``prior``, or
+  ``learner="evidence"``): the run's classifier is the teacher. Each region gets an
   *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; this
   CAM is the average of the image's CAM and its horizontal flip's, so only what survives the flip counts),
   times ``1 + drop`` where ``drop`` is how much the classifier's target score falls when the region is
@@ -84,8 +85,8 @@ ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
 #: How a fit learns its weights: ``mil`` (multiple-instance learning; needs a negative class),
 #: ``contrast`` (class-contrast attention; needs ``classes`` with at least two classes of ``min_images``
 #: images each, negative classes counting as classes), ``evidence`` (the classifier's CAM and erasure
-#: evidence; no negative class) or ``auto``: ``mil`` with a negative class; without one, ``evidence``
-#: when a ``prior`` is given, else ``contrast`` when possible, else ``evidence``.
+#: evidence; no negative class) or ``auto``: ``contrast`` when possible, else ``mil`` with a negative
+#: class, else ``evidence``; without a negative class, a ``prior`` means ``evidence``.
 Learner = Literal["auto", "mil", "contrast", "evidence"]
 
 
@@ -330,7 +331,7 @@ def fit_scorer(
 
 _METHOD: dict[Mode, str] = {
     "mil": "multiple-instance logistic (image labels)",
-    "contrast": "class-contrast attention (image labels of the lesion classes)",
+    "contrast": "class-contrast attention (image labels)",
     "evidence": "classifier evidence (CAM + erasure)",
 }
 
@@ -348,28 +349,27 @@ def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min
     if classes is not None and len(classes) != len(y):
         raise ValueError(f"{len(y)} labels but {len(classes)} classes")
     negatives = not y.all()
-    if learner == "mil" or (learner == "auto" and negatives):
-        if not negatives:
-            raise ConfigError("learner: mil needs images of a negative class")
-        return "mil", None
-    if learner == "evidence" or (learner == "auto" and prior):
-        if negatives:
-            raise ConfigError("learner: evidence is for data without a negative class (use mil or contrast)")
+    if learner == "mil" and not negatives:
+        raise ConfigError("learner: mil needs images of a negative class")
+    if learner == "evidence" and negatives:
+        raise ConfigError("learner: evidence is for data without a negative class (use mil or contrast)")
+    if learner in ("mil", "evidence"):
+        return learner, None  # type: ignore[return-value]
+    if learner == "auto" and prior and not negatives:
         return "evidence", None
-    if classes is None:
-        if learner == "contrast":
-            raise ConfigError("learner: contrast needs each image's class (classes=)")
-        return "evidence", None
-    names, codes = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
-    counts = np.bincount(codes, minlength=len(names))
-    if len(names) >= 2 and bool(np.all(counts >= min_images)):
-        return "contrast", codes.astype(np.int64)
-    why = (f"classes {dict(zip(names.tolist(), counts.tolist()))}: class contrast needs at least two classes "
-           f"of {min_images} images each")
+    why = "no class names given (classes=)"
+    if classes is not None:
+        names, codes = np.unique(np.asarray([str(c) for c in classes]), return_inverse=True)
+        counts = np.bincount(codes, minlength=len(names))
+        if len(names) >= 2 and bool(np.all(counts >= min_images)):
+            return "contrast", codes.astype(np.int64)
+        why = (f"classes {dict(zip(names.tolist(), counts.tolist()))}: class contrast needs at least two classes "
+               f"of {min_images} images each")
     if learner == "contrast":
         raise ConfigError(f"learner: contrast impossible on these images ({why})")
-    log.info("fit: no negative class and %s; learning from the classifier's evidence", why)
-    return "evidence", None
+    fallback: Mode = "mil" if negatives else "evidence"
+    log.info("fit: %s; learning by %s", why, _METHOD[fallback])
+    return fallback, None
 
 
 def _with_prior(prior: ScorerFile, chosen: str, scores: Mapping[str, float], n_pos: int, n_neg: int, l2: float,
