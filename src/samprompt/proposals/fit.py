@@ -167,8 +167,7 @@ def fit_scorer(
         raise DataError(f"fitting prompts needs at least {min_images} lesion images, got {n_pos}")
     if 0 < n_neg < min_images:
         raise DataError(f"fitting prompts needs at least {min_images} images of the negative class, got {n_neg} "
-                        "(or leave the negative class out to fit from the classifier's evidence)")
-    mil = n_neg > 0
+                        "(or leave the negative class out)")
     mode, cls = _mode(y, classes, learner, min_images, prior is not None)
     if mode == "evidence" and cams is None:  # (checked before any image is read)
         raise DataError("fitting prompts without a negative class needs the classifier's CAMs (cams=) or at "
@@ -274,8 +273,8 @@ def fit_scorer(
                         chosen, margin["runner_up"], len(y), margin["difference"], *margin["interval"])
         clock["polarity"] = time.perf_counter() - t
         if prior is not None and mode != "evidence":
-            log.info("fit: prior %r ignored: %s fits every weight from the labels", prior.name or prior.source,
-                     "with a negative class, multiple-instance learning" if mil else "class contrast")
+            log.info("fit: prior %r ignored: the %s fits every weight from the labels", prior.name or prior.source,
+                     _METHOD[mode])
         if prior is not None and mode == "evidence":  # the polarity is the fit's; the weights are the prior's
             log.info("fit: polarity %s (scores %s) from classifier evidence; weights of the prior %r", chosen,
                      scores, prior.name or prior.source)
