@@ -361,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--learner", choices=["auto", "mil", "contrast", "evidence"], default="auto",
                     help="how the weights are learnt: mil (needs --negative), contrast (the region that tells the "
                          "classes apart; two or more classes of --min-images images), evidence (the classifier's "
-                         "CAM; no --negative), auto (contrast when possible, else mil with --negative, else evidence)")
+                         "CAM; no --negative), auto (mil with --negative, else contrast when possible, else evidence)")
     fp.add_argument("--prior", metavar="SCORER",
                     help="without --negative: keep this scorer's weights (a shipped name or a file) and fit "
                          "the polarity only, from the classifier's evidence")
