@@ -2,8 +2,8 @@
 (multiple-instance, class-contrast attention and instance-level), the pseudo labels of a fit from the
 classifier's evidence, and the polarity scores with their resampled margin.
 
-A fit has one of three modes (:data:`Mode`): ``mil`` (a negative class), ``contrast`` (no negative
-class, at least two lesion classes) and ``evidence`` (no negative class, the classifier teaches).
+A fit has one of three modes (:data:`Mode`): ``mil`` (a negative class), ``contrast`` (at least two
+classes; a negative class counts as one) and ``evidence`` (no negative class, the classifier teaches).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer
 from samprompt.regions import box_iou
 
-#: How a stage is fit: ``mil`` (negative class), ``contrast`` (lesion classes), ``evidence`` (classifier).
+#: How a stage is fit: ``mil`` (negative class), ``contrast`` (the classes), ``evidence`` (classifier).
 Mode = Literal["mil", "contrast", "evidence"]
 #: Random starts of the class-contrast model (non-convex); the lowest training loss wins.
 CONTRAST_RESTARTS = 8
@@ -105,7 +105,7 @@ class _Contrast:
 
 def _contrast(bags: Sequence[NDArray[np.float64]], cls: NDArray[np.int64], l2: float,
               restarts: int = CONTRAST_RESTARTS) -> _Contrast:
-    """Fit the class-contrast attention model (no negative class, at least two lesion classes).
+    """Fit the class-contrast attention model (at least two classes; a negative class may be one).
 
     Every lesion image shows its lesion, and the lesion is what differs between lesion classes (benign
     and malignant masses differ in shape, margin and echo; the tissue around them does not). So each
@@ -205,7 +205,7 @@ def _fit_stage(regions: Sequence[_Image | None], y: NDArray[np.bool_], l2: float
         return _mil([regions[k].F for k in keep], y[keep], l2)  # type: ignore[union-attr]
     if mode == "contrast":
         if cls is None or len(np.unique(cls[keep])) < 2:
-            raise DataError("fitting prompts: the images with candidate regions are all of one lesion class")
+            raise DataError("fitting prompts: the images with candidate regions are all of one class")
         _, codes = np.unique(cls[keep], return_inverse=True)
         return _contrast([regions[k].F for k in keep], codes, l2).scorer()  # type: ignore[union-attr]
     X, t = _pseudo_labels([regions[k] for k in keep])  # type: ignore[misc]
