@@ -198,7 +198,7 @@ class FitSpec(BaseModel):
         polarity: ``auto`` (chosen from the train images), ``dark``, ``bright``, ``colour`` or ``both``.
         l2: L2 penalty of the logistic models.
         min_images: The fewest images of a class the fit accepts.
-        erase: Also weigh the class-score drop when a region is erased (without a negative class).
+        erase: Also weigh the class-score drop when a region is erased (the evidence learner).
         prior: Without a negative class: a shipped scorer name (``busi-v1``) or scorer file whose weights
             are kept, the fit choosing only the polarity from the classifier's evidence (``None``, default:
             the weights are learnt, see ``learner``). With ``learner: auto`` it turns class contrast off;
