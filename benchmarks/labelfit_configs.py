@@ -19,7 +19,10 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   ``inv_nonormal_val.json`` / ``inv_nonormal_border_val.json``: the first on val, and with a classifier
   trained with the border terms (weights learnt from a better CAM);
   ``inv_nonormal_contrast_val.json`` / ``_test.json``: the ``inv_nonormal`` classifier (for the paper's
-  rows only) with the scorer fit by class contrast (``fit.learner: contrast``), fresh folders.
+  rows only) with the scorer fit by class contrast (``fit.learner: contrast``), fresh folders;
+  ``contrast_val.json`` / ``contrast_test.json``: the same learner on the original images with ``normal``
+  as a third class (the ``fit`` run's classifier and split); ``nonormal_contrast_val.json``: the original
+  images without ``normal``.
 * ``ablation.json`` / ``localise.json`` (issue 19) — the paper's prompts (box, centre point, max point) and
   the fitted ``candidates`` box on the ``plain`` and the ``localise`` recipe; ``*_val.json`` = on val;
   ``*_tta_val.json`` = on val with the CAM averaged with its mirror's (``tta``, flips ``h``).
@@ -137,6 +140,15 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
             {"name": "candidates", "label": "fitted_pt", "params": {"output": "box_point", "scorer": "fit"}},
             {"name": "box", "params": {"margin": 5}}]
         out[f"inv_nonormal_contrast_{part}"] = c
+        o = copy.deepcopy(c)  # the original images with normal: normal is a third class
+        o.update(name=f"busi-contrast-{part}", data=copy.deepcopy(out["fit"]["data"]),
+                 split={"file": split, "use": part},
+                 classifier={"checkpoint": str(work / "runs" / "fit" / "classifier.pt"), "task": "multiclass"})
+        o["pipeline"]["prompts"] = o["pipeline"]["prompts"][:3]
+        out[f"contrast_{part}"] = o
+    o = copy.deepcopy(out["inv_nonormal_contrast_val"])  # the original images without normal
+    o.update(name="busi-nonormal-contrast-val", data={"path": str(work / "busi_nonormal")})
+    out["nonormal_contrast_val"] = o
     abl = copy.deepcopy(out["fit"])
     abl["pipeline"]["prompts"] = [
         {"name": "box", "params": {"margin": 5}}, {"name": "center_point"}, {"name": "max_point"},
@@ -242,6 +254,10 @@ def main(argv: list[str]) -> int:
         *go("inv_nonormal_border_val", "inv_nonormal_border"),
         *go("inv_nonormal_contrast_val", "inv_nonormal_contrast_val"),
         *go("inv_nonormal_contrast_test", "inv_nonormal_contrast_test"),
+        *go("contrast_val", "contrast_val"), *go("contrast_test", "contrast_test"),
+        (f"mkdir -p {work / 'busi_nonormal'} && ln -sfn {busi / 'benign'} {work / 'busi_nonormal/benign'} && "
+         f"ln -sfn {busi / 'malignant'} {work / 'busi_nonormal/malignant'}"),
+        *go("nonormal_contrast_val", "nonormal_contrast_val"),
         *go("ablation", "ablation", "fit"), f"cp {r / 'ablation/summary.csv'} {r / 'ablation_test_summary.csv'}",
         *go("ablation_val", "ablation"),
         *go("localise", "localise"), f"cp {r / 'localise/summary.csv'} {r / 'localise_test_summary.csv'}",
