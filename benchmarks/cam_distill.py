@@ -2,7 +2,7 @@
 
 Usage::
 
-    python benchmarks/cam_distill.py DATA SPLIT SCORER OUT [--weights 0,1] [--epochs 6] [--size 128]
+    python benchmarks/cam_distill.py DATA SPLIT SCORER OUT [--weights 0,1] [--epochs 6] [--size 128] [--stride 32]
 
 ``SCORER`` is a scorer file fit from IMAGE LABELS only (e.g. a run's ``scorer.json``, fit on the train
 part of ``SPLIT``). Its chosen region on each train lesion image is a pseudo mask. A ResNet18 is
@@ -12,7 +12,8 @@ on ``layer4``, as the CAM-border term reads it; lesion images only). Augmentatio
 pseudo mask flipped with the image). Then, on the VAL lesion images (val masks are read here: this is a
 benchmark), the paper's box prompt on GradCAM++ ``layer4`` of the lesion classes is scored with the
 ``classical`` segmenter: box IoU against the ground-truth box, centre point inside, Dice; and the
-classifier's val macro-F1. Prints one line per weight and writes ``OUT/cam_distill.json``.
+classifier's val macro-F1. Prints one line per weight and writes ``OUT/cam_distill_<settings>.json``; the
+pseudo masks are kept in ``OUT`` and reused.
 
 The pseudo masks come from the proposals, so a CAM taught by them can at best learn what the proposals
 already know; the question is whether the classifier then localises on its own, where the proposals fail.
@@ -54,11 +55,12 @@ def _pseudo_masks(ds: Any, ids: Sequence[str], lesion: Sequence[bool], scorer: P
 
 
 def _train(xs: torch.Tensor, ys: torch.Tensor, ms: torch.Tensor, has: torch.Tensor, weight: float, epochs: int,
-           seed: int) -> torch.nn.Module:
+           seed: int, stride: int) -> torch.nn.Module:
     from samprompt.classifiers.builders import build_classifier
+    from samprompt.classifiers.recipes import adapt_architecture
 
     torch.manual_seed(seed)
-    model = build_classifier("resnet18", int(ys.max()) + 1)
+    model = adapt_architecture(build_classifier("resnet18", int(ys.max()) + 1), stride, "avg")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     counts = torch.bincount(ys).float()
     ce = torch.nn.CrossEntropyLoss(weight=counts.sum() / (len(counts) * counts))
@@ -122,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stride", type=int, default=32, help="output stride (32, 16 or 8: dilated last stages)")
     args = ap.parse_args(argv)
     from samprompt.classifiers.evaluate import classification_report
     from samprompt.config import ComponentSpec, PipelineConfig
@@ -164,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": []}
     for w in (float(v) for v in args.weights.split(",")):
         t = time.perf_counter()
-        model = _train(xs, ys, ms, has, w, args.epochs, args.seed)
+        model = _train(xs, ys, ms, has, w, args.epochs, args.seed, args.stride)
         secs = time.perf_counter() - t
         with torch.no_grad():
             pred = torch.cat([model(vx[s:s + 64]) for s in range(0, len(vx), 64)]).argmax(1).numpy()
@@ -182,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"centre point inside {row['centre_inside']:.2f} ({len(images)} val lesion images; training {secs:.0f} s)",
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "cam_distill.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    name = f"cam_distill_s{args.stride}_e{args.epochs}_px{args.size}_w{args.weights.replace(',', '-')}.json"
+    (args.out / name).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
 
 
