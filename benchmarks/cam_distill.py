@@ -185,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"centre point inside {row['centre_inside']:.2f} ({len(images)} val lesion images; training {secs:.0f} s)",
               flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"cam_distill_s{args.stride}_e{args.epochs}_px{args.size}_w{args.weights.replace(',', '-')}.json"
+    name = (f"cam_distill_s{args.stride}_e{args.epochs}_px{args.size}_seed{args.seed}"
+            f"_w{args.weights.replace(',', '-')}.json")
     (args.out / name).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
 
