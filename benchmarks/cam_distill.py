@@ -9,8 +9,8 @@ part of ``SPLIT``). Its chosen region on each train lesion image is a pseudo mas
 trained from scratch on the train part, once per ``--weights`` value ``w``, with the loss
 ``cross-entropy + w * (1 - share of the label's CAM on the pseudo mask)`` (the CAM of the head's weights
 on ``layer4``, as the CAM-border term reads it; lesion images only). Augmentation: horizontal flips (the
-pseudo mask flipped with the image). Then, on the VAL lesion images (val masks are read here: this is a
-benchmark), the paper's box prompt on GradCAM++ ``layer4`` of the lesion classes is scored with the
+pseudo mask flipped with the image). Then, on the VAL lesion images (``--part test``: the test ones; their
+masks are read here: this is a benchmark), the paper's box prompt on GradCAM++ ``layer4`` of the lesion classes is scored with the
 ``classical`` segmenter: box IoU against the ground-truth box, centre point inside, Dice; and the
 classifier's val macro-F1. Prints one line per weight and writes ``OUT/cam_distill_<settings>.json``; the
 pseudo masks are kept in ``OUT`` and reused.
@@ -125,6 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--stride", type=int, default=32, help="output stride (32, 16 or 8: dilated last stages)")
+    ap.add_argument("--part", default="val", choices=["val", "test"], help="the split part scored (val)")
     args = ap.parse_args(argv)
     from samprompt.classifiers.evaluate import classification_report
     from samprompt.config import ComponentSpec, PipelineConfig
@@ -154,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ms = torch.stack([torch.zeros(args.size, args.size) if m is None else torch.from_numpy(m) for m in masks])
     has = torch.tensor([m is not None and bool(m.any()) for m in masks])
 
-    val = [s for s in split.ids("val")]
+    val = list(split.ids(args.part))
     vx = torch.stack([pre.to_tensor(ds.load_image(s))[0] for s in val])
     vy = np.array([names.index(label[s]) for s in val])
     les_val = [s for s in val if label[s] != "normal"]
@@ -178,14 +179,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in range(0, len(images), 16):
             cams += [r.cam for r in pipe.compute_cams(images[s:s + 16], [target] * len(images[s:s + 16]))]
         ious, dices, inside = _score(pipe, images, cams, gts)
-        row = {"weight": w, "train_seconds": secs, "val_macro_f1": f1, "box_iou": float(np.mean(ious)),
+        row = {"weight": w, "train_seconds": secs, "macro_f1": f1, "box_iou": float(np.mean(ious)),
                "box_dice": float(np.mean(dices)), "centre_inside": float(np.mean(inside))}
         results["rows"].append(row)
-        print(f"weight {w}: val macro-F1 {f1:.3f}, paper box IoU {row['box_iou']:.3f}, box Dice {row['box_dice']:.3f}, "
-              f"centre point inside {row['centre_inside']:.2f} ({len(images)} val lesion images; training {secs:.0f} s)",
-              flush=True)
+        print(f"weight {w}: {args.part} macro-F1 {f1:.3f}, paper box IoU {row['box_iou']:.3f}, box Dice "
+              f"{row['box_dice']:.3f}, centre point inside {row['centre_inside']:.2f} ({len(images)} {args.part} "
+              f"lesion images; training {secs:.0f} s)", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    name = (f"cam_distill_s{args.stride}_e{args.epochs}_px{args.size}_seed{args.seed}"
+    name = (f"cam_distill_{args.part}_s{args.stride}_e{args.epochs}_px{args.size}_seed{args.seed}"
             f"_w{args.weights.replace(',', '-')}.json")
     (args.out / name).write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     return 0
