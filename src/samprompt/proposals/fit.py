@@ -266,8 +266,8 @@ def fit_scorer(
         if chosen not in penalty:  # a pooled polarity (``both``): its own choice of the penalty
             penalty[chosen] = (_polarity_score(_pool(per, polarities_of(chosen)), y, l2, mode, cls)[2]
                                if mode == "contrast" else l2)
-        groups = cls if mode == "contrast" else y.astype(np.int64)
-        margin = (_polarity_margin(chosen, per_image, groups, mode != "evidence")  # type: ignore[arg-type]
+        groups = cls if cls is not None else y.astype(np.int64)  # the classes (contrast) or lesion / negative
+        margin = (_polarity_margin(chosen, per_image, groups, mode != "evidence")
                   if polarity == "auto" and len(tries) > 1 else None)
         if margin is not None and not margin["certain"]:
             log.warning("fit: the polarity choice %s over %s is uncertain on these %d images (difference %.3g, "
@@ -354,8 +354,10 @@ def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min
         raise ConfigError("learner: mil needs images of a negative class")
     if learner == "evidence" and negatives:
         raise ConfigError("learner: evidence is for data without a negative class (use mil or contrast)")
-    if learner in ("mil", "evidence"):
-        return learner, None  # type: ignore[return-value]
+    if learner == "mil":
+        return "mil", None
+    if learner == "evidence":
+        return "evidence", None
     if learner == "auto" and negatives:  # multiple-instance learning: it also works on few images
         return "mil", None
     if learner == "auto" and prior:
