@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -124,6 +124,32 @@ class Preprocessing(BaseModel):
         mean = torch.tensor(self.mean, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, 3, 1, 1)
         return ((x - mean) / std)[0], geo
+
+    def mask_to_input(self, mask: NDArray[Any]) -> torch.Tensor:
+        """Place a mask of the original image on the network input, as :meth:`to_tensor` places the image.
+
+        Args:
+            mask: (H, W) bool or numeric array on the original image's pixel grid (values in [0, 1]).
+
+        Returns:
+            (h, w) float32 tensor in [0, 1] on the CPU: the mean of the mask over the original pixels each
+            input pixel spans (adaptive average pooling, so a pixel on the mask's edge gets the covered
+            share; the same geometry as the image); letterbox padding is 0.
+
+        Raises:
+            ValueError: ``mask`` is not two-dimensional.
+        """
+        m = np.asarray(mask)
+        if m.ndim != 2:
+            raise ValueError(f"mask must be (H, W), got shape {m.shape}")
+        geo = self.geometry((int(m.shape[0]), int(m.shape[1])))
+        x = torch.tensor(m.astype(np.float32, copy=False))[None, None]
+        h, w = self.input_size
+        left, top, right, bottom = (int(v) for v in geo.content)
+        x = F.adaptive_avg_pool2d(x, (bottom - top, right - left))  # each input pixel: the mean of its pixels
+        out = torch.zeros((h, w), dtype=torch.float32)
+        out[top:bottom, left:right] = x[0, 0]
+        return out.clamp_(0.0, 1.0)
 
     def batch(
         self, images: Sequence[NDArray[np.uint8]], device: torch.device | str | None = None

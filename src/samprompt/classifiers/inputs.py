@@ -35,16 +35,21 @@ __all__ = [
     "AugmentConfig",
     "Example",
     "ExampleDataset",
+    "GuideLike",
     "ImageLike",
     "augment",
+    "augment_with_mask",
     "class_targets",
     "erase_borders",
     "examples_from_dataset",
     "read_example_image",
+    "read_guide",
 ]
 
 ImageLike = str | os.PathLike[str] | NDArray[np.uint8] | Callable[[], NDArray[np.uint8]]
 Example = tuple[ImageLike, str | int]
+#: A guide mask: (H, W) bool or float array in [0, 1] on the image's pixel grid, or a callable returning one.
+GuideLike = NDArray[Any] | Callable[[], NDArray[Any]]
 
 
 class AugmentConfig(BaseModel):
@@ -87,10 +92,30 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, fill: float = 0.0) -> torch.Ten
 
     Random numbers come from torch's global generator (seeded per DataLoader worker by torch).
     """
+    return augment_with_mask(x, None, cfg, fill)[0]
+
+
+def augment_with_mask(
+    x: torch.Tensor, mask: torch.Tensor | None, cfg: AugmentConfig, fill: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`augment` of one input and the same flip and affine applied to a mask of it.
+
+    Args:
+        x: (3, h, w) float input in [0, 1].
+        mask: (h, w) float mask on the input's grid (values in [0, 1]), or ``None``.
+        cfg: The augmentation.
+        fill: Padding value of the input (the mask is padded with 0).
+
+    Returns:
+        ``(input, mask)``: the mask moved with the input (bilinear), unchanged by the intensity jitter.
+        The random numbers drawn are the same with and without a mask, so a mask never changes the
+        input's augmentation.
+    """
     if not cfg.enabled:
-        return x
+        return x, mask
     if cfg.hflip > 0 and float(torch.rand(())) < cfg.hflip:
         x = torch.flip(x, dims=[-1])
+        mask = None if mask is None else torch.flip(mask, dims=[-1])
     if cfg.rotation > 0 or cfg.translate > 0 or cfg.scale != (1.0, 1.0):
         h, w = x.shape[-2:]
         angle = _uniform(-cfg.rotation, cfg.rotation)
@@ -101,13 +126,18 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, fill: float = 0.0) -> torch.Ten
             x, angle=angle, translate=[tx, ty], scale=scale, shear=[0.0, 0.0],
             interpolation=InterpolationMode.BILINEAR, fill=[fill] * x.shape[0],
         )
+        if mask is not None:
+            mask = TF.affine(
+                mask[None], angle=angle, translate=[tx, ty], scale=scale, shear=[0.0, 0.0],
+                interpolation=InterpolationMode.BILINEAR, fill=[0.0],
+            )[0]
     if cfg.brightness > 0:
         x = x * _uniform(1 - cfg.brightness, 1 + cfg.brightness)
     if cfg.contrast > 0:
         c = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
         mean = x.mean()
         x = (x - mean) * c + mean
-    return x.clamp_(0.0, 1.0)
+    return x.clamp_(0.0, 1.0), mask
 
 
 def erase_borders(x: torch.Tensor, fraction: float, fill: float) -> torch.Tensor:
@@ -155,10 +185,12 @@ def read_example_image(image: ImageLike, where: str) -> NDArray[np.uint8]:
         raise DataError(f"{where}: cannot load image: {exc}") from exc
 
 
-class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
+class ExampleDataset(TorchDataset[tuple[Any, ...]]):
     """A torch ``Dataset`` over examples: loads lazily, preprocesses, optionally caches and augments.
 
-    Items are ``(x, y)``: x (3, h, w) float32 normalised by ``preprocessing``; y the class index.
+    Items are ``(x, y)``: x (3, h, w) float32 normalised by ``preprocessing``; y the class index. With
+    ``guides``, items are ``(x, y, g, has)``: g the (h, w) float32 guide mask on the input's grid (moved by
+    the same flip and affine as x; zeros without one) and has whether the example has one.
 
     Args:
         images: One :data:`ImageLike` per example.
@@ -169,6 +201,8 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
             augmentation still runs anew on every access. Per DataLoader worker.
         border_erase: Largest fraction of each side randomly covered by the padding value, after the
             augmentation (see :func:`erase_borders`); 0 = never.
+        guides: One :data:`GuideLike` per example (``None`` = no guide for it), or ``None`` (no guides);
+            see :class:`~samprompt.classifiers.TrainConfig` ``guide_weight``.
     """
 
     def __init__(
@@ -179,9 +213,12 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         augmentation: AugmentConfig | None = None,
         cache: bool = True,
         border_erase: float = 0.0,
+        guides: Sequence[GuideLike | None] | None = None,
     ) -> None:
         if len(images) != len(targets):
             raise DataError(f"{len(images)} images but {len(targets)} labels")
+        if guides is not None and len(guides) != len(images):
+            raise DataError(f"{len(images)} images but {len(guides)} guide masks")
         self.images = list(images)
         self.targets = [int(t) for t in targets]
         self.preprocessing = preprocessing
@@ -189,31 +226,78 @@ class ExampleDataset(TorchDataset[tuple[torch.Tensor, int]]):
         self.augmentation = augmentation
         self.cache = cache
         self.border_erase = float(border_erase)
+        self.guides = None if guides is None else list(guides)
         self._cache: dict[int, torch.Tensor] = {}
+        self._guide_cache: dict[int, torch.Tensor] = {}
         self._mean = torch.tensor(preprocessing.mean).view(3, 1, 1)
         self._std = torch.tensor(preprocessing.std).view(3, 1, 1)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def _input(self, i: int) -> torch.Tensor:
+    def _load(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Example ``i``'s (3, h, w) input in [0, 1] and its (h, w) guide on the input's grid (or None)."""
         hit = self._cache.get(i)
         if hit is not None:
-            return hit.float().div_(255.0)
+            g = self._guide_cache.get(i)
+            return hit.float().div_(255.0), None if g is None else g.float().div_(255.0)
         img = read_example_image(self.images[i], f"example {i}")
         x, _ = self._raw.to_tensor(img)
+        g = None
+        if self.guides is not None:
+            mask = read_guide(self.guides[i], f"example {i}")
+            if mask is not None and mask.shape != img.shape[:2]:
+                raise DataError(f"example {i}: guide mask of shape {mask.shape} for an image of {img.shape[:2]}")
+            g = None if mask is None else self._raw.mask_to_input(mask)
         if self.cache:
             self._cache[i] = x.mul(255.0).round_().clamp_(0, 255).to(torch.uint8)
-            return self._cache[i].float().div_(255.0)
-        return x
+            if g is not None:
+                self._guide_cache[i] = g.mul(255.0).round_().to(torch.uint8)
+                g = self._guide_cache[i].float().div_(255.0)
+            return self._cache[i].float().div_(255.0), g
+        return x, g
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        x = self._input(i)
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        x, g = self._load(i)
+        fill = self.preprocessing.pad_value
+        if self.guides is None:
+            if self.augmentation is not None:
+                x = augment(x, self.augmentation, fill=fill)
+            if self.border_erase > 0:
+                x = erase_borders(x, self.border_erase, fill)
+            return (x - self._mean) / self._std, self.targets[i]
+        has = g is not None
+        m = g if g is not None else torch.zeros(x.shape[-2:])
         if self.augmentation is not None:
-            x = augment(x, self.augmentation, fill=self.preprocessing.pad_value)
+            x, moved = augment_with_mask(x, m, self.augmentation, fill=fill)
+            m = m if moved is None else moved
         if self.border_erase > 0:
-            x = erase_borders(x, self.border_erase, self.preprocessing.pad_value)
-        return (x - self._mean) / self._std, self.targets[i]
+            x = erase_borders(x, self.border_erase, fill)
+        return (x - self._mean) / self._std, self.targets[i], m, has
+
+
+def read_guide(guide: GuideLike | None, where: str) -> NDArray[np.bool_] | NDArray[np.float32] | None:
+    """Resolve a :data:`GuideLike` to a (H, W) array (bool, or float in [0, 1]), or ``None``.
+
+    Raises:
+        DataError: Naming ``where`` when the guide is not a two-dimensional mask in [0, 1].
+    """
+    if guide is None:
+        return None
+    try:
+        g = np.asarray(guide() if callable(guide) else guide)
+    except (ValueError, TypeError, OSError) as exc:
+        raise DataError(f"{where}: cannot load the guide mask: {exc}") from exc
+    if g is None or g.ndim == 0:
+        return None
+    if g.ndim != 2:
+        raise DataError(f"{where}: a guide mask must be (H, W), got shape {g.shape}")
+    if g.dtype == np.bool_:
+        return g
+    g = g.astype(np.float32)
+    if not np.isfinite(g).all() or g.min() < 0 or g.max() > 1:
+        raise DataError(f"{where}: guide mask values must lie in [0, 1]")
+    return g
 
 
 def examples_from_dataset(dataset: Any, items: Sequence[int | str]) -> list[Example]:

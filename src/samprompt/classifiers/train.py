@@ -34,7 +34,7 @@ from samprompt.classifiers.batches import batches, make_loader
 from samprompt.classifiers.builders import HeadKind, build_classifier
 from samprompt.classifiers.checkpoint import ClassifierInfo, save_classifier
 from samprompt.classifiers.evaluate import ClassificationReport, run_loader
-from samprompt.classifiers.inputs import AugmentConfig, Example, ExampleDataset, class_targets
+from samprompt.classifiers.inputs import AugmentConfig, Example, ExampleDataset, GuideLike, class_targets
 from samprompt.classifiers.recipes import (
     RECIPES,
     OutputStride,
@@ -100,6 +100,10 @@ class TrainConfig(BaseModel):
         negative_classes: The classes whose images show no lesion, for ``lesion_head`` (at least one must
             be a class of the task, and at least one class must be left as a lesion class). Names that are
             not classes of the task are ignored. ``samprompt run`` fills it from ``fit.negative_classes``.
+        guide_weight: Weight of the CAM guidance term (``None``: recipe, 0): ``1 - share of the label's
+            CAM inside the example's guide mask``, for the examples that have one. Needs ``guides`` in
+            :func:`train_classifier`; ``samprompt run`` makes them from its own label-only fit
+            (:func:`samprompt.proposals.guide_masks`).
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
@@ -133,6 +137,7 @@ class TrainConfig(BaseModel):
     erase_threshold: float | None = Field(default=None, gt=0.0, lt=1.0)
     lesion_head: float | None = Field(default=None, ge=0.0, le=100.0)
     negative_classes: list[str] | None = None
+    guide_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
@@ -276,6 +281,23 @@ def _class_weights(
     return torch.tensor(spec, dtype=torch.float32)
 
 
+def _check_guides(cfg: TrainConfig, guides: Sequence[GuideLike | None] | None, n: int) -> None:
+    """``guides`` against ``guide_weight`` (before any image is read)."""
+    weight = cfg.knobs().guide_weight
+    if weight > 0 and guides is None:
+        raise ConfigError(f"train.guide_weight: {weight} needs guide masks (train_classifier(guides=...); "
+                          "samprompt run makes them from its label-only fit)")
+    if guides is None:
+        return
+    if weight <= 0:
+        raise ConfigError("train.guide_weight: guide masks were given but the guidance term is off (0); "
+                          "set guide_weight > 0 or leave the guides out")
+    if len(guides) != n:
+        raise ConfigError(f"train.guide_weight: {len(guides)} guide masks for {n} training examples")
+    if all(g is None for g in guides):
+        raise ConfigError("train.guide_weight: no training example has a guide mask")
+
+
 def train_classifier(
     train: Sequence[Example],
     val: Sequence[Example] | None,
@@ -285,6 +307,7 @@ def train_classifier(
     checkpoint: str | os.PathLike[str] | None = None,
     progress: bool = False,
     callback: Callable[[EpochStats], None] | None = None,
+    guides: Sequence[GuideLike | None] | None = None,
 ) -> TrainResult:
     """Train a classifier and keep its best epoch by validation macro-F1.
 
@@ -297,14 +320,19 @@ def train_classifier(
         checkpoint: File the best model is written to (on every improvement), or ``None``.
         progress: Show tqdm bars (epochs and batches).
         callback: Called with each epoch's :class:`EpochStats`.
+        guides: With ``guide_weight > 0``: one guide mask per training example ((H, W) on the example
+            image's pixel grid, bool or float in [0, 1], or a callable returning one; ``None`` = no guide
+            for that example), e.g. from :func:`samprompt.proposals.guide_masks`. Needs at least one.
 
     Returns:
         A :class:`TrainResult` holding the best model.
 
     Raises:
         DataError: No training examples, a label outside the task, a class without training samples,
-            or an unreadable image.
-        ConfigError: Bad configuration, CUDA requested but absent, or a diverging (non-finite) loss.
+            an unreadable image, or a guide mask that does not fit its image.
+        ConfigError: Bad configuration, CUDA requested but absent, a diverging (non-finite) loss, or
+            ``guides`` that do not match ``guide_weight`` (missing, all empty, of another length, or given
+            without the term).
         CheckpointError: Initial weights missing or not fitting.
     """
     cfg = config or TrainConfig()
@@ -312,6 +340,7 @@ def train_classifier(
         raise DataError("train_classifier needs at least one training example")
     val = list(val or [])
     lesion = cfg.lesion_classes(task.class_names)
+    _check_guides(cfg, guides, len(train))
     y_train = class_targets(train, task)
     y_val = class_targets(val, task)
     device = resolve_device(cfg.device)
@@ -327,7 +356,7 @@ def train_classifier(
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     try:
-        return _fit(train, y_train, val, y_val, task, cfg, device, checkpoint, progress, callback, lesion)
+        return _fit(train, y_train, val, y_val, task, cfg, device, checkpoint, progress, callback, lesion, guides)
     finally:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
@@ -338,6 +367,7 @@ def _fit(
     train: Sequence[Example], y_train: list[int], val: list[Example], y_val: list[int], task: TaskSpec,
     cfg: TrainConfig, device: torch.device, checkpoint: str | os.PathLike[str] | None, progress: bool,
     callback: Callable[[EpochStats], None] | None, lesion: tuple[int, ...],
+    guides: Sequence[GuideLike | None] | None = None,
 ) -> TrainResult:
     start = time.perf_counter()
     model = build_classifier(
@@ -352,7 +382,7 @@ def _fit(
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     aug = cfg.augmentation if cfg.augmentation.enabled else None
     train_ds = ExampleDataset([e[0] for e in train], y_train, cfg.preprocessing, aug, cfg.cache_images,
-                              border_erase=knobs.border_erase)
+                              border_erase=knobs.border_erase, guides=guides)
     loader = make_loader(train_ds, cfg.batch_size, cfg.seed, cfg.num_workers, device, train=True)
     val_loader = None
     if val:
@@ -385,13 +415,14 @@ def _fit(
         t0 = time.perf_counter()
         model.train()
         total, n = 0.0, 0
-        for x, y in tqdm(batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
-                         disable=not progress):
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        for batch in tqdm(batches(loader, cfg.num_workers), desc=f"epoch {epoch}", leave=False,
+                          disable=not progress):
+            x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+            guide = None if guides is None else (batch[2].to(device, non_blocking=True), batch[3].to(device))
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            loss, _ = objective(x, y)
+            loss, _ = objective(x, y, guide)
             if not torch.isfinite(loss):
                 raise ConfigError(
                     f"train.lr: the loss became {float(loss)} in epoch {epoch}; "
