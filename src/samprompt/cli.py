@@ -189,7 +189,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if flag is not None:
             sets.append(f"{key}={flag}")
     cfg = TrainConfig.parse(apply_overrides(data, sets), "train")
-    res = train_from_paths(args.data, args.split, args.out, cfg, task=args.task, progress=not args.no_progress)
+    res = train_from_paths(args.data, args.split, args.out, cfg, task=args.task, progress=not args.no_progress,
+                           guide_scorer=args.guide_scorer, guide_negative=args.guide_negative)
     print(f"best epoch {res.best_epoch} (val macro-F1 {res.best_val_macro_f1})")
     for name, rep in res.reports.items():
         print(rep.format_table(title=name))
@@ -203,19 +204,29 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
     from samprompt.classifiers import load_classifier
     from samprompt.config import ComponentSpec
     from samprompt.data import Split, open_dataset
+    from samprompt.errors import ConfigError
     from samprompt.proposals import save_scorer
     from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
 
+    if args.checkpoint is None:
+        needs = [flag for flag, on in (("--cam-features", args.cam_features), ("--prior", args.prior is not None),
+                                       ("--learner evidence", args.learner == "evidence")) if on]
+        if needs:
+            raise ConfigError(f"--checkpoint: {', '.join(needs)} read(s) the classifier's evidence; give a "
+                              "classifier checkpoint")
     ds = open_dataset(args.data)
     split = Split.load(args.split)  # no fingerprint check: it would read the mask files' bytes
-    model, info = load_classifier(args.checkpoint, device=args.device)
-    evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
-                                   cam=ComponentSpec(name=args.cam), target=args.target or "predicted",
-                                   device=args.device)
+    evidence = None
+    if args.checkpoint is not None:
+        model, info = load_classifier(args.checkpoint, device=args.device)
+        evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
+                                       cam=ComponentSpec(name=args.cam), target=args.target or "predicted",
+                                       device=args.device)
     bars = _Bars(not args.no_progress)
     prov = {"data": str(args.data), "data_fingerprint": split.fingerprint,
             "split": {"file": str(args.split), "part": "train", "seed": split.seed}, "seed": split.seed,
-            "library_version": samprompt.__version__, "classifier": str(args.checkpoint), "cam": args.cam}
+            "library_version": samprompt.__version__, "classifier": None if args.checkpoint is None else str(args.checkpoint),
+            "cam": None if args.checkpoint is None else args.cam}
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
                         cam_features=args.cam_features, learner=args.learner,
@@ -344,13 +355,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weights", help="initial weights file")
     t.add_argument("--device")
     t.add_argument("--seed", type=int)
+    t.add_argument("--guide-scorer", metavar="SCORER",
+                   help="guide the CAM with the regions this scorer file (from fit-prompts without --checkpoint) "
+                        "chooses on the train images; set the term's weight with --set guide_weight=W")
+    t.add_argument("--guide-negative", action="append", metavar="CLASS",
+                   help="a class whose images get no guide (repeatable; default: the scorer's negative classes)")
     t.add_argument("--set", **sets)  # type: ignore[arg-type]
 
     fp = cmd("fit-prompts", _cmd_fit_prompts, "fit the candidates prompt scorer on a split's train part from "
              "image labels only (no mask is read): writes a scorer file")
     fp.add_argument("data", help="data folder or CSV manifest")
     fp.add_argument("--split", required=True, help="split file (its train part is fit on)")
-    fp.add_argument("--checkpoint", required=True, help="classifier checkpoint (its CAMs are the evidence)")
+    fp.add_argument("--checkpoint", help="classifier checkpoint (its CAMs are the evidence); without it the "
+                                         "fit reads the labels only (learner mil or contrast), e.g. to guide "
+                                         "a training (train --guide-scorer)")
     fp.add_argument("--out", required=True, help="scorer file to write (JSON)")
     fp.add_argument("--negative", action="append", metavar="CLASS",
                     help="a class whose images show no lesion (repeatable; none = see --learner)")

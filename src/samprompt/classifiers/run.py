@@ -12,8 +12,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from samprompt._io import atomic_write_text
 from samprompt.classifiers.evaluate import evaluate_classifier
@@ -41,6 +45,8 @@ def train_from_paths(
     progress: bool = False,
     callback: Callable[[EpochStats], None] | None = None,
     evaluate: tuple[str, ...] = ("val", "test"),
+    guide_scorer: str | os.PathLike[str] | None = None,
+    guide_negative: Sequence[str] | None = None,
 ) -> TrainResult:
     """Train on a data set's ``train`` split, select on ``val``, report on ``val`` and ``test``.
 
@@ -55,6 +61,12 @@ def train_from_paths(
         progress: Show tqdm bars.
         callback: Called after every epoch.
         evaluate: Splits to evaluate the best model on (reports in ``result.reports``).
+        guide_scorer: A scorer file (or shipped name) whose chosen region on each training image guides
+            the CAM (:func:`samprompt.proposals.guide_masks`; ``config.guide_weight`` must be > 0). Fit it
+            on the same split's train part from the labels only (``samprompt fit-prompts`` without
+            ``--checkpoint``), never on images of val or test.
+        guide_negative: Classes whose images get no guide (default: the scorer file's recorded
+            ``negative_classes``).
 
     Returns:
         The :class:`TrainResult`; its checkpoint is ``out/classifier.pt``.
@@ -83,9 +95,12 @@ def train_from_paths(
     parts = {name: examples_from_dataset(ds, list(sp.ids(name))) for name in ("train", "val", "test")}
     if not parts["train"]:
         raise DataError(f"split {str(split_path)!r} has no training samples")
+    guides = None
+    if guide_scorer is not None:
+        guides = _guides(ds, list(sp.ids("train")), guide_scorer, guide_negative, cfg)
     result = train_classifier(
         parts["train"], parts["val"], task=spec, config=cfg, checkpoint=out_dir / CHECKPOINT_NAME,
-        progress=progress, callback=callback,
+        progress=progress, callback=callback, guides=guides,
     )
     for name in evaluate:
         if parts.get(name):
@@ -96,8 +111,38 @@ def train_from_paths(
     summary = {
         "data": str(data),
         "split": str(split_path),
+        **({"guide_scorer": str(guide_scorer)} if guide_scorer is not None else {}),
         "task": spec.model_dump(mode="json"),
         **result.to_dict(),
     }
     atomic_write_text(out_dir / RESULT_NAME, json.dumps(summary, indent=1) + "\n")
     return result
+
+
+def _guides(ds: Any, ids: list[str], scorer: str | os.PathLike[str], negative: Sequence[str] | None,
+            cfg: TrainConfig) -> list[Any]:
+    """The guide masks of the train images (lesion classes only), checked against ``guide_weight``
+    before any image is read."""
+    from samprompt.errors import ConfigError
+    from samprompt.proposals import guide_masks, load_scorer
+
+    if cfg.knobs().guide_weight <= 0:
+        raise ConfigError("train.guide_weight: a guide scorer was given but the guidance term is off (0); set "
+                          "guide_weight > 0 (e.g. --set guide_weight=4)")
+    sf = load_scorer(scorer)
+    neg = set(negative if negative is not None else sf.provenance.get("negative_classes") or [])
+    labels = [str(ds[ds.position(i)].label) for i in ids]
+    return list(guide_masks(_LazyImages(ds, ids), sf, [lab not in neg for lab in labels], workers=cfg.num_workers))
+
+
+class _LazyImages(Sequence[NDArray[np.uint8]]):
+    """The images of ``ids`` of a data set, read when indexed."""
+
+    def __init__(self, ds: Any, ids: Sequence[str]) -> None:
+        self.ds, self.ids = ds, list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
+        return self.ds.load_image(self.ids[k])  # type: ignore[no-any-return]

@@ -142,8 +142,9 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
         if bad:
             add("selftrain.empty_classes", f"unknown class name(s) {bad}; the data has {data_classes}")
     _scorer_problems(config, add)
-    if config.fits_scorer and used is not None:
-        _learner_problems(config, used, add)
+    guided = src.checkpoint is None and src.train.knobs().guide_weight > 0
+    if (config.fits_scorer or guided) and used is not None:
+        _learner_problems(config, used, add, guided)
 
     for key, device in (("device", config.device), ("classifier.train.device", config.classifier.train.device)):
         msg = _device_problem(device, key)
@@ -152,10 +153,17 @@ def _door(config: RunConfig, pending: Collection[Path]) -> tuple[_Found, Dataset
     return found, ds
 
 
-def _learner_problems(config: RunConfig, used: Sequence[str], add: Callable[[str, str], None]) -> None:
-    """The fit's learner against the data's classes (the images per class are counted by the fit)."""
+def _learner_problems(config: RunConfig, used: Sequence[str], add: Callable[[str, str], None],
+                      guided: bool = False) -> None:
+    """The fit's learner against the data's classes (the images per class are counted by the fit); with
+    a guided training (fitted before the classifier), a learner that would need the classifier."""
     spec = config.fit if config.fit is not None else FitSpec()
     negatives = sorted(set(spec.negative_classes) & set(used))
+    if guided and spec.learner == "auto" and not negatives and (spec.prior is not None or len(used) < 2):
+        why = "fit.prior is set" if spec.prior is not None else f"the data has one class {list(used)}"
+        add("classifier.train.guide_weight",
+            f"the guides are fitted before the classifier exists, without a negative class the fit would learn "
+            f"from the classifier's evidence ({why}); give a negative class, two classes or drop fit.prior")
     if spec.learner == "mil" and not negatives:
         add("fit.learner", f"mil needs a negative class, and fit.negative_classes {spec.negative_classes} names none "
                            f"of the data's classes {list(used)}")

@@ -325,9 +325,23 @@ class RunConfig(BaseModel):
                     f"selftrain.weight must be given: prompt strategy {unweighted[0]!r} uses the run's fitted "
                     "scorer, which carries no agreement weight (busi-v1's 8 was chosen on BUSI val WITH masks); "
                     "set selftrain.weight or that strategy's agreement_weight")
-        if self.fit is not None and not self.fits_scorer:
-            raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts")
         train = self.classifier.train
+        guided = train.knobs().guide_weight > 0
+        if self.fit is not None and not self.fits_scorer and not guided:
+            raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts (or a guided "
+                             "training, classifier.train.guide_weight > 0)")
+        if guided:
+            fit = self.fit or FitSpec()
+            if self.classifier.checkpoint is not None:
+                raise ValueError("classifier.train.guide_weight: guides steer a training, and with "
+                                 "classifier.checkpoint nothing is trained; drop one of them")
+            if fit.cam_features:
+                raise ValueError("classifier.train.guide_weight: the guides are fitted before the classifier exists, "
+                                 "so fit.cam_features (which reads its CAM) must be false")
+            if fit.learner == "evidence":
+                raise ValueError("classifier.train.guide_weight: the guides are fitted before the classifier exists, "
+                                 "so fit.learner cannot be evidence (the classifier's evidence); use auto, mil or "
+                                 "contrast")
         update: dict[str, Any] = {
             k: v for k, v in (("seed", self.seed), ("device", self.device)) if k not in train.model_fields_set}
         if train.knobs().lesion_head > 0 and train.negative_classes is None:  # the run's negatives

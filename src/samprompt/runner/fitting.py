@@ -26,11 +26,12 @@ from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer
+from samprompt.proposals.guides import PackedMask
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
 
-__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer"]
+__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer", "guides_before_training"]
 
 log = logging.getLogger(__name__)
 
@@ -163,17 +164,27 @@ def fit_on_dataset(
                       classes=view.labels, learner=learner)
 
 
+def _provenance(config: RunConfig, data: PreparedData, classifier_checkpoint: Path | None) -> dict[str, Any]:
+    import samprompt
+
+    return {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
+            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
+            "seed": config.seed, "library_version": samprompt.__version__,
+            "classifier_sha256": None if classifier_checkpoint is None else file_sha256(classifier_checkpoint),
+            "cam": config.pipeline.cam.model_dump() if classifier_checkpoint is not None else None}
+
+
 def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
                       info: ClassifierInfo, classifier_checkpoint: Path) -> Path | None:
     """The run's fitted scorer (a strategy's ``scorer: fit``): ``scorer.json`` in the run folder, fitted
     now on the TRAIN split from image labels only (:mod:`samprompt.runner.fitting`) unless a previous
-    invocation wrote it; ``None`` when no strategy asks for it. The proposals are made in
-    ``pipeline.prompt_workers`` worker processes (the same scorer with any number).
+    invocation (or the guided training, :func:`guides_before_training`) wrote it; ``None`` when no
+    strategy asks for it. The proposals are made in ``pipeline.prompt_workers`` worker processes (the
+    same scorer with any number).
 
     Raises:
         DataError: Too few train images of a class (saying how many are needed), unreadable data.
     """
-    import samprompt
     from samprompt.proposals.scorer import save_scorer
 
     if not config.fits_scorer:
@@ -187,13 +198,73 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
     evidence = classifier_evidence(model, info.class_names, info.preprocessing, info.target_layer,
                                    cam=config.pipeline.cam, target=target,
                                    device=str(resolve_device(config.device)))
-    prov = {"data": str(config.data.path), "data_fingerprint": data.fingerprint,
-            "split": {"part": "train", "fingerprint": data.split.fingerprint, "seed": data.split.seed},
-            "seed": config.seed, "library_version": samprompt.__version__,
-            "classifier_sha256": file_sha256(classifier_checkpoint), "cam": config.pipeline.cam.model_dump()}
     sf = fit_on_dataset(data.dataset, data.split.ids("train"), negative_classes=spec.negative_classes,
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
-                        erase=spec.erase, provenance=prov, prior=spec.prior, cam_features=spec.cam_features,
+                        erase=spec.erase, provenance=_provenance(config, data, classifier_checkpoint),
+                        prior=spec.prior, cam_features=spec.cam_features,
                         learner=spec.learner, workers=config.pipeline.prompt_workers)
     save_scorer(sf, path)  # atomic
     return path
+
+
+def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids: Sequence[str]
+                           ) -> tuple[list[PackedMask | None], dict[str, Any]]:
+    """The guide masks of a guided training (``classifier.train.guide_weight > 0``), made BEFORE it.
+
+    The run's scorer is fitted first, on the TRAIN split from image labels only and without the
+    classifier (``fit.learner`` ``mil`` or ``contrast``, no CAM features), and written to ``scorer.json``
+    (the fit stage then reuses it; a previous invocation's file is reused here too). The region it chooses
+    on each training image of a lesion class (not in ``fit.negative_classes``) is that image's guide
+    (:func:`~samprompt.proposals.guide_masks`); no mask file is opened.
+
+    Args:
+        config: The run config.
+        out: The run folder.
+        data: The prepared data and split.
+        ids: The training images, in the order of the training examples.
+
+    Returns:
+        ``(one guide or None per id, a summary for train_result.json)``.
+
+    Raises:
+        ConfigError: The fit would need the classifier (the ``evidence`` learner, CAM features), naming
+            ``classifier.train.guide_weight``.
+        DataError: Too few train images of a class, unreadable data.
+    """
+    import time
+
+    from samprompt.errors import ConfigError
+    from samprompt.proposals.guides import guide_masks
+    from samprompt.proposals.scorer import save_scorer
+
+    spec = config.fit if config.fit is not None else FitSpec()
+    if spec.cam_features:
+        raise ConfigError("classifier.train.guide_weight: the guides are fitted before the classifier is trained, "
+                          "so fit.cam_features must be false")
+    path = out / "scorer.json"
+    t0 = time.perf_counter()
+    if path.exists():
+        log.info("guided training: reusing the fitted scorer %s", path)
+    else:
+        try:
+            sf = fit_on_dataset(data.dataset, ids, negative_classes=spec.negative_classes, evidence=None,
+                                polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=False,
+                                provenance={**_provenance(config, data, None), "before_training": True},
+                                prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers)
+        except DataError as exc:
+            if "classifier's CAMs" not in str(exc):
+                raise
+            raise ConfigError(f"classifier.train.guide_weight: the guides are fitted from the labels before the "
+                              f"classifier exists, and these labels need its evidence ({exc})") from exc
+        save_scorer(sf, path)
+    fitted = time.perf_counter() - t0
+    view = LabelsOnly(data.dataset, ids)
+    negatives = set(spec.negative_classes)
+    use = [lab not in negatives for lab in view.labels]
+    guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers)
+    summary = {"scorer": str(path), "scorer_sha256": file_sha256(path), "images": len(ids),
+               "lesion_images": sum(use), "with_guide": sum(g is not None for g in guides),
+               "fit_seconds": fitted, "guide_seconds": time.perf_counter() - t0 - fitted}
+    log.info("guided training: %d of %d training images have a guide (fit %.1f s, guides %.1f s)",
+             summary["with_guide"], len(ids), fitted, summary["guide_seconds"])
+    return guides, summary

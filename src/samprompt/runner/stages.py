@@ -98,6 +98,9 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "split"
     if top == "classifier":
         return "images" if given_ckpt else "classifier"  # a given checkpoint: nothing trained here
+    guided = any((((d.get("classifier") or {}).get("train") or {}).get("guide_weight") or 0) > 0 for d in (old, new))
+    if top == "fit" and guided:
+        return "classifier"  # a guided training's guides come from the fit
     if top == "selftrain":
         return "selftrain"
     fits = any(s.get("params", {}).get("scorer") == "fit"
@@ -297,16 +300,21 @@ def get_classifier(
         marker.unlink(missing_ok=True)
         ds, sp = data.dataset, data.split
         skipped: list[str] = []
-        parts = {}
+        parts, ok_ids = {}, {}
         for name in ("train", "val"):
-            ok = readable_ids(ds, sp.ids(name), skipped)
-            parts[name] = examples_from_dataset(ds, ok)
+            ok_ids[name] = readable_ids(ds, sp.ids(name), skipped)
+            parts[name] = examples_from_dataset(ds, ok_ids[name])
         if not parts["train"]:
             raise DataError(f"the split of {str(config.data.path)!r} has no (readable) training images")
+        guides, guided = None, None
+        if src.train.knobs().guide_weight > 0:  # the label-only fit comes first and guides the CAM
+            from samprompt.runner.fitting import guides_before_training
+
+            guides, guided = guides_before_training(config, out, data, ok_ids["train"])
         result = train_classifier(parts["train"], parts["val"], task=task, config=src.train, checkpoint=ckpt,
-                                  progress=train_progress)
+                                  progress=train_progress, guides=guides)
         atomic_write_json(marker, {"task": task.model_dump(mode="json"), "skipped_unreadable": skipped,
-                                   **result.to_dict()})
+                                   **({"guides": guided} if guided is not None else {}), **result.to_dict()})
     else:
         log.info("reusing the trained classifier %s", ckpt)
     model, info = load_classifier(ckpt, device=str(device))

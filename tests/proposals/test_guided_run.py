@@ -1,0 +1,142 @@
+"""A guided training in a run and on the command line (issue 19): the label-only fit runs BEFORE the
+classifier, its regions guide the CAM, no mask is opened, and the config's door refuses what cannot work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samprompt.data import make_split, open_dataset
+from samprompt.errors import ConfigError
+
+from .scenes import scene
+from .test_fit_stage import _data
+
+
+def _config(data: Path, **train: Any) -> dict[str, Any]:
+    return {
+        "name": "guided", "data": {"path": str(data)},
+        "split": {"fractions": [0.75, 0.0, 0.25], "use": "test"}, "limit": 2,
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
+            "preprocessing": {"input_size": 32}, "device": "cpu", "guide_weight": 2.0, **train}},
+        "device": "cpu", "batch_size": 2, "target": ["benign", "malignant"],
+        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": 0.5}},
+                     "prompts": [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}}],
+                     "segmenter": {"name": "classical", "params": {"work_size": 48}}},
+        "fit": {"min_images": 4},
+        "report": {"panels": 1, "gallery": 1, "thumb": 64},
+    }
+
+
+def test_guided_run_fits_first_guides_the_training_and_reuses_the_fit(tmp_path: Path) -> None:
+    from samprompt.classifiers import read_info
+    from samprompt.runner import load_run_config, run_experiment
+
+    data = _data(tmp_path / "d", per_class=8)
+    out = tmp_path / "run"
+    run_experiment(load_run_config(_config(data)), out)
+    scorer = out / "scorer.json"
+    blob = json.loads(scorer.read_text())
+    prov = blob["provenance"]
+    assert blob["polarity"] == "bright" and prov["before_training"] is True and prov["classifier_sha256"] is None
+    assert prov["images"] == 18 and prov["split"]["part"] == "train"
+    result = json.loads((out / "train_result.json").read_text())
+    guides = result["guides"]
+    assert guides["scorer"] == str(scorer) and guides["images"] == 18
+    assert guides["lesion_images"] == 12 and 0 < guides["with_guide"] <= 12  # the normal images get none
+    info, _ = read_info(out / "classifier.pt")
+    assert (info.train_config or {})["guide_weight"] == 2.0  # the checkpoint records the knob
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["scorer"]["sha256"] == guides["scorer_sha256"]  # the fit stage reused the file
+    # a change of the fit's settings changes the guides, so it retrains the classifier (with --force)
+    with pytest.raises(ConfigError, match="fit.polarity"):
+        run_experiment(load_run_config({**_config(data), "fit": {"min_images": 4, "polarity": "dark"}}), out)
+
+
+def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from samprompt.data import Dataset
+    from samprompt.runner import fitting, load_run_config, run_experiment, stages
+
+    data = _data(tmp_path / "d", per_class=8)
+    seen: list[str] = []
+    real_train = stages.train_classifier
+
+    def refuse(self: Dataset, i: Any) -> None:
+        raise AssertionError(f"load_mask({i!r}) was called before the classifier was trained")
+
+    def train(*a: Any, **k: Any) -> Any:
+        seen.append("train")
+        assert k["guides"] is not None and any(g is not None for g in k["guides"])
+        monkeypatch.undo()  # from here on masks may be read (the scoring of the images)
+        return real_train(*a, **k)
+
+    monkeypatch.setattr(Dataset, "load_mask", refuse)
+    monkeypatch.setattr(stages, "train_classifier", train)
+    assert fitting.guides_before_training is not None
+    run_experiment(load_run_config(_config(data)), tmp_path / "run")
+    assert seen == ["train"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"classifier": {"checkpoint": "c.pt", "train": {"guide_weight": 1.0}}}, "with classifier.checkpoint nothing"),
+    ({"fit": {"cam_features": True}}, "fit.cam_features"),
+    ({"fit": {"learner": "evidence"}}, "fit.learner cannot be evidence"),
+])
+def test_guided_config_errors(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    from samprompt.runner import load_run_config
+
+    cfg = _config(tmp_path)
+    for k, v in change.items():
+        cfg[k] = {**cfg[k], **v} if k == "fit" else v
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(cfg)
+
+
+def test_guided_door_needs_labels_the_fit_can_learn_from_without_a_classifier(tmp_path: Path) -> None:
+    from samprompt.runner import load_run_config
+    from samprompt.runner.check import check_run
+
+    root = tmp_path / "one"
+    (root / "benign").mkdir(parents=True)
+    for k in range(3):
+        img, mask = scene("bright", k)
+        Image.fromarray(img).save(root / "benign" / f"benign ({k}).png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(root / "benign" / f"benign ({k})_mask.png")
+    problems = check_run(load_run_config(_config(root)))
+    assert any(p == "classifier.train.guide_weight" and "one class ['benign']" in m for p, m in problems), problems
+    prior = _config(_data(tmp_path / "d", per_class=2))
+    prior["fit"] = {"prior": "busi-v1", "negative_classes": []}
+    problems = check_run(load_run_config(prior))
+    assert any(p == "classifier.train.guide_weight" and "fit.prior is set" in m for p, m in problems), problems
+
+
+def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from samprompt.classifiers import read_info
+    from samprompt.cli import main
+
+    data = _data(tmp_path / "d", per_class=8)
+    make_split(open_dataset(data), seed=0, fractions=(0.75, 0.25, 0.0)).save(tmp_path / "split.json")
+    scorer = tmp_path / "scorer.json"
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(scorer), "--negative", "normal", "--min-images", "4"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads(scorer.read_text())["provenance"]["classifier"] is None
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(scorer), "--cam-features"])
+    assert rc == 2 and "--checkpoint: --cam-features" in capsys.readouterr().err
+    base = ["--no-progress", "train", str(data), "--split", str(tmp_path / "split.json"), "--arch", "tiny_cnn",
+            "--epochs", "1", "--input-size", "32", "--device", "cpu", "--guide-scorer", str(scorer)]
+    rc = main([*base, "--out", str(tmp_path / "off")])
+    assert rc == 2 and "guidance term is off" in capsys.readouterr().err
+    rc = main([*base, "--out", str(tmp_path / "on"), "--set", "guide_weight=2"])
+    assert rc == 0, capsys.readouterr().err
+    info, _ = read_info(tmp_path / "on" / "classifier.pt")
+    assert (info.train_config or {})["guide_weight"] == 2.0
+    assert json.loads((tmp_path / "on" / "train_result.json").read_text())["guide_scorer"] == str(scorer)
