@@ -38,6 +38,10 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   auxiliary lesion-vs-normal head (weight 1), alone and with the border terms, its CAM read with
   ``head: lesion`` (``*_classes_val``: the same net's benign + malignant CAM; ``*_mstta_val``: with the
   image, its mirror and a 1.5x input; ``*_camfeat_val``: with ``fit.cam_features``).
+* ``guided*_val.json`` / ``guided*_test.json`` (issue 19) — ``localise_val.json`` with the CAM guided by
+  the run's label-only fit (``guide_weight`` 4, stride 16; ``guided_flip``: flips only, as
+  ``cam_distill.py``; ``guided_flip0``: the same without the guide); the test twins run in a copy of the
+  val folder (its classifier and fit reused).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -102,6 +106,18 @@ MSTTA = {"name": "tta",
 SEEDED = ("ablation", "ing_erase_border", "ing_localise_flip", "ing_lesion_head", "ing_lesion_head_border")
 #: The training seeds of the seed check.
 SEEDS = (1, 2)
+#: CAM guidance (issue 19): the label-only fit runs before the training and its chosen region on each
+#: train lesion image guides the CAM (``guide_weight``); stride 16 as in ``benchmarks/cam_distill.py``.
+#: ``guided_flip``: that probe's augmentation (horizontal flips only); ``guided``: the default augmentation.
+GUIDED: dict[str, dict[str, Any]] = {
+    "guided": {"output_stride": 16, "guide_weight": 4.0},
+    "guided_flip": {"output_stride": 16, "guide_weight": 4.0,
+                    "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
+                                     "contrast": 0.0}},
+    "guided_flip0": {"output_stride": 16,
+                     "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
+                                      "contrast": 0.0}},
+}
 #: The ``best`` preset's CAM: GradCAM++ of layer3 and layer4 fused, averaged with the mirror's.
 L34TTA = {"name": "tta",
           "params": {"method": "gradcampp", "target_layer": ["layer3", "layer4"], "flips": ["h"]}}
@@ -210,6 +226,16 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
             v = copy.deepcopy(out[src])
             v["split"]["use"] = "test"  # the val config's split (its classifier is reused)
             out[src.replace("_val", "_test")] = v
+    for stem, knobs in GUIDED.items():  # CAM guidance by the label-only fit's regions (issue 19), val
+        v = copy.deepcopy(out["localise_val"])
+        v["name"] = f"busi-{stem.replace('_', '-')}"
+        train = v["classifier"]["train"]
+        train.pop("recipe")
+        train.update(copy.deepcopy(knobs))
+        out[f"{stem}_val"] = v
+        t = copy.deepcopy(v)
+        t["split"]["use"] = "test"  # the val config's folder: its classifier and fit are reused
+        out[f"{stem}_test"] = t
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -279,6 +305,8 @@ def main(argv: list[str]) -> int:
         *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
         *[c for stem in ("ablation", "ing_erase_border") for sfx in ("", "_seed1", "_seed2")
           for c in go(f"{stem}{sfx}_test", f"{stem}{sfx}_test", f"{stem}{sfx}")],
+        *[c for stem in GUIDED for c in go(f"{stem}_val", stem)],
+        *[c for stem in GUIDED for c in go(f"{stem}_test", f"{stem}_test", stem)],
     ]
     print("\n".join(lines))
     return 0
