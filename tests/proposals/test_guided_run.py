@@ -140,3 +140,27 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
     info, _ = read_info(tmp_path / "on" / "classifier.pt")
     assert (info.train_config or {})["guide_weight"] == 2.0
     assert json.loads((tmp_path / "on" / "train_result.json").read_text())["guide_scorer"] == str(scorer)
+
+
+def test_guided_run_refuses_before_training_when_the_labels_need_the_classifier(tmp_path: Path) -> None:
+    from samprompt.proposals.fit import resolve_learner
+    from samprompt.runner import load_run_config, run_experiment
+
+    assert resolve_learner([True] * 8 + [False] * 8) == "mil"
+    assert resolve_learner([True] * 16, ["a"] * 8 + ["b"] * 8) == "contrast"
+    assert resolve_learner([True] * 11, ["a"] * 8 + ["b"] * 3) == "evidence"
+    assert resolve_learner([True] * 16, ["a"] * 8 + ["b"] * 8, prior=True) == "evidence"
+    with pytest.raises(ConfigError, match="contrast impossible"):
+        resolve_learner([True] * 11, ["a"] * 8 + ["b"] * 3, "contrast")
+    root = tmp_path / "d"  # two lesion classes, no negative class; malignant has too few train images
+    for cls, n in (("benign", 12), ("malignant", 3)):
+        (root / cls).mkdir(parents=True)
+        for k in range(n):
+            img, mask = scene("bright", 40 * (cls == "malignant") + k)
+            Image.fromarray(img).save(root / cls / f"{cls} ({k}).png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(root / cls / f"{cls} ({k})_mask.png")
+    cfg = _config(root)
+    cfg["split"] = {"fractions": [1.0, 0.0, 0.0], "use": "train"}
+    with pytest.raises(ConfigError, match="guide_weight: .*need its evidence"):
+        run_experiment(load_run_config(cfg), tmp_path / "run")
+    assert not (tmp_path / "run" / "classifier.pt").exists() and not (tmp_path / "run" / "scorer.json").exists()

@@ -74,7 +74,7 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer"]
+__all__ = ["MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "resolve_learner"]
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,25 @@ _METHOD: dict[Mode, str] = {
     "contrast": "class-contrast attention (image labels)",
     "evidence": "classifier evidence (CAM + erasure)",
 }
+
+
+def resolve_learner(lesion: Sequence[bool], classes: Sequence[Any] | None = None, learner: Learner = "auto",
+                    min_images: int = MIN_IMAGES, prior: bool = False) -> str:
+    """The learner :func:`fit_scorer` would use with these labels (``"mil"``, ``"contrast"`` or
+    ``"evidence"``), decided from the labels alone, before any image is read.
+
+    Args:
+        lesion: Per image, whether it shows a lesion (False: a negative class).
+        classes: Per image, its class name (for class contrast), or ``None``.
+        learner: The learner asked for (:data:`Learner`).
+        min_images: The fewest images of a class the fit accepts.
+        prior: Whether a prior scorer is given (with ``auto`` and no negative class: ``evidence``).
+
+    Raises:
+        ConfigError: An unknown learner, or one these labels cannot serve (saying why).
+        ValueError: ``classes`` of another length than ``lesion``.
+    """
+    return _mode(np.asarray(lesion, bool), classes, learner, min_images, prior)[0]
 
 
 def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min_images: int,

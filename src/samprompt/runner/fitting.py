@@ -25,7 +25,7 @@ from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
-from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer
+from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer, resolve_learner
 from samprompt.proposals.guides import PackedMask
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
@@ -243,24 +243,22 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
                           "so fit.cam_features must be false")
     path = out / "scorer.json"
     t0 = time.perf_counter()
-    if path.exists():
-        log.info("guided training: reusing the fitted scorer %s", path)
-    else:
-        try:
-            sf = fit_on_dataset(data.dataset, ids, negative_classes=spec.negative_classes, evidence=None,
-                                polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=False,
-                                provenance={**_provenance(config, data, None), "before_training": True},
-                                prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers)
-        except DataError as exc:
-            if "classifier's CAMs" not in str(exc):
-                raise
-            raise ConfigError(f"classifier.train.guide_weight: the guides are fitted from the labels before the "
-                              f"classifier exists, and these labels need its evidence ({exc})") from exc
-        save_scorer(sf, path)
-    fitted = time.perf_counter() - t0
     view = LabelsOnly(data.dataset, ids)
     negatives = set(spec.negative_classes)
     use = [lab not in negatives for lab in view.labels]
+    if resolve_learner(use, view.labels, spec.learner, spec.min_images) == "evidence":
+        raise ConfigError("classifier.train.guide_weight: the guides are fitted from the labels before the classifier "
+                          "exists, and without a negative class these train images need its evidence (class "
+                          f"contrast needs two classes of fit.min_images = {spec.min_images} images each)")
+    if path.exists():
+        log.info("guided training: reusing the fitted scorer %s", path)
+    else:
+        sf = fit_on_dataset(data.dataset, ids, negative_classes=spec.negative_classes, evidence=None,
+                            polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=False,
+                            provenance={**_provenance(config, data, None), "before_training": True},
+                            prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers)
+        save_scorer(sf, path)
+    fitted = time.perf_counter() - t0
     guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers)
     summary = {"scorer": str(path), "scorer_sha256": file_sha256(path), "images": len(ids),
                "lesion_images": sum(use), "with_guide": sum(g is not None for g in guides),
