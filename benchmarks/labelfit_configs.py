@@ -40,8 +40,9 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   image, its mirror and a 1.5x input; ``*_camfeat_val``: with ``fit.cam_features``).
 * ``guided*_val.json`` / ``guided*_test.json`` (issue 19) — ``localise_val.json`` with the CAM guided by
   the run's label-only fit (``guide_weight`` 4, stride 16; ``guided_flip``: flips only, as
-  ``cam_distill.py``; ``guided_flip0``: the same without the guide); the test twins run in a copy of the
-  val folder (its classifier and fit reused).
+  ``cam_distill.py``; ``guided_flip224``: the same at 224 px; ``guided_flip0``: flips only without the
+  guide); ``*_t05_*``: the same classifier with the CAM thresholded at 0.5 instead of 0.8 (run in a copy of
+  its folder); the test twins run in a copy of the val folder (its classifier and fit reused).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -114,6 +115,9 @@ GUIDED: dict[str, dict[str, Any]] = {
     "guided_flip": {"output_stride": 16, "guide_weight": 4.0,
                     "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
                                      "contrast": 0.0}},
+    "guided_flip224": {"output_stride": 16, "guide_weight": 4.0, "preprocessing": {"input_size": 224, "mode": "resize"},
+                       "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
+                                        "contrast": 0.0}},
     "guided_flip0": {"output_stride": 16,
                      "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
                                       "contrast": 0.0}},
@@ -232,10 +236,13 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
         train = v["classifier"]["train"]
         train.pop("recipe")
         train.update(copy.deepcopy(knobs))
-        out[f"{stem}_val"] = v
-        t = copy.deepcopy(v)
-        t["split"]["use"] = "test"  # the val config's folder: its classifier and fit are reused
-        out[f"{stem}_test"] = t
+        h = copy.deepcopy(v)  # the same classifier, the CAM thresholded at 0.5 (cam_distill.py's masker)
+        h["pipeline"]["masker"] = {"name": "threshold", "params": {"value": 0.5}}
+        for sfx, c in (("", v), ("_t05", h)):
+            out[f"{stem}{sfx}_val"] = c
+            t = copy.deepcopy(c)
+            t["split"]["use"] = "test"  # the val config's folder: its classifier and fit are reused
+            out[f"{stem}{sfx}_test"] = t
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
@@ -305,8 +312,9 @@ def main(argv: list[str]) -> int:
         *[c for seed in SEEDS for stem in SEEDED for c in go(f"{stem}_seed{seed}_val", f"{stem}_seed{seed}")],
         *[c for stem in ("ablation", "ing_erase_border") for sfx in ("", "_seed1", "_seed2")
           for c in go(f"{stem}{sfx}_test", f"{stem}{sfx}_test", f"{stem}{sfx}")],
-        *[c for stem in GUIDED for c in go(f"{stem}_val", stem)],
-        *[c for stem in GUIDED for c in go(f"{stem}_test", f"{stem}_test", stem)],
+        *[c for stem in GUIDED for c in go(f"{stem}_val", stem) + go(f"{stem}_t05_val", f"{stem}_t05", stem)],
+        *[c for stem in GUIDED for sfx in ("", "_t05")
+          for c in go(f"{stem}{sfx}_test", f"{stem}{sfx}_test", f"{stem}{sfx}")],
     ]
     print("\n".join(lines))
     return 0
