@@ -157,6 +157,16 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
     ("fit learner evidence with a negative class", lambda c, t: _fit_with(c, {"learner": "evidence"}),
      ("fit.learner:", "without a negative class", "'normal'")),
     ("fit learner unknown", lambda c, t: _fit_with(c, {"learner": "attention"}), ("fit.learner:",)),
+    ("guide weight negative", _set("classifier.train.guide_weight", -1), ("classifier.train.guide_weight:",)),
+    ("guided training with CAM features", lambda c, t: (_set("classifier.train.guide_weight", 2.0)(c, t),
+                                                        _fit_with(c, {"cam_features": True})),
+     ("classifier.train.guide_weight:", "fit.cam_features")),
+    ("guided training with the evidence learner", lambda c, t: (_set("classifier.train.guide_weight", 2.0)(c, t),
+                                                                _fit_with(c, {"learner": "evidence"})),
+     ("classifier.train.guide_weight:", "cannot be evidence")),
+    ("guided training on one class without a negative", lambda c, t: (
+        _set("classifier.train.guide_weight", 2.0)(c, t), _set("data.classes", ["benign"])(c, t)),
+     ("classifier.train.guide_weight:", "one class ['benign']")),
 ]
 
 
