@@ -106,6 +106,31 @@ def test_guidance_term_is_the_cam_share_outside_the_guide() -> None:
     obj.close()
 
 
+def test_cover_term_adds_the_part_of_the_guide_the_normalised_cam_leaves_out() -> None:
+    torch.manual_seed(1)
+    model = build_classifier("tiny_cnn", 2).train()
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([1, 1])
+    masks = torch.zeros(2, 64, 64)
+    masks[:, :32, :32] = 1.0  # cells 0..3 of the 8 x 8 grid
+    has = torch.tensor([True, True])
+    share_only, _ = TrainObjective(model, loss_fn, RecipeKnobs(guide_weight=1.0))(x, y, (masks, has))
+    obj = TrainObjective(model, loss_fn, RecipeKnobs(guide_weight=1.0, guide_cover=2.0))
+    both, _ = obj(x, y, (masks, has))
+    acts: list[torch.Tensor] = []
+    h = model.layer4.register_forward_hook(lambda _m, _i, o: acts.append(o))
+    model(x)
+    h.remove()
+    cam = torch.relu(torch.einsum("bk,bkhw->bhw", model.fc.weight[y], acts[0]))
+    cover = (cam / cam.flatten(1).amax(1)[:, None, None])[:, :4, :4].sum((1, 2)) / 16
+    assert 0 < float(cover.mean().detach()) < 1
+    torch.testing.assert_close(both, share_only + 2.0 * (1 - cover).mean())
+    obj.close()
+    with pytest.raises(ConfigError, match="guide_cover: .*set guide_weight > 0"):
+        train_classifier([(np.zeros((8, 8, 3), np.uint8), "lesion")] * 2, None,
+                         task=TaskSpec(class_names=("normal", "lesion")), config=TrainConfig(guide_cover=1.0))
+
+
 def test_train_classifier_checks_the_guides_before_reading_an_image() -> None:
     task = TaskSpec(class_names=("normal", "lesion"))
     train = [(lambda: (_ for _ in ()).throw(AssertionError("read")), "lesion")] * 2  # reading fails the test

@@ -158,6 +158,8 @@ CASES: list[tuple[str, Mutation, tuple[str, ...]]] = [
      ("fit.learner:", "without a negative class", "'normal'")),
     ("fit learner unknown", lambda c, t: _fit_with(c, {"learner": "attention"}), ("fit.learner:",)),
     ("guide weight negative", _set("classifier.train.guide_weight", -1), ("classifier.train.guide_weight:",)),
+    ("guide cover without the guidance term", _set("classifier.train.guide_cover", 1.0),
+     ("classifier.train.guide_cover:", "guide_weight > 0")),
     ("guided training with CAM features", lambda c, t: (_set("classifier.train.guide_weight", 2.0)(c, t),
                                                         _fit_with(c, {"cam_features": True})),
      ("classifier.train.guide_weight:", "fit.cam_features")),

@@ -39,6 +39,9 @@ those shortcuts away and sharpens the map with a few knobs, each of them also a 
   CAM then learns where the guide says the object is, not the shortcut that separates the classes, and
   learns the guide's mistakes where the guide is wrong. Off in both named recipes (0): it needs guides,
   which ``samprompt run`` makes from its own label-only fit when it is set (docs: quality, issue 19).
+* ``guide_cover`` (weight; with ``guide_weight``): adds ``weight * (1 - mean of the max-normalised CAM
+  over the guide)``, so the CAM fills the guide instead of peaking on one spot of it. Off in both named
+  recipes (0).
 
 The recipe's values were chosen from the literature and the measurements quoted in issue 19 (stride 16
 helped, log-sum-exp pooling hurt), NOT tuned on any data set; see docs/quality.md for what they do.
@@ -104,6 +107,7 @@ class RecipeKnobs(BaseModel):
     erase_threshold: float = Field(default=0.6, gt=0.0, lt=1.0)
     lesion_head: float = Field(default=0.0, ge=0.0, le=100.0)
     guide_weight: float = Field(default=0.0, ge=0.0, le=100.0)
+    guide_cover: float = Field(default=0.0, ge=0.0, le=100.0)
 
     @property
     def cam_losses(self) -> bool:
@@ -256,7 +260,8 @@ class TrainObjective:
     ``g`` the mask resized to
     the CAM grid by area (adaptive average pooling) and divided by its maximum, so that a CAM on the guide's
     best-covered cells scores 1 however small the guide is next to a cell. Without a guide (or none in the
-    batch) it adds nothing.
+    batch) it adds nothing. With ``knobs.guide_cover > 0`` it also adds ``guide_cover * mean over those
+    examples of (1 - sum(CAM / max(CAM) * g) / sum(g))``.
 
     With ``knobs.lesion_head > 0`` the model must carry a lesion head (:func:`add_lesion_head
     <samprompt.classifiers.lesion_head.add_lesion_head>`); ``lesion_classes`` are the class indices that
@@ -338,7 +343,12 @@ class TrainObjective:
             small = small / small.flatten(1).amax(1).clamp_min(1e-6)[:, None, None]  # a guide smaller than a cell
             floored = cam + GUIDE_FLOOR  # an all-zero CAM still has a share (and a gradient, once it fires)
             share = (floored * small).sum((1, 2)) / floored.sum((1, 2))
-            loss = loss + self.knobs.guide_weight * (1 - share[has.to(torch.bool)]).mean()
+            keep = has.to(torch.bool)
+            loss = loss + self.knobs.guide_weight * (1 - share[keep]).mean()
+            if self.knobs.guide_cover > 0:  # the max-normalised CAM should fill the guide, not one spot of it
+                peak = cam.flatten(1).amax(1).clamp_min(1e-6)[:, None, None]
+                cover = (cam / peak * small).sum((1, 2)) / small.sum((1, 2)).clamp_min(1e-6)
+                loss = loss + self.knobs.guide_cover * (1 - cover[keep]).mean()
         if self.knobs.cam_border_weight > 0:
             h, w = cam.shape[-2:]
             rh, rw = max(1, math.ceil(h / 8)), max(1, math.ceil(w / 8))

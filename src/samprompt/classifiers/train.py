@@ -104,6 +104,9 @@ class TrainConfig(BaseModel):
             CAM inside the example's guide mask``, for the examples that have one. Needs ``guides`` in
             :func:`train_classifier`; ``samprompt run`` makes them from its own label-only fit
             (:func:`samprompt.proposals.guide_masks`).
+        guide_cover: Weight of the guide-coverage term (``None``: recipe, 0; needs ``guide_weight > 0``):
+            ``1 - mean of the max-normalised CAM over the guide``, so the CAM fills the guide instead of
+            one spot of it (a tighter CAM box).
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
@@ -138,6 +141,7 @@ class TrainConfig(BaseModel):
     lesion_head: float | None = Field(default=None, ge=0.0, le=100.0)
     negative_classes: list[str] | None = None
     guide_weight: float | None = Field(default=None, ge=0.0, le=100.0)
+    guide_cover: float | None = Field(default=None, ge=0.0, le=100.0)
     channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
@@ -284,6 +288,8 @@ def _class_weights(
 def _check_guides(cfg: TrainConfig, guides: Sequence[GuideLike | None] | None, n: int) -> None:
     """``guides`` against ``guide_weight`` (before any image is read)."""
     weight = cfg.knobs().guide_weight
+    if cfg.knobs().guide_cover > 0 and weight <= 0:
+        raise ConfigError("train.guide_cover: the coverage term adds to the guidance term; set guide_weight > 0 too")
     if weight > 0 and guides is None:
         raise ConfigError(f"train.guide_weight: {weight} needs guide masks (train_classifier(guides=...); "
                           "samprompt run makes them from its label-only fit)")

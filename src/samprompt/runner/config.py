@@ -327,6 +327,9 @@ class RunConfig(BaseModel):
                     "set selftrain.weight or that strategy's agreement_weight")
         train = self.classifier.train
         guided = train.knobs().guide_weight > 0
+        if train.knobs().guide_cover > 0 and not guided:
+            raise ValueError("classifier.train.guide_cover: the coverage term adds to the guidance term; set "
+                             "classifier.train.guide_weight > 0 too")
         if self.fit is not None and not self.fits_scorer and not guided:
             raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts (or a guided "
                              "training, classifier.train.guide_weight > 0)")
