@@ -1,4 +1,5 @@
-"""Can label-only proposals teach a classifier's CAM where the lesion is? (issue 19; a probe, not a recipe).
+"""Can label-only proposals teach a classifier's CAM where the lesion is? (issue 19; the probe that led to
+the library's ``guide_weight`` knob, which differs from it: see docs/quality.md, "CAM guidance").
 
 Usage::
 
