@@ -40,8 +40,8 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   image, its mirror and a 1.5x input; ``*_camfeat_val``: with ``fit.cam_features``).
 * ``guided*_val.json`` / ``guided*_test.json`` (issue 19) — ``localise_val.json`` with the CAM guided by
   the run's label-only fit (``guide_weight`` 4, stride 16; ``guided_flip``: flips only, as
-  ``cam_distill.py``; ``guided_flip224``: the same at 224 px; ``guided_flip_cover``: plus the coverage
-  term (``guide_cover`` 4); ``guided_flip0``: flips only without the
+  ``cam_distill.py``; ``guided_flip224``: the same at 224 px; ``guided_flip_cover`` / ``guided_flip_cover1``: plus
+  the coverage term (``guide_cover`` 4 / 1); ``guided_flip0``: flips only without the
   guide); ``*_t05_*``: the same classifier with the CAM thresholded at 0.5 instead of 0.8 (run in a copy of
   its folder); the test twins run in a copy of the val folder (its classifier and fit reused).
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
@@ -122,6 +122,9 @@ GUIDED: dict[str, dict[str, Any]] = {
     "guided_flip_cover": {"output_stride": 16, "guide_weight": 4.0, "guide_cover": 4.0,
                           "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
                                            "contrast": 0.0}},
+    "guided_flip_cover1": {"output_stride": 16, "guide_weight": 4.0, "guide_cover": 1.0,
+                           "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
+                                            "contrast": 0.0}},
     "guided_flip0": {"output_stride": 16,
                      "augmentation": {"rotation": 0.0, "scale": [1.0, 1.0], "translate": 0.0, "brightness": 0.0,
                                       "contrast": 0.0}},
