@@ -86,8 +86,9 @@ __all__ = [
 
 RecipeName = Literal["plain", "localise"]
 #: Added to every CAM cell in the guidance term: without it a CAM that has died (all zero after the ReLU)
-#: scores a share of 0 and no gradient, and on the synthetic shortcut scenes of the tests a third of the
-#: guided trainings stayed on the shortcut (docs: quality, issue 19); with it every one found the lesion.
+#: scores a share of 0 and no gradient. On the synthetic shortcut scenes of the tests, guided trainings
+#: without it (and without the guide's normalisation) found the lesion in 30-90 % of the test images over
+#: three seeds, with both in all of them (docs: quality, "CAM guidance").
 GUIDE_FLOOR = 1e-3
 Pooling = Literal["avg", "lse", "topk"]
 OutputStride = Literal[32, 16, 8]
@@ -256,10 +257,10 @@ class TrainObjective:
 
     With ``knobs.guide_weight > 0`` a call may pass ``guide = (masks, has)``: (B, H, W) guide masks on the
     input's grid (values in [0, 1]) and a (B,) bool tensor saying which examples have one; the term is
-    ``guide_weight * mean over those examples of (1 - sum(C * g) / sum(C))`` with ``C = CAM + GUIDE_FLOOR``,
-    ``g`` the mask resized to
-    the CAM grid by area (adaptive average pooling) and divided by its maximum, so that a CAM on the guide's
-    best-covered cells scores 1 however small the guide is next to a cell. Without a guide (or none in the
+    ``guide_weight * mean over those examples of (1 - sum(C * g) / sum(C))`` with ``C = CAM + GUIDE_FLOOR``
+    and ``g`` the mask resized to the CAM grid by area (adaptive average pooling) and divided by its
+    maximum, so that a CAM on the guide's best-covered cells scores 1 however small the guide is next to a
+    cell. Without a guide (or none in the
     batch) it adds nothing. With ``knobs.guide_cover > 0`` it also adds ``guide_cover * mean over those
     examples of (1 - sum(CAM / max(CAM) * g) / sum(g))``.
 
