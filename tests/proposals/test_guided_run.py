@@ -61,7 +61,7 @@ def test_guided_run_fits_first_guides_the_training_and_reuses_the_fit(tmp_path: 
 
 def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from samprompt.data import Dataset
-    from samprompt.runner import fitting, load_run_config, run_experiment, stages
+    from samprompt.runner import load_run_config, run_experiment, stages
 
     data = _data(tmp_path / "d", per_class=8)
     seen: list[str] = []
@@ -78,7 +78,6 @@ def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path
 
     monkeypatch.setattr(Dataset, "load_mask", refuse)
     monkeypatch.setattr(stages, "train_classifier", train)
-    assert fitting.guides_before_training is not None
     run_experiment(load_run_config(_config(data)), tmp_path / "run")
     assert seen == ["train"]
 
