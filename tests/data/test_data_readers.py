@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samprompt.data import Dataset, Sample, open_dataset, read_class_folders, read_manifest, sample_id
+from samprompt.data import (
+    Dataset,
+    DatasetImages,
+    Sample,
+    open_dataset,
+    read_class_folders,
+    read_manifest,
+    sample_id,
+)
 from samprompt.errors import DataError
 
 
@@ -61,6 +69,18 @@ def test_loading_is_lazy_and_gives_merged_masks(class_folders: Path, disk_mask) 
     assert ds.load_image(0).shape == (48, 64, 3)
     with pytest.raises(DataError, match=r"malignant \(2\)\.png"):
         ds.load_image("malignant/malignant (2)")
+
+
+def test_dataset_images_decode_when_indexed(class_folders: Path) -> None:
+    ds = open_dataset(class_folders)
+    ids = ["normal/normal (1)", "benign/benign (2)"]
+    view = DatasetImages(ds, ids)
+    assert len(view) == 2 and view.ids == ids
+    np.testing.assert_array_equal(view[1], ds.load_image("benign/benign (2)"))
+    assert view[0].shape == (48, 64, 3)
+    (class_folders / "benign" / "benign (2).png").unlink()  # nothing was kept: the file is read again
+    with pytest.raises(DataError, match=r"benign \(2\)\.png"):
+        view[1]
 
 
 def test_class_folders_without_any_mask(tmp_path: Path, make_image) -> None:

@@ -16,9 +16,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from numpy.typing import NDArray
-
 from samprompt._io import atomic_write_text
 from samprompt.classifiers.evaluate import evaluate_classifier
 from samprompt.classifiers.inputs import examples_from_dataset
@@ -123,6 +120,7 @@ def _guides(ds: Any, ids: list[str], scorer: str | os.PathLike[str], negative: S
             cfg: TrainConfig) -> list[Any]:
     """The guide masks of the train images (lesion classes only), checked against ``guide_weight``
     before any image is read."""
+    from samprompt.data import DatasetImages
     from samprompt.errors import ConfigError
     from samprompt.proposals import guide_masks, load_scorer
 
@@ -132,17 +130,5 @@ def _guides(ds: Any, ids: list[str], scorer: str | os.PathLike[str], negative: S
     sf = load_scorer(scorer)
     neg = set(negative if negative is not None else sf.provenance.get("negative_classes") or [])
     labels = [str(ds[ds.position(i)].label) for i in ids]
-    return list(guide_masks(_LazyImages(ds, ids), sf, [lab not in neg for lab in labels], workers=cfg.num_workers))
+    return list(guide_masks(DatasetImages(ds, ids), sf, [lab not in neg for lab in labels], workers=cfg.num_workers))
 
-
-class _LazyImages(Sequence[NDArray[np.uint8]]):
-    """The images of ``ids`` of a data set, read when indexed."""
-
-    def __init__(self, ds: Any, ids: Sequence[str]) -> None:
-        self.ds, self.ids = ds, list(ids)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
-        return self.ds.load_image(self.ids[k])  # type: ignore[no-any-return]

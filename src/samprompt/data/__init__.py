@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 from samprompt.data.audit import AuditReport, ClassCounts, DuplicateGroup, audit_dataset
-from samprompt.data.datasets import Dataset, Sample, sample_id
+from samprompt.data.datasets import Dataset, DatasetImages, Sample, sample_id
 from samprompt.data.hashing import hamming_distance, near_pairs, perceptual_hash, pixel_hash
 from samprompt.data.io import IMAGE_EXTENSIONS, image_size, load_image, load_mask, lossy_mask_reason
 from samprompt.data.labels import check_labels_against_classes
@@ -29,6 +29,7 @@ __all__ = [
     "AuditReport",
     "ClassCounts",
     "Dataset",
+    "DatasetImages",
     "DuplicateGroup",
     "Sample",
     "Split",

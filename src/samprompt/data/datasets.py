@@ -29,7 +29,7 @@ from samprompt.data import medical
 from samprompt.data.io import StrPath, load_image, load_mask
 from samprompt.errors import DataError
 
-__all__ = ["Dataset", "Sample", "sample_id"]
+__all__ = ["Dataset", "DatasetImages", "Sample", "sample_id"]
 
 logger = logging.getLogger(__name__)
 
@@ -287,3 +287,24 @@ class Dataset(Sequence[Sample]):
                 h.update(f"{rel}\0{size}\0{digest}\0".encode())
         self._fingerprints[content] = h.hexdigest()
         return self._fingerprints[content]
+
+
+class DatasetImages(Sequence[NDArray[np.uint8]]):
+    """The images of some samples of a data set, decoded when indexed (a split is never held in memory).
+
+    Args:
+        dataset: The data set.
+        ids: Sample ids, in the order of the sequence (e.g. a split's train part).
+
+    Indexing with ``k`` returns :meth:`Dataset.load_image` of ``ids[k]``: a (H, W, 3) uint8 RGB array.
+    """
+
+    def __init__(self, dataset: Dataset, ids: Sequence[str]) -> None:
+        self.dataset = dataset
+        self.ids = list(ids)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
+        return self.dataset.load_image(self.ids[k])

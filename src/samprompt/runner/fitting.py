@@ -22,7 +22,7 @@ from samprompt._torch import resolve_device
 from samprompt.cams import Target
 from samprompt.classifiers import ClassifierInfo
 from samprompt.config import ComponentSpec, PipelineConfig
-from samprompt.data import Dataset
+from samprompt.data import Dataset, DatasetImages
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer, resolve_learner
@@ -36,7 +36,7 @@ __all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_sc
 log = logging.getLogger(__name__)
 
 
-class LabelsOnly(Sequence[NDArray[np.uint8]]):
+class LabelsOnly(DatasetImages):
     """The images of ``ids`` of a data set (read when indexed) and their class names: nothing else.
 
     Args:
@@ -45,15 +45,8 @@ class LabelsOnly(Sequence[NDArray[np.uint8]]):
     """
 
     def __init__(self, dataset: Dataset, ids: Sequence[str]) -> None:
-        self._ds = dataset
-        self.ids = list(ids)
+        super().__init__(dataset, ids)
         self.labels = [dataset[dataset.position(i)].label for i in self.ids]
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
-        return self._ds.load_image(self.ids[k])
 
     def load_mask(self, i: int | str) -> None:
         """Always raises: a fit reads image labels only.

@@ -18,9 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from samprompt._io import atomic_write
@@ -33,7 +31,7 @@ from samprompt.classifiers import (
     load_classifier,
     train_classifier,
 )
-from samprompt.data import Dataset, Split, audit_dataset, make_split, open_dataset
+from samprompt.data import Dataset, DatasetImages, Split, audit_dataset, make_split, open_dataset
 from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline
 from samprompt.prompts import PROMPT_STRATEGIES
@@ -321,19 +319,6 @@ def get_classifier(
     return model, info, ckpt
 
 
-class _LazyImages(Sequence[NDArray[np.uint8]]):
-    """The images of ``ids``, read when indexed (the self-training never holds a split in memory)."""
-
-    def __init__(self, ds: Dataset, ids: Sequence[str]) -> None:
-        self.ds, self.ids = ds, list(ids)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, k: int) -> NDArray[np.uint8]:  # type: ignore[override]
-        return self.ds.load_image(self.ids[k])
-
-
 def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifier_checkpoint: Path,
                       progress: Progress | None = None, scorer: Path | None = None) -> Path | None:
     """The run's self-training net (``config.selftrain``): ``selftrain.pt`` in the run folder, made now
@@ -382,7 +367,7 @@ def get_selftrain_net(config: RunConfig, out: Path, data: PreparedData, classifi
     except TypeError:
         log.warning("self-training: the classifier is not a ResNet; the net starts from random weights")
         init = None
-    net, _ = self_train(_LazyImages(ds, lesion), _LazyImages(ds, empty), strategy=strategy, keep=st.keep,
+    net, _ = self_train(DatasetImages(ds, lesion), DatasetImages(ds, empty), strategy=strategy, keep=st.keep,
                         progress=progress, init=init, size=st.size, epochs=st.epochs, batch_size=st.batch_size,
                         lr=st.lr, seed=config.seed, device=resolve_device(config.device))
     atomic_write(path, lambda tmp: save_selftrain_net(net, tmp))
