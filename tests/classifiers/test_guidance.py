@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_recipes import SIDE, _lesions
+from test_recipes import SIDE, _lesions, peak_hits
 from torch import nn
 
-from samprompt.cams import CAM_EXTRACTORS
 from samprompt.classifiers import TaskSpec, TrainConfig, build_classifier, load_classifier, train_classifier
 from samprompt.classifiers.inputs import AugmentConfig, ExampleDataset, augment, augment_with_mask
 from samprompt.classifiers.recipes import GUIDE_FLOOR, RecipeKnobs, TrainObjective
@@ -175,13 +174,5 @@ def test_guided_cam_finds_the_lesion_where_plain_follows_the_shortcut(tmp_path: 
                          guides=_guides(train, corners) if w else None)  # type: ignore[arg-type]
         model, info = load_classifier(ckpt)
         assert (info.train_config or {})["guide_weight"] == w  # the checkpoint records the knob
-        lesion = [i for i, e in enumerate(test) if e[1] == "lesion"]
-        cams = CAM_EXTRACTORS.create("gradcam", {"target_layer": "layer4"})(
-            model, [test[i][0] for i in lesion], preprocessing=info.preprocessing, targets=1)
-        n = 0
-        for i, r in zip(lesion, cams, strict=True):
-            py, px = np.unravel_index(int(np.argmax(r.cam)), r.cam.shape)
-            x, y = where[i]
-            n += int(x - 2 <= px < x + 12 and y - 2 <= py < y + 12)
-        hits[w] = n / len(lesion)
+        hits[w] = peak_hits(model, info.preprocessing, test, where)
     assert hits[4.0] >= 0.9 and hits[4.0] >= hits[0.0] + 0.3, hits

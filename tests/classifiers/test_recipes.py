@@ -237,18 +237,26 @@ def _peak_inside(recipe: str, tmp_path: Path) -> tuple[float, dict[str, Any]]:
                       preprocessing=Preprocessing(input_size=SIDE), recipe=recipe)  # type: ignore[arg-type]
     res = train_classifier(train, None, task=task, config=cfg, checkpoint=tmp_path / f"{recipe}.pt")
     model, info = load_classifier(tmp_path / f"{recipe}.pt")
+    hits = peak_hits(model, info.preprocessing, test, corners)
+    x = torch.randn(2, 3, SIDE, SIDE)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), res.model(x))  # the checkpoint rebuilds the same net
+    return hits, dict(info.train_config or {})
+
+
+def peak_hits(model: nn.Module, preprocessing: Preprocessing, test: list[Example],
+              corners: list[tuple[int, int]]) -> float:
+    """Share of the lesion images of ``test`` whose GradCAM (``layer4``, class 1) peaks in the lesion's
+    10 x 10 square (2 pixels of slack)."""
     lesion = [i for i, e in enumerate(test) if e[1] == "lesion"]
     cams = CAM_EXTRACTORS.create("gradcam", {"target_layer": "layer4"})(
-        model, [test[i][0] for i in lesion], preprocessing=info.preprocessing, targets=1)
+        model, [test[i][0] for i in lesion], preprocessing=preprocessing, targets=1)
     hits = 0
     for i, r in zip(lesion, cams, strict=True):
         py, px = np.unravel_index(int(np.argmax(r.cam)), r.cam.shape)
         x, y = corners[i]
         hits += int(x - 2 <= px < x + 12 and y - 2 <= py < y + 12)
-    x = torch.randn(2, 3, SIDE, SIDE)
-    with torch.no_grad():
-        torch.testing.assert_close(model(x), res.model(x))  # the checkpoint rebuilds the same net
-    return hits / len(lesion), dict(info.train_config or {})
+    return hits / len(lesion)
 
 
 def test_localise_recipe_cam_finds_the_lesion_where_plain_follows_the_shortcut(tmp_path: Path) -> None:

@@ -288,7 +288,7 @@ def read_guide(guide: GuideLike | None, where: str) -> NDArray[np.bool_] | NDArr
         g = np.asarray(guide() if callable(guide) else guide)
     except (ValueError, TypeError, OSError) as exc:
         raise DataError(f"{where}: cannot load the guide mask: {exc}") from exc
-    if g is None or g.ndim == 0:
+    if g.ndim == 0:  # a callable that returned None
         return None
     if g.ndim != 2:
         raise DataError(f"{where}: a guide mask must be (H, W), got shape {g.shape}")

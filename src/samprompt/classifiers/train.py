@@ -287,8 +287,9 @@ def _class_weights(
 
 def _check_guides(cfg: TrainConfig, guides: Sequence[GuideLike | None] | None, n: int) -> None:
     """``guides`` against ``guide_weight`` (before any image is read)."""
-    weight = cfg.knobs().guide_weight
-    if cfg.knobs().guide_cover > 0 and weight <= 0:
+    knobs = cfg.knobs()
+    weight = knobs.guide_weight
+    if knobs.guide_cover > 0 and weight <= 0:
         raise ConfigError("train.guide_cover: the coverage term adds to the guidance term; set guide_weight > 0 too")
     if weight > 0 and guides is None:
         raise ConfigError(f"train.guide_weight: {weight} needs guide masks (train_classifier(guides=...); "
