@@ -54,6 +54,11 @@ def test_guided_run_fits_first_guides_the_training_and_reuses_the_fit(tmp_path: 
     assert (info.train_config or {})["guide_weight"] == 2.0  # the checkpoint records the knob
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["scorer"]["sha256"] == guides["scorer_sha256"]  # the fit stage reused the file
+    # a change of the CAM keeps the fit (a guided training's fit reads no CAM) and the classifier
+    stamp = (scorer.stat().st_mtime_ns, (out / "classifier.pt").stat().st_mtime_ns)
+    run_experiment(load_run_config({**_config(data), "pipeline": {**_config(data)["pipeline"],
+                                                                  "cam": {"name": "gradcampp"}}}), out)
+    assert (scorer.stat().st_mtime_ns, (out / "classifier.pt").stat().st_mtime_ns) == stamp
     # a change of the fit's settings changes the guides, so it retrains the classifier (with --force)
     with pytest.raises(ConfigError, match="fit.polarity"):
         run_experiment(load_run_config({**_config(data), "fit": {"min_images": 4, "polarity": "dark"}}), out)

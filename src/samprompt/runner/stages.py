@@ -103,8 +103,8 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "selftrain"
     fits = any(s.get("params", {}).get("scorer") == "fit"
                for d in (old, new) for s in (d.get("pipeline") or {}).get("prompts") or [])
-    if top == "fit" or (fits and (key.startswith("pipeline.cam") or top == "target")):
-        return "fit"  # the fit's settings, or the CAM evidence it learns from
+    if top == "fit" or (fits and not guided and (key.startswith("pipeline.cam") or top == "target")):
+        return "fit"  # the fit's settings, or the CAM evidence it learns from (a guided fit reads no CAM)
     if top in ("pipeline", "target", "batch_size", "device"):
         return "images"
     if top in ("name", "description", "report", "seed") or key == "split.use":
