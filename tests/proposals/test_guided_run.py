@@ -70,18 +70,27 @@ def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path
 
     data = _data(tmp_path / "d", per_class=8)
     seen: list[str] = []
-    real_train = stages.train_classifier
+    decoded: dict[Any, int] = {}
+    real_train, real_load = stages.train_classifier, Dataset.load_image
 
     def refuse(self: Dataset, i: Any) -> None:
         raise AssertionError(f"load_mask({i!r}) was called before the classifier was trained")
 
+    def load(self: Dataset, i: Any) -> Any:
+        decoded[i] = decoded.get(i, 0) + 1
+        return real_load(self, i)
+
     def train(*a: Any, **k: Any) -> Any:
         seen.append("train")
+        # before the training, each train image is decoded by the readability check, the fit's two passes,
+        # its guide and (a few) the fit's colour test: the fit does not check them again
+        assert len(decoded) == 18 and max(decoded.values()) <= 5
         assert k["guides"] is not None and any(g is not None for g in k["guides"])
         monkeypatch.undo()  # from here on masks may be read (the scoring of the images)
         return real_train(*a, **k)
 
     monkeypatch.setattr(Dataset, "load_mask", refuse)
+    monkeypatch.setattr(Dataset, "load_image", load)
     monkeypatch.setattr(stages, "train_classifier", train)
     run_experiment(load_run_config(_config(data)), tmp_path / "run")
     assert seen == ["train"]

@@ -121,6 +121,7 @@ def fit_on_dataset(
     prior: str | None = None,
     cam_features: bool = False,
     learner: Learner = "auto",
+    check_images: bool = True,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -142,11 +143,13 @@ def fit_on_dataset(
             :func:`~samprompt.proposals.fit.fit_scorer`.
         learner: How the weights are learnt
             (:data:`~samprompt.proposals.fit.Learner`).
+        check_images: Decode every image first and leave out (with a warning) those that do not decode;
+            ``False`` where the caller has just done so (the guided training's ids).
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
     """
-    view = LabelsOnly(dataset, readable_ids(dataset, ids, [], "the fit"))
+    view = LabelsOnly(dataset, readable_ids(dataset, ids, [], "the fit") if check_images else list(ids))
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]
     cams, score = evidence if evidence is not None else (None, None)
@@ -214,7 +217,7 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
         config: The run config.
         out: The run folder.
         data: The prepared data and split.
-        ids: The training images, in the order of the training examples.
+        ids: The training images, in the order of the training examples, already decoded once (not checked again).
 
     Returns:
         ``(one guide or None per id, a summary for train_result.json)``.
@@ -249,7 +252,8 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
         sf = fit_on_dataset(data.dataset, ids, negative_classes=spec.negative_classes, evidence=None,
                             polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=False,
                             provenance={**_provenance(config, data, None), "before_training": True},
-                            prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers)
+                            prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers,
+                            check_images=False)  # get_classifier has decoded them
         save_scorer(sf, path)
     fitted = time.perf_counter() - t0
     guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers)
