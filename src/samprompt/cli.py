@@ -214,6 +214,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
         if needs:
             raise ConfigError(f"--checkpoint: {', '.join(needs)} read(s) the classifier's evidence; give a "
                               "classifier checkpoint")
+    if args.max_images is not None and args.max_images < args.min_images:
+        raise ConfigError(f"--max-images ({args.max_images}) must be at least --min-images ({args.min_images})")
     ds = open_dataset(args.data)
     split = Split.load(args.split)  # no fingerprint check: it would read the mask files' bytes
     evidence = None
@@ -229,8 +231,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
             "cam": None if args.checkpoint is None else args.cam}
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
-                        cam_features=args.cam_features, learner=args.learner,
-                        progress=lambda d, t: bars("fit", d, t))
+                        cam_features=args.cam_features, learner=args.learner, max_images=args.max_images,
+                        seed=args.seed, progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
     margin = fit.get("polarity_margin")
@@ -376,6 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--cam", default="gradcampp", help="CAM method (default gradcampp)")
     fp.add_argument("--target", nargs="+", metavar="CLASS", help="CAM target classes (default: predicted)")
     fp.add_argument("--min-images", type=int, default=8, help="fewest images of a class accepted (8)")
+    fp.add_argument("--max-images", type=int, metavar="N",
+                    help="fit on at most N train images of each class, drawn with --seed (default: all; the "
+                         "fit's time grows with its images)")
+    fp.add_argument("--seed", type=int, default=0, help="seed of the --max-images draw (0)")
     fp.add_argument("--learner", choices=["auto", "mil", "contrast", "evidence"], default="auto",
                     help="how the weights are learnt: mil (needs --negative), contrast (the region that tells the "
                          "classes apart; two or more classes of --min-images images), evidence (the classifier's "

@@ -79,6 +79,34 @@ def test_fit_on_dataset_contrasts_the_lesion_classes_without_a_negative_class(tm
         fit_on_dataset(ds, ds.ids, learner="evidence")
 
 
+def test_cap_per_class_draws_at_most_n_of_each_class_in_order() -> None:
+    from samprompt.errors import ConfigError
+    from samprompt.runner.fitting import cap_per_class
+
+    ids = [f"i{k}" for k in range(13)]
+    labels = ["a"] * 10 + ["b"] * 3
+    got = cap_per_class(ids, labels, 4, seed=0)
+    assert len(got) == 7 and got[-3:] == ["i10", "i11", "i12"]  # b has fewer than 4: all of them
+    assert got == sorted(got, key=ids.index)  # the given order
+    assert sum(i in ids[:10] for i in got) == 4
+    assert cap_per_class(ids, labels, 4, seed=0) == got  # the same draw for the same seed
+    assert {tuple(cap_per_class(ids, labels, 4, seed=s)) for s in range(5)} != {tuple(got)}  # other seeds differ
+    assert cap_per_class(ids, labels, 10, seed=0) == ids
+    with pytest.raises(ConfigError, match="at least 1"):
+        cap_per_class(ids, labels, 0, seed=0)
+    with pytest.raises(ConfigError, match="13 ids but 2 labels"):
+        cap_per_class(ids, labels[:2], 3, seed=0)
+
+
+def test_fit_on_dataset_with_max_images_fits_on_the_capped_images(tmp_path: Path, no_masks: list[str]) -> None:
+    ds = open_dataset(_data(tmp_path / "d", per_class=8))
+    sf = fit_on_dataset(ds, ds.ids, negative_classes=["normal"], min_images=4, max_images=5, seed=3)
+    prov = sf.provenance
+    assert prov["images"] == 15 and prov["images_offered"] == 24 and prov["max_images"] == 5
+    assert prov["fit"]["lesion_images"] == 10 and prov["fit"]["negative_images"] == 5
+    assert sf.polarity == "bright" and not any("_mask" in p for p in no_masks)
+
+
 def test_fit_on_dataset_says_how_many_images_it_needs(tmp_path: Path) -> None:
     ds = open_dataset(_data(tmp_path / "d", per_class=3))
     with pytest.raises(DataError, match="at least 8 lesion images, got 6"):
@@ -126,6 +154,11 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark", "cam_features": True}}), out)
     assert json.loads(scorer.read_text())["provenance"]["fit"]["cam_features"] is True
     assert (out / "classifier.pt").stat().st_mtime_ns == ckpt
+    # fit.max_images reaches the fit, drawn with the run's seed
+    run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "max_images": 4}}), out)
+    prov = json.loads(scorer.read_text())["provenance"]
+    assert prov["images"] == 12 and prov["images_offered"] == 18 and prov["max_images"] == 4
+    assert (out / "classifier.pt").stat().st_mtime_ns == ckpt
 
 
 def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,6 +186,20 @@ def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys:
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"),
                "--checkpoint", str(ckpt), "--out", str(out), "--negative", "normal"])
     assert rc == 2 and "at least 8 images of the negative class, got 5" in capsys.readouterr().err
+
+
+def test_fit_max_images_below_min_images_is_refused_at_the_door(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from samprompt.cli import main
+    from samprompt.runner.config import FitSpec
+
+    with pytest.raises(ValueError, match=r"max_images \(4\) must be at least min_images \(8\)"):
+        FitSpec(max_images=4)
+    assert FitSpec(max_images=4, min_images=4).max_images == 4
+    rc = main(["--no-progress", "fit-prompts", str(tmp_path / "absent"), "--split", str(tmp_path / "s.json"),
+               "--out", str(tmp_path / "o.json"), "--max-images", "3"])
+    assert rc == 2 and "--max-images (3) must be at least --min-images (8)" in capsys.readouterr().err
+    assert not (tmp_path / "o.json").exists()
 
 
 def test_fit_section_needs_a_strategy_that_uses_it(tmp_path: Path) -> None:

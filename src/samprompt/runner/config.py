@@ -217,6 +217,10 @@ class FitSpec(BaseModel):
             ``prior`` is set, else ``contrast`` when the train split allows it, else ``evidence``). With
             a negative class, ``contrast`` beat ``mil`` on BUSI val but failed on the bundled sample's 30
             train images (docs: quality, "Class contrast").
+        max_images: Fit on at most this many train images of each class, drawn with the run's ``seed``
+            (``None``, default: all). The fit's time grows with its images, so this bounds it on large
+            data sets or next to a short training; it must be at least ``min_images`` (docs: quality,
+            "Fit time").
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -229,6 +233,14 @@ class FitSpec(BaseModel):
     prior: str | None = None
     cam_features: bool = False
     learner: Literal["auto", "mil", "contrast", "evidence"] = "auto"
+    max_images: int | None = Field(default=None, ge=2, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _cap_above_minimum(self) -> FitSpec:
+        if self.max_images is not None and self.max_images < self.min_images:
+            raise ValueError(f"max_images ({self.max_images}) must be at least min_images ({self.min_images}): a "
+                             "class capped below min_images could not be fitted")
+        return self
 
     @field_validator("prior")
     @classmethod

@@ -31,7 +31,7 @@ from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
 
-__all__ = ["LabelsOnly", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer", "guides_before_training"]
+__all__ = ["LabelsOnly", "cap_per_class", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer", "guides_before_training"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,29 @@ def classifier_evidence(model: torch.nn.Module, class_names: Sequence[str], prep
     return cams, score
 
 
+def cap_per_class(ids: Sequence[str], labels: Sequence[str], max_images: int, seed: int) -> list[str]:
+    """At most ``max_images`` of ``ids`` of each class name in ``labels`` (the same length), drawn at
+    random with ``seed`` and kept in their given order; a class with fewer keeps all of its images.
+
+    Raises:
+        ConfigError: ``max_images`` < 1, or ``labels`` of another length.
+    """
+    from samprompt.errors import ConfigError
+
+    if max_images < 1:
+        raise ConfigError(f"fit.max_images must be at least 1 (got {max_images})")
+    if len(labels) != len(ids):
+        raise ConfigError(f"cap_per_class: {len(ids)} ids but {len(labels)} labels")
+    rng = np.random.default_rng(seed)
+    keep: set[int] = set()
+    for name in sorted(set(labels)):
+        members = [k for k, lab in enumerate(labels) if lab == name]
+        if len(members) > max_images:
+            members = sorted(rng.choice(members, size=max_images, replace=False).tolist())
+        keep.update(members)
+    return [i for k, i in enumerate(ids) if k in keep]
+
+
 def fit_on_dataset(
     dataset: Dataset,
     ids: Sequence[str],
@@ -122,6 +145,8 @@ def fit_on_dataset(
     cam_features: bool = False,
     learner: Learner = "auto",
     check_images: bool = True,
+    max_images: int | None = None,
+    seed: int = 0,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -145,15 +170,24 @@ def fit_on_dataset(
             (:data:`~samprompt.proposals.fit.Learner`).
         check_images: Decode every image first and leave out (with a warning) those that do not decode;
             ``False`` where the caller has just done so (the guided training's ids).
+        max_images: Fit on at most this many images of each class name (:func:`cap_per_class`, drawn
+            with ``seed``); ``None`` (default): all of them. The fit's time grows with its images.
+        seed: The draw's seed.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
     """
-    view = LabelsOnly(dataset, readable_ids(dataset, ids, [], "the fit") if check_images else list(ids))
+    ids = readable_ids(dataset, ids, [], "the fit") if check_images else list(ids)
+    offered = len(ids)
+    if max_images is not None:
+        ids = cap_per_class(ids, LabelsOnly(dataset, ids).labels, max_images, seed)
+    view = LabelsOnly(dataset, ids)
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]
     cams, score = evidence if evidence is not None else (None, None)
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
+    if max_images is not None:
+        prov |= {"max_images": max_images, "images_offered": offered}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
                       prior=None if prior is None else load_scorer(prior), cam_features=cam_features,
@@ -198,7 +232,8 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
                         evidence=evidence, polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images,
                         erase=spec.erase, provenance=_provenance(config, data, classifier_checkpoint),
                         prior=spec.prior, cam_features=spec.cam_features,
-                        learner=spec.learner, workers=config.pipeline.prompt_workers)
+                        learner=spec.learner, workers=config.pipeline.prompt_workers,
+                        max_images=spec.max_images, seed=config.seed)
     save_scorer(sf, path)  # atomic
     return path
 
@@ -253,7 +288,8 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
                             polarity=spec.polarity, l2=spec.l2, min_images=spec.min_images, erase=False,
                             provenance={**_provenance(config, data, None), "before_training": True},
                             prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers,
-                            check_images=False)  # get_classifier has decoded them
+                            check_images=False,  # get_classifier has decoded them
+                            max_images=spec.max_images, seed=config.seed)
         save_scorer(sf, path)
     fitted = time.perf_counter() - t0
     guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers)
