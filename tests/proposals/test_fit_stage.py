@@ -255,3 +255,64 @@ def test_selftrain_with_a_fitted_scorer(tmp_path: Path) -> None:
     stamp = net.stat().st_mtime_ns
     run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)
     assert json.loads(scorer.read_text())["polarity"] == "dark" and net.stat().st_mtime_ns != stamp
+
+
+def test_run_fits_the_masker_threshold_on_val_without_masks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from samprompt.runner import load_run_config, run_experiment
+    from samprompt.runner import fitting
+
+    data = _data(tmp_path / "d", per_class=8)
+    cfg: dict[str, Any] = {
+        "name": "thr", "data": {"path": str(data)},
+        "split": {"fractions": [0.5, 0.25, 0.25], "use": "test"},
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
+            "preprocessing": {"input_size": 32}, "device": "cpu"}},
+        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
+        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": "fit"}},
+                     "prompts": [{"name": "box"}], "segmenter": {"name": "classical", "params": {"work_size": 48}}},
+        "fit": {"min_images": 4},
+        "report": {"panels": 1, "gallery": 1, "thumb": 64},
+    }
+    seen: list[int] = []
+    real = fitting.LabelsOnly
+
+    def spy(dataset: Any, ids: Any) -> Any:  # every image the fits read, read without masks
+        seen.append(len(ids))
+        return real(dataset, ids)
+
+    monkeypatch.setattr(fitting, "LabelsOnly", spy)
+    out = tmp_path / "run"
+    run_experiment(load_run_config(cfg), out)
+    blob = json.loads((out / "threshold.json").read_text())
+    lesion_val = [i for i in json.loads((out / "split.json").read_text())["val"] if not i.startswith("normal/")]
+    assert blob["part"] == "val" and blob["lesion_images"] == len(lesion_val) == 4 and 0 < blob["images"] <= 4
+    assert blob["value"] in [round(0.05 * k, 2) for k in range(1, 20)] and len(blob["curve"]) == 19
+    assert blob["curve"][f"{blob['value']:.2f}"] == max(blob["curve"].values())
+    assert blob["identity"]["scorer_sha256"] and blob["identity"]["masker"] == {}
+    assert seen[-1] == 4  # the threshold fit's view: the val lesion images, through LabelsOnly
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["threshold"]["value"] == blob["value"]
+    assert manifest["pipeline"]["masker"]["params"]["value"] == blob["value"]  # the pipeline used the number
+    assert (out / "scorer.json").exists()  # the reference regions' scorer, fitted though no prompt names it
+    stamp = (out / "threshold.json").stat().st_mtime_ns
+    run_experiment(load_run_config(cfg), out)  # resume: reused
+    assert (out / "threshold.json").stat().st_mtime_ns == stamp
+    # another masker setting: the threshold is fitted again for it
+    cfg["pipeline"]["masker"]["params"]["keep"] = "all"
+    run_experiment(load_run_config(cfg), out)
+    assert json.loads((out / "threshold.json").read_text())["identity"]["masker"] == {"keep": "all"}
+
+
+def test_fitted_threshold_config_errors(tmp_path: Path) -> None:
+    from samprompt.errors import ConfigError
+    from samprompt.runner import load_run_config
+
+    base = {"name": "t", "data": {"path": str(tmp_path)}, "classifier": {"checkpoint": str(tmp_path / "c.pt")},
+            "pipeline": {"masker": {"name": "threshold", "params": {"value": "fit"}}, "prompts": [{"name": "box"}]}}
+    with pytest.raises(ConfigError, match="fit.cam_features to false"):
+        load_run_config({**base, "fit": {"cam_features": True}})
+    assert load_run_config({**base, "fit": {"min_images": 4}}).fits_threshold  # a fit section is allowed
+    with pytest.raises(ConfigError, match="pipeline.masker.params.value"):
+        load_run_config({**base, "pipeline": {"masker": {"name": "threshold", "params": {"value": "fitt"}},
+                                              "prompts": [{"name": "box"}]}})

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any, Literal
+
 import numpy as np
 from numpy.typing import NDArray
 from pydantic import Field
 from skimage.filters import threshold_otsu
 
+from samprompt.errors import ConfigError
 from samprompt.maskers import MASKERS
 from samprompt.maskers.base import MaskerParams, PseudoMasker
 
@@ -21,9 +24,14 @@ __all__ = [
 
 
 class ThresholdParams(MaskerParams):
-    """Parameters of :class:`ThresholdMasker`: the threshold ``value`` plus the post-processing options."""
+    """Parameters of :class:`ThresholdMasker`: the threshold ``value`` plus the post-processing options.
 
-    value: float = Field(default=0.5, ge=0.0, le=1.0)
+    In a run config, ``value: fit`` asks the run to choose the value from the data, without masks
+    (:func:`samprompt.maskers.fit.fit_threshold`, written to ``threshold.json``); the masker itself needs a
+    number.
+    """
+
+    value: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["fit"] = 0.5
 
 
 class PercentileParams(MaskerParams):
@@ -43,8 +51,18 @@ class ThresholdMasker(PseudoMasker[ThresholdParams]):
         [[0, 1], [1, 0]]
     """
 
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        if self.params.value == "fit":
+            raise ConfigError("threshold.params.value: 'fit' is chosen by a run (samprompt run, its fit stage: "
+                              "threshold.json); to build the masker yourself give a number, e.g. the value "
+                              "samprompt.maskers.fit.fit_threshold returns")
+
     def binarize(self, cam: NDArray[np.float32]) -> NDArray[np.bool_]:
-        return cam > self.params.value
+        value = self.params.value
+        if isinstance(value, str):  # refused by __init__; kept for the type checker
+            raise ConfigError("threshold.params.value must be a number here")
+        return cam > value
 
 
 @MASKERS.register("otsu")

@@ -344,7 +344,10 @@ class RunConfig(BaseModel):
                              "classifier.train.guide_weight > 0 too")
         if self.fit is not None and not self.fits_scorer and not guided:
             raise ValueError("fit needs a prompt strategy with scorer: fit in pipeline.prompts (or a guided "
-                             "training, classifier.train.guide_weight > 0)")
+                             "training, classifier.train.guide_weight > 0, or pipeline.masker.params.value: fit)")
+        if self.fits_threshold and self.fit is not None and self.fit.cam_features:
+            raise ValueError("pipeline.masker.params.value: fit compares the CAM's boxes with the fitted scorer's "
+                             "regions, so that scorer must not read the CAM: set fit.cam_features to false")
         if guided:
             fit = self.fit or FitSpec()
             if self.classifier.checkpoint is not None:
@@ -369,8 +372,15 @@ class RunConfig(BaseModel):
     # ------------------------------------------------------------------ helpers
     @property
     def fits_scorer(self) -> bool:
-        """Whether a prompt strategy asks for the run's fitted scorer (``scorer: fit``)."""
-        return any(s.params.get("scorer") == "fit" for s in self.pipeline.prompts)
+        """Whether the run fits its label-only scorer: a prompt strategy asks for it (``scorer: fit``), or
+        the masker's threshold is fitted against its regions (:attr:`fits_threshold`)."""
+        return any(s.params.get("scorer") == "fit" for s in self.pipeline.prompts) or self.fits_threshold
+
+    @property
+    def fits_threshold(self) -> bool:
+        """Whether the masker's threshold is chosen by the run (``pipeline.masker: {name: threshold, params:
+        {value: fit}}``; :func:`~samprompt.runner.fitting.get_fitted_threshold`)."""
+        return self.pipeline.masker.name == "threshold" and self.pipeline.masker.params.get("value") == "fit"
 
     def target_classes(self, class_names: Sequence[str]) -> list[str] | None:
         """The classes whose logits the CAM target sums, for a classifier with ``class_names``:

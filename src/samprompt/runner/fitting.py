@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
 from samprompt.runner.stages import PreparedData, file_sha256, readable_ids
 
-__all__ = ["LabelsOnly", "cap_per_class", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer", "guides_before_training"]
+__all__ = ["LabelsOnly", "cap_per_class", "classifier_evidence", "fit_on_dataset", "get_fitted_scorer",
+           "get_fitted_threshold", "guides_before_training"]
 
 log = logging.getLogger(__name__)
 
@@ -299,3 +300,98 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
     log.info("guided training: %d of %d training images have a guide (fit %.1f s, guides %.1f s)",
              summary["with_guide"], len(ids), fitted, summary["guide_seconds"])
     return guides, summary
+
+
+def _threshold_identity(config: RunConfig, data: PreparedData, scorer: Path, classifier_checkpoint: Path,
+                        part: str) -> dict[str, Any]:
+    """What a fitted threshold depends on: when any of it changes, ``threshold.json`` is fitted again."""
+    masker = {k: v for k, v in config.pipeline.masker.params.items() if k != "value"}
+    return {"scorer_sha256": file_sha256(scorer), "classifier_sha256": file_sha256(classifier_checkpoint),
+            "cam": config.pipeline.cam.model_dump(mode="json"), "masker": masker,
+            "target": config.target if isinstance(config.target, str) else list(config.target),
+            "negative_classes": list((config.fit or FitSpec()).negative_classes),
+            "split_fingerprint": data.split.fingerprint, "part": part}
+
+
+def get_fitted_threshold(config: RunConfig, out: Path, data: PreparedData, model: torch.nn.Module,
+                         info: ClassifierInfo, scorer: Path | None, classifier_checkpoint: Path) -> float | None:
+    """The threshold of ``pipeline.masker: {name: threshold, params: {value: fit}}``, chosen without masks.
+
+    On the lesion images (class not in ``fit.negative_classes``) of the VAL part of the split (the TRAIN
+    part when val is empty), the run's CAM (its ``pipeline.cam`` and ``target``) is masked at each value of
+    :data:`~samprompt.maskers.fit.DEFAULT_GRID`, and the value whose boxes agree best with the boxes of
+    the regions the run's fitted label-only scorer chooses (:func:`~samprompt.proposals.guide_masks`) is
+    kept (:func:`~samprompt.maskers.fit.fit_threshold`). No mask is read. The choice, its agreement curve
+    and what it depends on are written to ``threshold.json`` and reused while those stay the same.
+
+    Args:
+        config: The run config.
+        out: The run folder.
+        data: The prepared data and split.
+        model, info: The run's classifier.
+        scorer: The fitted scorer (:func:`get_fitted_scorer`).
+        classifier_checkpoint: Its checkpoint (hashed into the identity).
+
+    Returns:
+        The value, or ``None`` when the config does not ask for one.
+
+    Raises:
+        DataError: No readable lesion image in the part, or the scorer chose no region on any of them.
+    """
+    import json
+    import time
+
+    from samprompt.maskers.fit import fit_threshold
+    from samprompt.proposals.guides import guide_masks
+    from samprompt.runner.outputs import atomic_write_json
+    from samprompt.runner.stages import resolve_targets
+
+    if not config.fits_threshold:
+        return None
+    if scorer is None:  # RunConfig.needs_fitted_scorer makes the fit stage run: a bug if it did not
+        raise DataError("the threshold fit needs the run's fitted scorer, and none was fitted")
+    part: Literal["val", "train"] = "val" if data.split.ids("val") else "train"
+    identity = _threshold_identity(config, data, scorer, classifier_checkpoint, part)
+    path = out / "threshold.json"
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("identity") == identity and isinstance(old.get("value"), float):
+            log.info("reusing the fitted threshold %s (%.2f)", path, old["value"])
+            return float(old["value"])
+        log.info("fitting the threshold again: %s was made from other inputs", path)
+    t0 = time.perf_counter()
+    ds = data.dataset
+    negatives = set((config.fit or FitSpec()).negative_classes)
+    ids = [i for i in readable_ids(ds, data.split.ids(part), [], "the threshold fit")
+           if ds[ds.position(i)].label not in negatives]
+    if not ids:
+        raise DataError(f"pipeline.masker.params.value: fit needs lesion images in the {part} part of the split "
+                        f"(classes other than {sorted(negatives)}), and it has none")
+    view = LabelsOnly(ds, ids)
+    boxes = [None if g is None else (g.box[1], g.box[0], g.box[3], g.box[2])
+             for g in guide_masks(view, scorer, workers=config.pipeline.prompt_workers)]
+    cfg = PipelineConfig(cam=config.pipeline.cam, prompts=[ComponentSpec(name="box")],
+                         segmenter=ComponentSpec(name="classical"))  # the CAM extractor is all it uses
+    pipe = PromptPipeline.from_config(cfg, classifier=model, class_names=info.class_names,
+                                      preprocessing=info.preprocessing, target_layer=info.target_layer,
+                                      device=str(resolve_device(config.device)), where="pipeline")
+    targets = resolve_targets(config, info, view.labels)
+    step = max(1, config.batch_size)
+
+    def cams() -> Any:
+        for start in range(0, len(ids), step):
+            batch = [view[k] for k in range(start, min(len(ids), start + step))]
+            yield from (r.cam for r in pipe.compute_cams(batch, targets[start:start + len(batch)]))
+
+    masker = {k: v for k, v in config.pipeline.masker.params.items() if k != "value"}
+    with pipe:
+        fit = fit_threshold(cams(), boxes, masker_params=masker)
+    blob = {**fit.to_json(), "part": part, "lesion_images": len(ids), "seconds": time.perf_counter() - t0,
+            "reference": "the fitted scorer's chosen region (scorer.json); no mask was read", "identity": identity}
+    atomic_write_json(path, blob)
+    log.info("threshold fit: %.2f on %d %s lesion images (mean box agreement %.3f; %.1f s)", fit.value,
+             fit.images, part, fit.curve[fit.value], blob["seconds"])
+    return fit.value

@@ -9,6 +9,7 @@ Run folder layout::
     train_result.json    its training history (written when training finished)
     selftrain.pt         the self-training net (only with ``selftrain``; see runner.config.SelfTrainSpec)
     scorer.json          the fitted candidates scorer (only with a strategy's ``scorer: fit``; runner.config.FitSpec)
+    threshold.json       the fitted masker threshold (only with ``pipeline.masker.params.value: fit``)
     records/<stem>.json  one per finished image: scores, prompts, prediction (see runner.records)
     masks/<strategy>/<source>/<stem>.png, cams/<stem>.png, pseudo_masks/<stem>.png
     metrics.csv          one row per image x strategy x source (cam | gt)
@@ -46,7 +47,7 @@ from samprompt.pipeline import PipelineResult, PromptPipeline
 from samprompt.runner import distributed
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
-from samprompt.runner.fitting import get_fitted_scorer
+from samprompt.runner.fitting import get_fitted_scorer, get_fitted_threshold
 from samprompt.runner.guard import remove_unstarted, sigterm_as_interrupt
 from samprompt.runner.lock import run_lock
 from samprompt.runner.outputs import atomic_write_json, atomic_write_text, read_png
@@ -392,15 +393,18 @@ def _run(config: RunConfig, out: Path, dist: distributed.Distributed, *, force: 
     check_labels_against_classes(((s.label, s.image_path) for s in data.dataset),
                                  info.task.mapping or info.task.class_names, f"classifier {str(ckpt)!r}")
     scorer = get_fitted_scorer(config, out, data, model, info, ckpt)  # the fit stage, once (rank 0)
+    threshold = get_fitted_threshold(config, out, data, model, info, scorer, ckpt)  # masker value: fit
     selftrain = get_selftrain_net(config, out, data, ckpt, progress, scorer)  # may use the fitted scorer
     dist.main_done("classifier")
-    pipe = build_pipeline(config, model, info, selftrain, scorer)
+    pipe = build_pipeline(config, model, info, selftrain, scorer, threshold)
     kinds = {label: strategy_kind(s) for label, s in pipe.strategies.items()}
     resolve_targets(config, info, [])  # a list target naming unknown classes fails here, before any image
     manifest = _manifest(config, out, data, ckpt, pipe, started, previous) if dist.is_main else {}
     if dist.is_main:
         if scorer is not None:  # the fit stage's scorer file
             manifest["scorer"] = {"path": str(scorer), "sha256": file_sha256(scorer)}
+        if threshold is not None:  # and its fitted masker threshold
+            manifest["threshold"] = {"path": str(out / "threshold.json"), "value": threshold}
         atomic_write_json(mpath, manifest)
 
     mine = dist.shard(ids)  # all of them in a single process

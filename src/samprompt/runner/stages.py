@@ -66,7 +66,7 @@ Progress = Callable[[str, int, int], None]
 STAGE_ARTEFACTS: dict[str, tuple[str, ...]] = {
     "split": ("split.json",),
     "classifier": ("classifier.pt", "train_result.json"),
-    "fit": ("scorer.json",),
+    "fit": ("scorer.json", "threshold.json"),
     "selftrain": ("selftrain.pt",),
     "images": ("records", "masks", "cams", "pseudo_masks", "names.json"),
     "report": ("metrics.csv", "prompts.jsonl", "failures.jsonl", "summary.csv", "summary.md", "report.html"),
@@ -103,6 +103,8 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "selftrain"
     fits = any(s.get("params", {}).get("scorer") == "fit"
                for d in (old, new) for s in (d.get("pipeline") or {}).get("prompts") or [])
+    fits = fits or any((((d.get("pipeline") or {}).get("masker") or {}).get("params") or {}).get("value") == "fit"
+                       for d in (old, new))  # the threshold fit reads the CAM (threshold.json checks its inputs)
     if top == "fit" or (fits and not guided and (key.startswith("pipeline.cam") or top == "target")):
         return "fit"  # the fit's settings, or the CAM evidence it learns from (a guided fit reads no CAM)
     if top in ("pipeline", "target", "batch_size", "device"):
@@ -400,14 +402,16 @@ def readable_ids(ds: Dataset, ids: Sequence[str], skipped: list[str], why: str =
 
 def build_pipeline(
     config: RunConfig, model: torch.nn.Module, info: ClassifierInfo, selftrain: Path | None = None,
-    scorer: Path | None = None,
+    scorer: Path | None = None, threshold: float | None = None,
 ) -> PromptPipeline:
     """The run's :class:`PromptPipeline` around a loaded classifier, built by
     :meth:`PromptPipeline.from_config` (the one builder): the CAM extractor hooks the checkpoint's
     ``target_layer`` and every component gets the run's ``device``, unless the config sets them. With a
     self-training net (:func:`get_selftrain_net`) every ``candidates`` strategy gets it as
     ``agreement_net`` (with ``selftrain.weight``) unless its params set it. With a fitted scorer
-    (:func:`get_fitted_scorer`) every strategy whose ``scorer`` is ``fit`` gets its path.
+    (:func:`get_fitted_scorer`) every strategy whose ``scorer`` is ``fit`` gets its path, and with a fitted
+    threshold (:func:`~samprompt.runner.fitting.get_fitted_threshold`) a masker whose ``value`` is ``fit``
+    gets it.
 
     Raises:
         ConfigError: Unknown component or bad parameters, naming ``pipeline.<where>``.
@@ -424,6 +428,9 @@ def build_pipeline(
         prompts = [s.model_copy(update={"params": {**s.params, "scorer": str(scorer)}})
                    if s.params.get("scorer") == "fit" else s for s in p.prompts]
         p = p.model_copy(update={"prompts": prompts})
+    if threshold is not None and config.fits_threshold:
+        p = p.model_copy(update={"masker": p.masker.model_copy(update={"params": {**p.masker.params,
+                                                                                   "value": threshold}})})
     return PromptPipeline.from_config(
         p, classifier=model, class_names=info.class_names, preprocessing=info.preprocessing,
         target_layer=info.target_layer, device=config.device, where="pipeline",
