@@ -258,8 +258,7 @@ def test_selftrain_with_a_fitted_scorer(tmp_path: Path) -> None:
 
 
 def test_run_fits_the_masker_threshold_on_val_without_masks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from samprompt.runner import load_run_config, run_experiment
-    from samprompt.runner import fitting
+    from samprompt.runner import fitting, load_run_config, run_experiment
 
     data = _data(tmp_path / "d", per_class=8)
     cfg: dict[str, Any] = {

@@ -372,14 +372,14 @@ class RunConfig(BaseModel):
     # ------------------------------------------------------------------ helpers
     @property
     def fits_scorer(self) -> bool:
-        """Whether the run fits its label-only scorer: a prompt strategy asks for it (``scorer: fit``), or
-        the masker's threshold is fitted against its regions (:attr:`fits_threshold`)."""
+        """Whether the run fits its label-only scorer (a prompt strategy asks for it with ``scorer: fit``,
+        or the masker's threshold is fitted against its regions, :attr:`fits_threshold`)."""
         return any(s.params.get("scorer") == "fit" for s in self.pipeline.prompts) or self.fits_threshold
 
     @property
     def fits_threshold(self) -> bool:
-        """Whether the masker's threshold is chosen by the run (``pipeline.masker: {name: threshold, params:
-        {value: fit}}``; :func:`~samprompt.runner.fitting.get_fitted_threshold`)."""
+        """Whether the masker's threshold is chosen by the run (a ``threshold`` masker with
+        ``params: {value: fit}``; :func:`~samprompt.runner.fitting.get_fitted_threshold`)."""
         return self.pipeline.masker.name == "threshold" and self.pipeline.masker.params.get("value") == "fit"
 
     def target_classes(self, class_names: Sequence[str]) -> list[str] | None:
