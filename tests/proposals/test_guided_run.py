@@ -177,3 +177,28 @@ def test_guided_run_refuses_before_training_when_the_labels_need_the_classifier(
     with pytest.raises(ConfigError, match="guide_weight: .*need its evidence"):
         run_experiment(load_run_config(cfg), tmp_path / "run")
     assert not (tmp_path / "run" / "classifier.pt").exists() and not (tmp_path / "run" / "scorer.json").exists()
+
+
+def test_guided_preset_runs_the_paper_prompts_on_a_guided_cam_with_a_fitted_threshold(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from samprompt.cli import main
+    from samprompt.runner import preset
+
+    (run,) = preset("guided", tmp_path)
+    cfg = run.config(tmp_path)
+    train = cfg.classifier.train
+    assert train.knobs().guide_weight == 4.0 and train.knobs().guide_cover == 1.0 and train.epochs == 12
+    assert cfg.fits_threshold and cfg.pipeline.cam.params["scales"] == [1.5]
+    assert {p.label or p.name for p in cfg.pipeline.prompts} >= {"box", "center_point", "label_only"}
+    data = _data(tmp_path / "d", per_class=10)
+    fast = ["--set", "classifier.train.arch=tiny_cnn", "--set", "classifier.train.epochs=1",
+            "--set", "classifier.train.preprocessing.input_size=32", "--set", "fit.min_images=4",
+            "--set", "limit=2", "--set", "device=cpu", "--set", "classifier.train.device=cpu"]
+    rc = main(["--no-progress", "run", "--preset", "guided", str(data), "--out", str(tmp_path / "out"), *fast])
+    assert rc == 0, capsys.readouterr().err
+    folder = tmp_path / "out" / "guided"
+    assert json.loads((folder / "train_result.json").read_text())["guides"]["with_guide"] > 0
+    threshold = json.loads((folder / "threshold.json").read_text())
+    assert threshold["part"] == "val" and 0.0 < threshold["value"] < 1.0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["pipeline"]["masker"]["params"]["value"] == threshold["value"]

@@ -124,7 +124,7 @@ def test_presets_build_valid_configs(tmp_path: Path) -> None:
     seg = sam[0].config(tmp_path).pipeline.segmenter
     assert seg.name == "sam" and seg.params == {"checkpoint": str(tmp_path / "sam.pth"), "model_type": "vit_l",
                                                 "multimask": False}
-    with pytest.raises(ConfigError, match="available: best, demo, paper"):
+    with pytest.raises(ConfigError, match="available: best, demo, guided, paper"):
         preset("nope")
 
 
