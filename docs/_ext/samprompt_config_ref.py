@@ -121,9 +121,19 @@ def _default(field: Any) -> str:
     return f"``{text}``" if len(text) <= 60 else f"``{text[:57]}...``"
 
 
+def _union_metadata(annotation: Any) -> list[Any]:
+    """The constraints of the ``Annotated`` members of a union (``Annotated[float, Field(ge=0)] | Literal["fit"]``)."""
+    out: list[Any] = []
+    for member in typing.get_args(annotation):
+        if typing.get_origin(member) is typing.Annotated:
+            for extra in typing.get_args(member)[1:]:
+                out += list(getattr(extra, "metadata", None) or [extra])
+    return out
+
+
 def _range(field: Any) -> str:
     parts = []
-    for meta in field.metadata:
+    for meta in list(field.metadata) or _union_metadata(field.annotation):
         for attr, sym in _BOUNDS:
             v = getattr(meta, attr, None)
             if v is not None:
