@@ -294,6 +294,7 @@ def test_run_fits_the_masker_threshold_on_val_without_masks(tmp_path: Path, monk
     assert manifest["threshold"]["value"] == blob["value"]
     assert manifest["pipeline"]["masker"]["params"]["value"] == blob["value"]  # the pipeline used the number
     assert (out / "scorer.json").exists()  # the reference regions' scorer, fitted though no prompt names it
+    assert f"(fitted: {blob['value']:.2f} on {blob['images']} val lesion images" in (out / "summary.md").read_text()
     stamp = (out / "threshold.json").stat().st_mtime_ns
     run_experiment(load_run_config(cfg), out)  # resume: reused
     assert (out / "threshold.json").stat().st_mtime_ns == stamp

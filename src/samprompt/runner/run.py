@@ -451,9 +451,13 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
            failures: list[dict[str, Any]], task: Any) -> list[str]:
     """Counts, the classifier's accuracy on the processed images, and its training outcome."""
     p = config.pipeline
+    fitted = ""
+    if config.fits_threshold and (out / "threshold.json").exists():
+        t = json.loads((out / "threshold.json").read_text(encoding="utf-8"))
+        fitted = f" (fitted: {t['value']:.2f} on {t['images']} {t['part']} lesion images, no mask read)"
     notes = [(f"data: {config.data.path} ({len(data.dataset)} images), split {config.split.use!r}: "
               f"{len(records)} of {len(data.ids)} images finished, {len(failures)} failed"),
-             (f"pipeline: CAM {p.cam.name}, masker {p.masker.name} {p.masker.params or ''}, segmenter "
+             (f"pipeline: CAM {p.cam.name}, masker {p.masker.name} {p.masker.params or ''}{fitted}, segmenter "
               f"{p.segmenter.name}, target {config.target}")]
     trained = out / "train_result.json"
     if trained.exists() and config.classifier.checkpoint is None:
