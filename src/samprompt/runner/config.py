@@ -187,10 +187,12 @@ class SelfTrainSpec(BaseModel):
 class FitSpec(BaseModel):
     """How the run fits its ``candidates`` scorer (the ``fit`` stage; :mod:`samprompt.runner.fitting`).
 
-    The stage runs when a prompt strategy's ``scorer`` param is ``fit``: after the classifier (and
-    self-training), on the TRAIN split, from image labels only (no mask is opened), it writes
-    ``scorer.json`` into the run folder (reused on resume; its path is in the manifest) and every
-    strategy whose ``scorer`` is ``fit`` uses it.
+    The stage runs when a prompt strategy's ``scorer`` param is ``fit`` or the masker's ``value`` is
+    ``fit``: after the classifier, on the TRAIN split, from image labels only (no mask is opened), it
+    writes ``scorer.json`` into the run folder (reused on resume; its path is in the manifest) and every
+    strategy whose ``scorer`` is ``fit`` uses it. With a guided training (``classifier.train.guide_weight``)
+    it runs before the classifier instead. A masker ``value: fit`` is then chosen against its regions on
+    the val images (``threshold.json``).
 
     Attributes:
         negative_classes: Classes whose images show no lesion (names the data lacks are ignored); see
@@ -283,7 +285,7 @@ class RunConfig(BaseModel):
         selftrain: Self-training for the ``candidates`` strategies (:class:`SelfTrainSpec`); ``None``
             (default) = off.
         fit: Settings of the ``fit`` stage (:class:`FitSpec`), used when a strategy's ``scorer`` is
-            ``fit``; ``None`` = the defaults.
+            ``fit``, the training is guided or the masker's ``value`` is ``fit``; ``None`` = the defaults.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
