@@ -187,7 +187,7 @@ def test_guided_preset_runs_the_paper_prompts_on_a_guided_cam_with_a_fitted_thre
     (run,) = preset("guided", tmp_path)
     cfg = run.config(tmp_path)
     train = cfg.classifier.train
-    assert train.knobs().guide_weight == 4.0 and train.knobs().guide_cover == 1.0 and train.epochs == 12
+    assert train.knobs().guide_weight == 4.0 and train.knobs().guide_cover == 2.0 and train.epochs == 12
     assert cfg.fits_threshold and cfg.pipeline.cam.params["scales"] == [1.5]
     assert {p.label or p.name for p in cfg.pipeline.prompts} >= {"box", "center_point", "label_only"}
     data = _data(tmp_path / "d", per_class=10)
