@@ -144,6 +144,14 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     stamp = scorer.stat().st_mtime_ns
     run_experiment(load_run_config(cfg), out)  # resume: reused
     assert scorer.stat().st_mtime_ns == stamp
+    assert "WARNING label-only fit" not in (out / "summary.md").read_text()
+    # a polarity the labels do not decide is flagged in the summary (here made so by hand)
+    blob["provenance"]["fit"]["polarity_margin"] = {"runner_up": "dark", "difference": 0.1, "interval": [-0.2, 0.4],
+                                                     "certain": False}
+    scorer.write_text(json.dumps(blob))
+    run_experiment(load_run_config(cfg), out)
+    summary = (out / "summary.md").read_text()
+    assert "WARNING label-only fit: polarity bright chosen over dark on" in summary and "[-0.2, 0.4]" in summary
     # a change of the fit's settings recomputes from the fit stage on, keeping the classifier
     ckpt = (out / "classifier.pt").stat().st_mtime_ns
     run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)

@@ -471,6 +471,19 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
     if known:
         right = sum(task.class_of(r["label"]) == r["predicted"] for r in known)
         notes.append(f"classifier accuracy on these images: {right / len(known):.3f} ({right} / {len(known)})")
+    scorer = out / "scorer.json"
+    if config.fits_scorer and scorer.exists():  # the label-only fit: its polarity choice, when unsure
+        blob = json.loads(scorer.read_text(encoding="utf-8"))
+        fit = (blob.get("provenance") or {}).get("fit") or {}
+        margin = fit.get("polarity_margin") or {}
+        if margin and not margin.get("certain", True):
+            lo, hi = margin["interval"]
+            notes.append(f"WARNING label-only fit: polarity {blob.get('polarity', '?')} chosen over "
+                         f"{margin['runner_up']} on {fit.get('lesion_images', '?')} + "
+                         f"{fit.get('negative_images', '?')} images, but the labels do not decide it (95 % interval "
+                         f"of the difference [{lo:.3g}, {hi:.3g}] includes 0): every fitted prompt (and a guided "
+                         "training's guides) may follow the wrong polarity; set fit.polarity if you know it, or "
+                         "fit on more images")
     if p.skip_classes:
         by_label: dict[str, list[int]] = {}
         for r in records:
