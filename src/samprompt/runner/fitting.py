@@ -10,7 +10,7 @@ does the whole fit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -348,7 +348,7 @@ def get_fitted_threshold(config: RunConfig, out: Path, data: PreparedData, model
 
     if not config.fits_threshold:
         return None
-    if scorer is None:  # RunConfig.needs_fitted_scorer makes the fit stage run: a bug if it did not
+    if scorer is None:  # RunConfig.fits_scorer makes the fit stage run: a bug if it did not
         raise DataError("the threshold fit needs the run's fitted scorer, and none was fitted")
     part: Literal["val", "train"] = "val" if data.split.ids("val") else "train"
     identity = _threshold_identity(config, data, scorer, classifier_checkpoint, part)
@@ -381,7 +381,7 @@ def get_fitted_threshold(config: RunConfig, out: Path, data: PreparedData, model
     targets = resolve_targets(config, info, view.labels)
     step = max(1, config.batch_size)
 
-    def cams() -> Any:
+    def cams() -> Iterator[NDArray[np.float32]]:
         for start in range(0, len(ids), step):
             batch = [view[k] for k in range(start, min(len(ids), start + step))]
             yield from (r.cam for r in pipe.compute_cams(batch, targets[start:start + len(batch)]))
