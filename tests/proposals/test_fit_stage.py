@@ -28,6 +28,24 @@ def _data(root: Path, per_class: int = 6) -> Path:
     return root
 
 
+def _run_config(data: Path, name: str, prompts: list[dict[str, Any]], *, fractions: tuple[float, ...] = (0.75, 0.0, 0.25),
+                value: float | str = 0.5, **extra: Any) -> dict[str, Any]:
+    """A fast run config over ``_data``: tiny CNN, one epoch, ``fit.min_images`` 4, masker ``value``."""
+    return {
+        "name": name, "data": {"path": str(data)},
+        "split": {"fractions": list(fractions), "use": "test"},
+        "classifier": {"task": "multiclass", "train": {
+            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
+            "preprocessing": {"input_size": 32}, "device": "cpu"}},
+        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
+        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": value}},
+                     "prompts": prompts, "segmenter": {"name": "classical", "params": {"work_size": 48}}},
+        "fit": {"min_images": 4},
+        "report": {"panels": 1, "gallery": 1, "thumb": 64},
+        **extra,
+    }
+
+
 @pytest.fixture
 def no_masks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Records every image file opened; reading a mask raises."""
@@ -117,20 +135,9 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     from samprompt.runner import load_run_config, run_experiment
 
     data = _data(tmp_path / "d", per_class=8)
-    cfg = {
-        "name": "fit", "data": {"path": str(data)},
-        "split": {"fractions": [0.75, 0.0, 0.25], "use": "test"},
-        "classifier": {"task": "multiclass", "train": {
-            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
-            "preprocessing": {"input_size": 32}, "device": "cpu"}},
-        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
-        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": 0.5}},
-                     "prompts": [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}},
-                                 {"name": "candidates", "label": "busi", "params": {"work_size": 64}}],
-                     "segmenter": {"name": "classical", "params": {"work_size": 48}}},
-        "fit": {"min_images": 4},
-        "report": {"panels": 2, "gallery": 1, "thumb": 64},
-    }
+    cfg = _run_config(data, "fit", [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}},
+                                    {"name": "candidates", "label": "busi", "params": {"work_size": 64}}],
+                      report={"panels": 2, "gallery": 1, "thumb": 64})
     out = tmp_path / "run"
     run_experiment(load_run_config(cfg), out)
     scorer = out / "scorer.json"
@@ -238,19 +245,8 @@ def test_selftrain_with_a_fitted_scorer(tmp_path: Path) -> None:
     from samprompt.runner import load_run_config, run_experiment
 
     data = _data(tmp_path / "d", per_class=8)
-    cfg: dict[str, Any] = {
-        "name": "fit-st", "data": {"path": str(data)},
-        "split": {"fractions": [0.75, 0.0, 0.25], "use": "test"}, "limit": 2,
-        "classifier": {"task": "multiclass", "train": {
-            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
-            "preprocessing": {"input_size": 32}, "device": "cpu"}},
-        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
-        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": 0.5}},
-                     "prompts": [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}}],
-                     "segmenter": {"name": "classical", "params": {"work_size": 48}}},
-        "fit": {"min_images": 4}, "selftrain": {"epochs": 1, "size": 32, "batch_size": 4},
-        "report": {"panels": 1, "gallery": 1, "thumb": 64},
-    }
+    cfg = _run_config(data, "fit-st", [{"name": "candidates", "params": {"scorer": "fit", "work_size": 64}}],
+                      limit=2, selftrain={"epochs": 1, "size": 32, "batch_size": 4})
     with pytest.raises(ConfigError, match=r"selftrain\.weight must be given.*'candidates'.*fitted scorer"):
         load_run_config(cfg)
     cfg["selftrain"]["weight"] = 3.0
@@ -269,18 +265,7 @@ def test_run_fits_the_masker_threshold_on_val_without_masks(tmp_path: Path, monk
     from samprompt.runner import fitting, load_run_config, run_experiment
 
     data = _data(tmp_path / "d", per_class=8)
-    cfg: dict[str, Any] = {
-        "name": "thr", "data": {"path": str(data)},
-        "split": {"fractions": [0.5, 0.25, 0.25], "use": "test"},
-        "classifier": {"task": "multiclass", "train": {
-            "arch": "tiny_cnn", "epochs": 1, "batch_size": 4, "patience": None,
-            "preprocessing": {"input_size": 32}, "device": "cpu"}},
-        "device": "cpu", "batch_size": 3, "target": ["benign", "malignant"],
-        "pipeline": {"cam": {"name": "gradcam"}, "masker": {"name": "threshold", "params": {"value": "fit"}},
-                     "prompts": [{"name": "box"}], "segmenter": {"name": "classical", "params": {"work_size": 48}}},
-        "fit": {"min_images": 4},
-        "report": {"panels": 1, "gallery": 1, "thumb": 64},
-    }
+    cfg = _run_config(data, "thr", [{"name": "box"}], fractions=(0.5, 0.25, 0.25), value="fit")
     seen: list[int] = []
     real = fitting.LabelsOnly
 
