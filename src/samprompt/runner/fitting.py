@@ -179,16 +179,15 @@ def fit_on_dataset(
         DataError: Unreadable images, too few images of a class (saying how many are needed).
     """
     ids = readable_ids(dataset, ids, [], "the fit") if check_images else list(ids)
-    offered = len(ids)
-    if max_images is not None:
-        ids = cap_per_class(ids, LabelsOnly(dataset, ids).labels, max_images, seed)
     view = LabelsOnly(dataset, ids)
+    if max_images is not None:
+        view = LabelsOnly(dataset, cap_per_class(ids, view.labels, max_images, seed))
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]
     cams, score = evidence if evidence is not None else (None, None)
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
     if max_images is not None:
-        prov |= {"max_images": max_images, "images_offered": offered}
+        prov |= {"max_images": max_images, "images_offered": len(ids)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
                       prior=None if prior is None else load_scorer(prior), cam_features=cam_features,

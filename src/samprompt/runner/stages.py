@@ -101,10 +101,9 @@ def _stage_of(key: str, old: dict[str, Any], new: dict[str, Any]) -> str:
         return "classifier"  # a guided training's guides come from the fit
     if top == "selftrain":
         return "selftrain"
-    fits = any(s.get("params", {}).get("scorer") == "fit"
-               for d in (old, new) for s in (d.get("pipeline") or {}).get("prompts") or [])
-    fits = fits or any((((d.get("pipeline") or {}).get("masker") or {}).get("params") or {}).get("value") == "fit"
-                       for d in (old, new))  # the threshold fit reads the CAM (threshold.json checks its inputs)
+    pipes = [d.get("pipeline") or {} for d in (old, new)]
+    fits = (any(s.get("params", {}).get("scorer") == "fit" for p in pipes for s in p.get("prompts") or [])
+            or any(((p.get("masker") or {}).get("params") or {}).get("value") == "fit" for p in pipes))
     if top == "fit" or (fits and not guided and (key.startswith("pipeline.cam") or top == "target")):
         return "fit"  # the fit's settings, or the CAM evidence it learns from (a guided fit reads no CAM)
     if top in ("pipeline", "target", "batch_size", "device"):
