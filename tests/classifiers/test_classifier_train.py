@@ -80,6 +80,38 @@ def test_early_stopping_without_improvement(
     assert res.stopped_early and len(res.history) == 3 and res.best_epoch == 1
 
 
+def test_keep_last_returns_and_saves_the_final_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, make_examples: MakeExamples, bright_task: TaskSpec
+) -> None:
+    # the validation macro-F1 is best after epoch 1 (1.0) and worse after every later epoch (0.33)
+    scores = iter([np.array([[0.0, 1.0], [1.0, 0.0]] * 2, np.float32)] + [np.array([[1.0, 0.0]] * 4, np.float32)] * 9)
+
+    def falling_eval(*args: Any, **kwargs: Any) -> tuple[np.ndarray, np.ndarray, float]:
+        return next(scores), np.array([1, 0, 1, 0]), 0.7
+
+    monkeypatch.setattr(train_mod, "run_loader", falling_eval)
+    train, val = make_examples(8), make_examples(4)
+    last = train_classifier(train, val, task=bright_task, config=_config(epochs=3, keep="last", patience=None, seed=3),
+                            checkpoint=tmp_path / "last.pt")
+    assert last.best_epoch == 3 and [round(h.val_macro_f1 or 0, 2) for h in last.history] == [1.0, 0.33, 0.33]
+    assert last.best_val_macro_f1 == pytest.approx(1 / 3)
+    model, info = load_classifier(tmp_path / "last.pt")
+    assert info.metrics["best_epoch"] == 3 and info.train_config["keep"] == "last"
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), last.model(x))
+    # the same training keeping the best epoch returns other (epoch-1) weights
+    scores = iter([np.array([[0.0, 1.0], [1.0, 0.0]] * 2, np.float32)] + [np.array([[1.0, 0.0]] * 4, np.float32)] * 9)
+    best = train_classifier(train, val, task=bright_task, config=_config(epochs=3, patience=None, seed=3))
+    assert best.best_epoch == 1
+    with torch.no_grad():
+        assert not torch.allclose(best.model(x), last.model(x))
+    # patience still ends the training; the weights of the epoch it stopped after are kept
+    scores = iter([np.array([[0.0, 1.0], [1.0, 0.0]] * 2, np.float32)] + [np.array([[1.0, 0.0]] * 4, np.float32)] * 9)
+    early = train_classifier(train, val, task=bright_task, config=_config(epochs=6, keep="last", patience=2))
+    assert early.stopped_early and len(early.history) == 3 and early.best_epoch == 3
+
+
 def test_without_validation_the_last_epoch_is_kept(
     make_examples: MakeExamples, bright_task: TaskSpec
 ) -> None:

@@ -79,6 +79,11 @@ class TrainConfig(BaseModel):
         preprocessing: Network input geometry and normalisation (stored in the checkpoint).
         augmentation: Training augmentation, applied on top of ``preprocessing``.
         patience: Stop after this many epochs without a better validation macro-F1 (``None``: never).
+        keep: Which weights training returns and saves: ``"best"`` (the epoch of the best validation
+            macro-F1; the last epoch without a validation set) or ``"last"`` (the weights after the last
+            epoch run, whatever the validation says; ``patience`` still ends training early). ``"last"``
+            suits losses whose CAM terms keep improving while a small validation set's macro-F1 moves by
+            chance from epoch to epoch.
         seed: Seed of every random generator involved.
         deterministic: Use deterministic algorithms (slower on CUDA).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
@@ -107,6 +112,9 @@ class TrainConfig(BaseModel):
         guide_cover: Weight of the guide-coverage term (``None``: recipe, 0; needs ``guide_weight > 0``):
             ``1 - mean of the max-normalised CAM over the guide``, so the CAM fills the guide instead of
             one spot of it (a tighter CAM box).
+        guide_keep: The fraction of the guided examples that keep their guide when ``samprompt run`` makes
+            the guides (the label-only scorer's most confident choices; see
+            :func:`samprompt.proposals.guide_masks` ``keep``); 1 keeps all. Needs ``guide_weight > 0``.
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
 
@@ -124,6 +132,7 @@ class TrainConfig(BaseModel):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     augmentation: AugmentConfig = Field(default_factory=AugmentConfig)
     patience: Count | None = 10
+    keep: Literal["best", "last"] = "best"
     seed: Seed = 0
     deterministic: bool = False
     device: str = "auto"
@@ -142,6 +151,7 @@ class TrainConfig(BaseModel):
     negative_classes: list[str] | None = None
     guide_weight: float | None = Field(default=None, ge=0.0, le=100.0)
     guide_cover: float | None = Field(default=None, ge=0.0, le=100.0)
+    guide_keep: float = Field(default=1.0, gt=0.0, le=1.0)
     channels_last: bool = False
 
     def knobs(self) -> RecipeKnobs:
@@ -456,21 +466,27 @@ def _fit(
             callback(stats)
         key = (vf1, -(vloss if vloss is not None and math.isfinite(vloss) else 0.0)) if vf1 is not None else (
             float(epoch), 0.0)
+        epoch_metrics = {"best_epoch": epoch, "val_macro_f1": vf1, "val_accuracy": vacc, "val_loss": vloss}
         if key > best_key:
-            best_key, best_epoch, bad = key, epoch, 0
-            best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-            best_metrics = {"best_epoch": epoch, "val_macro_f1": vf1, "val_accuracy": vacc, "val_loss": vloss}
-            if checkpoint is not None:
-                save_classifier(checkpoint, model, make_info(best_metrics))
+            best_key, bad = key, 0
+            if cfg.keep == "best":
+                best_epoch, best_metrics = epoch, epoch_metrics
+                best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                if checkpoint is not None:
+                    save_classifier(checkpoint, model, make_info(best_metrics))
         else:
             bad += 1
-            if val_loader is not None and cfg.patience is not None and bad >= cfg.patience:
-                stopped = True
-                log.info("early stop after epoch %d (best %d)", epoch, best_epoch)
-                break
+        if cfg.keep == "last":  # the model itself holds the kept weights; saved once, after the loop
+            best_epoch, best_metrics = epoch, epoch_metrics
+        if bad and val_loader is not None and cfg.patience is not None and bad >= cfg.patience:
+            stopped = True
+            log.info("early stop after epoch %d (best %d)", epoch, epoch - bad)
+            break
     objective.close()  # on an exception the model is dropped with its hook
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif cfg.keep == "last" and checkpoint is not None and best_epoch:
+        save_classifier(checkpoint, model, make_info(best_metrics))
     model.eval()
     return TrainResult(
         model=model,
