@@ -4,6 +4,7 @@ classifier, its regions guide the CAM, no mask is opened, and the config's door 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ def test_guided_run_fits_first_guides_the_training_and_reuses_the_fit(tmp_path: 
     # a change of the fit's settings changes the guides, so it retrains the classifier (with --force)
     with pytest.raises(ConfigError, match="fit.polarity"):
         run_experiment(load_run_config({**_config(data), "fit": {"min_images": 4, "polarity": "dark"}}), out)
+    # guide_keep: the same fit's most confident half of the regions guide the training
+    half = tmp_path / "half"
+    run_experiment(load_run_config(_config(data, guide_keep=0.5)), half)
+    kept = json.loads((half / "train_result.json").read_text())["guides"]
+    assert kept["keep"] == 0.5 and guides["keep"] == 1.0
+    assert kept["with_guide"] == math.ceil(0.5 * guides["with_guide"])
 
 
 def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,6 +107,7 @@ def test_guided_run_asks_the_data_for_no_mask_before_the_training(tmp_path: Path
     ({"classifier": {"checkpoint": "c.pt", "train": {"guide_weight": 1.0}}}, "with classifier.checkpoint nothing"),
     ({"fit": {"cam_features": True}}, "fit.cam_features"),
     ({"fit": {"learner": "evidence"}}, "fit.learner cannot be evidence"),
+    ({"classifier": {"train": {"arch": "tiny_cnn", "guide_keep": 0.5}}}, "guide_keep: only a guided training"),
 ])
 def test_guided_config_errors(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     from samprompt.runner import load_run_config

@@ -12,6 +12,7 @@ from samprompt.errors import ConfigError
 from samprompt.proposals import PackedMask, guide_masks
 from samprompt.proposals.features import CAM_FEATURES
 from samprompt.proposals.fit import fit_scorer
+from samprompt.proposals.select import selector_from_scorer
 from samprompt.regions import box_iou, mask_to_box
 
 from .scenes import scene
@@ -55,3 +56,21 @@ def test_guides_lie_on_the_lesions_of_the_lesion_images_only() -> None:
     reads_cam.stage1.weights[CAM_FEATURES[0]] = 0.5  # an index into FEATURE_NAMES
     with pytest.raises(ConfigError, match="fit the scorer without cam_features"):
         guide_masks([new[0][0]], reads_cam)
+
+
+def test_keep_leaves_the_guides_of_the_most_confident_choices() -> None:
+    images = [scene("bright", s)[0] for s in range(10)] + [scene("bright", 100 + s, lesion=False)[0] for s in range(8)]
+    sf = fit_scorer(images, [True] * 10 + [False] * 8, selector=SMALL)
+    # four lesion images, and a lesion-free one whose region the scorer trusts least
+    new = [scene("bright", 700 + s)[0] for s in range(4)] + [scene("bright", 800, lesion=False)[0]]
+    scores = [selector_from_scorer(sf, **SMALL).choose(im)[1] for im in new]
+    assert int(np.argmin(scores)) == 4
+    every = guide_masks(new, sf, settings=SMALL)
+    kept = guide_masks(new, sf, settings=SMALL, keep=0.5)
+    top = set(np.argsort(scores)[::-1][:3].tolist())  # ceil(0.5 * 5) = 3
+    assert {k for k, g in enumerate(kept) if g is not None} == top
+    for k in top:
+        np.testing.assert_array_equal(kept[k](), every[k]())  # type: ignore[misc]
+    assert sum(g is not None for g in guide_masks(new, sf, settings=SMALL, keep=0.2)) == 1
+    with pytest.raises(ConfigError, match=r"keep must be in \(0, 1\], got 0.0"):
+        guide_masks(new, sf, keep=0.0)

@@ -341,6 +341,9 @@ class RunConfig(BaseModel):
                     "set selftrain.weight or that strategy's agreement_weight")
         train = self.classifier.train
         guided = train.knobs().guide_weight > 0
+        if train.guide_keep < 1.0 and not guided:
+            raise ValueError("classifier.train.guide_keep: only a guided training has guides to keep; set "
+                             "classifier.train.guide_weight > 0 too")
         if train.knobs().guide_cover > 0 and not guided:
             raise ValueError("classifier.train.guide_cover: the coverage term adds to the guidance term; set "
                              "classifier.train.guide_weight > 0 too")

@@ -292,9 +292,10 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
                             max_images=spec.max_images, seed=config.seed)
         save_scorer(sf, path)
     fitted = time.perf_counter() - t0
-    guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers)
+    keep = config.classifier.train.guide_keep
+    guides = guide_masks(view, path, use, workers=config.pipeline.prompt_workers, keep=keep)
     summary = {"scorer": str(path), "scorer_sha256": file_sha256(path), "images": len(ids),
-               "lesion_images": sum(use), "with_guide": sum(g is not None for g in guides),
+               "lesion_images": sum(use), "keep": keep, "with_guide": sum(g is not None for g in guides),
                "fit_seconds": fitted, "guide_seconds": time.perf_counter() - t0 - fitted}
     log.info("guided training: %d of %d training images have a guide (fit %.1f s, guides %.1f s)",
              summary["with_guide"], len(ids), fitted, summary["guide_seconds"])
