@@ -3,7 +3,9 @@
 :class:`TTACamExtractor` runs a TorchCAM method (``method``, any registered TorchCAM name such as
 ``gradcampp`` or ``layercam``) on the original images and on augmented copies — horizontal / vertical flips
 and extra network input scales — maps every CAM back onto the original grid (flips undone), and averages
-them (``tta_fusion``: ``mean`` or ``max``), then min-max normalises. Several ``target_layer`` names are
+them (``tta_fusion``: ``mean`` or ``max``), then min-max normalises. ``refine: guided`` then filters
+the fused CAM with the image as the guide (:func:`~samprompt.cams.refine.guided_filter`), so its edges
+follow the image's; ``flips: []`` with no ``scales`` refines a single view. Several ``target_layer`` names are
 fused per pass exactly as in the TorchCAM adapters (``fusion``). The default target is ``predicted``; for
 lesion localisation use the summed abnormal classes (e.g. ``target=[0, 1]`` = benign + malignant).
 """
@@ -20,6 +22,7 @@ from pydantic import Field
 
 from samprompt.cams import CAM_EXTRACTORS
 from samprompt.cams.base import CamExtractor, CamResult, Target
+from samprompt.cams.refine import guided_filter
 from samprompt.component import ComponentParams
 from samprompt.preprocess import Preprocessing
 
@@ -48,6 +51,9 @@ class TTAParams(ComponentParams):
     target: Literal["predicted"] | int | list[int] = "predicted"
     batch_size: int = Field(default=16, ge=1)
     head: Literal["classes", "lesion"] = "classes"
+    refine: Literal["none", "guided"] = "none"
+    refine_radius: float = Field(default=0.08, gt=0.0, le=0.5)
+    refine_eps: float = Field(default=1e-4, gt=0.0, le=1.0)
 
 
 @CAM_EXTRACTORS.register("tta")
@@ -65,6 +71,10 @@ class TTACamExtractor(CamExtractor[TTAParams]):
         target: Default target policy (``"predicted"``, a class index, or a list summed).
         batch_size: Images per forward/backward pass.
         head: ``"classes"`` or ``"lesion"`` (the lesion head's CAM), passed to ``method``.
+        refine: ``"none"`` or ``"guided"``: the fused CAM filtered with the image's grey level as the guide
+            (:func:`~samprompt.cams.refine.guided_filter`).
+        refine_radius: The guided filter's window half-width, a fraction of the image's long side.
+        refine_eps: The guided filter's regularisation (grey levels in [0, 1]).
     """
 
     def extract(
@@ -100,6 +110,8 @@ class TTACamExtractor(CamExtractor[TTAParams]):
         out = []
         for i, maps in enumerate(acc):
             stack = np.stack(maps)
-            fused = stack.mean(0) if p.tta_fusion == "mean" else stack.max(0)
-            out.append(CamResult(cam=_minmax(fused), target=first[i].target, probabilities=first[i].probabilities))
+            fused = _minmax(stack.mean(0) if p.tta_fusion == "mean" else stack.max(0))
+            if p.refine == "guided":
+                fused = guided_filter(fused, images[i], p.refine_radius, p.refine_eps)
+            out.append(CamResult(cam=fused, target=first[i].target, probabilities=first[i].probabilities))
         return out
