@@ -47,7 +47,9 @@ has made ``split.json``) and the run folders. The configs are those of the docs'
   ``guided_e12_fit``: ``guided_flip_cover1`` for 12 epochs with ``guide_cover`` 2, the multi-scale CAM and
   the masker's threshold fitted from the data (``value: fit``; the final choice of docs/quality.md, "A CAM
   threshold chosen without masks"; ``--set classifier.train.guide_cover=1`` for the first choice; seed 1:
-  ``--set seed=1`` in a fresh folder).
+  ``--set seed=1`` in a fresh folder); ``guided_e12_refined``: the same with the CAM refined with the image
+  as the guide (``refine: guided``, radius 0.08; docs/quality.md, "Image-guided CAM refinement"; the
+  ``guided`` preset's settings). Run it in a copy of the ``guided_e12_fit`` folder to reuse its classifier.
 * ``selftrain_val.json`` / ``selftrain_test.json`` — ``fit.json`` plus self-training, the fitted scorer
   with agreement weights 0, 2, 4, 8, 16 (chosen on val; test once).
 """
@@ -268,6 +270,10 @@ def configs(busi: Path, work: Path) -> dict[str, dict[str, Any]]:
     gt = copy.deepcopy(g)
     gt["split"]["use"] = "test"
     out["guided_e12_fit_test"] = gt
+    for stem, cfg in (("guided_e12_refined_val", g), ("guided_e12_refined_test", gt)):
+        r = copy.deepcopy(cfg)  # the CAM refined with the image as the guide (chosen on val; the guided preset)
+        r["pipeline"]["cam"]["params"].update({"refine": "guided", "refine_radius": 0.08, "refine_eps": 1e-4})
+        out[stem] = r
     st = copy.deepcopy(out["fit"])
     st["name"] = "busi-fit-selftrain"
     st["selftrain"] = {}
