@@ -126,14 +126,23 @@ def _two_blobs(seed: int, lesion: bool, H: int = 96, W: int = 128) -> np.ndarray
 
 def test_the_polarity_choice_says_how_sure_it_is(caplog: pytest.LogCaptureFixture) -> None:
     """``polarity_margin``: the chosen polarity's score minus the runner-up's with a resampled 95 % interval;
-    a tie (both polarities explain the labels) is flagged uncertain with a warning, a clear case is not."""
+    a tie (both polarities explain the labels) is flagged uncertain with a warning, and the MIL fit then uses
+    both polarities; a clear case is not flagged."""
     imgs = [_two_blobs(s, True) for s in range(10)] + [_two_blobs(100 + s, False) for s in range(10)]
     with caplog.at_level("WARNING", logger="samprompt.proposals.fit"):
         sf = fit_scorer(imgs, [True] * 10 + [False] * 10, selector=SMALL)
     m = sf.provenance["fit"]["polarity_margin"]
     assert m["certain"] is False and m["interval"][0] < 0 < m["interval"][1]
-    assert {sf.polarity, m["runner_up"]} == {"dark", "bright"}
-    assert "uncertain" in caplog.text and "set the fit's polarity" in caplog.text
+    assert sf.polarity == "both" and {m["by_score"], m["runner_up"]} == {"dark", "bright"}
+    assert "do not decide between dark and bright" in caplog.text and "set the fit's polarity" in caplog.text
+    # a lesion image of this data holds a dark and a bright blob: the fitted scorer chooses one of them
+    for seed in (500, 501):
+        image = _two_blobs(seed, True)
+        grey = image[..., 0].astype(float)
+        region, _ = selector_from_scorer(sf, **SMALL).choose(image)
+        assert region is not None
+        covered = sorted(float((region & blob).sum() / blob.sum()) for blob in (grey < 90, grey > 170))
+        assert covered[0] == 0.0 and covered[1] > 0.9, covered  # all of one blob (48 or 208), none of the other
     pairs = [scene("bright", s) for s in range(10)] + [scene("bright", 100 + s, lesion=False) for s in range(8)]
     clear = fit_scorer([p[0] for p in pairs], [True] * 10 + [False] * 8, selector=SMALL)
     m = clear.provenance["fit"]["polarity_margin"]
