@@ -138,7 +138,7 @@ def test_guided_door_needs_labels_the_fit_can_learn_from_without_a_classifier(tm
 
 
 def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     from samprompt.classifiers import read_info
     from samprompt.cli import main
 
@@ -161,6 +161,20 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
     info, _ = read_info(tmp_path / "on" / "classifier.pt")
     assert (info.train_config or {})["guide_weight"] == 2.0
     assert json.loads((tmp_path / "on" / "train_result.json").read_text())["guide_scorer"] == str(scorer)
+    # guide_keep reaches the guides of samprompt train too
+    import samprompt.proposals as proposals
+
+    seen: list[float] = []
+    real = proposals.guide_masks
+
+    def spy(*a: Any, **k: Any) -> Any:
+        seen.append(k["keep"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(proposals, "guide_masks", spy)
+    rc = main([*base, "--out", str(tmp_path / "half"), "--set", "guide_weight=2", "--set", "guide_keep=0.5"])
+    assert rc == 0, capsys.readouterr().err
+    assert seen == [0.5]
 
 
 def test_guided_run_refuses_before_training_when_the_labels_need_the_classifier(tmp_path: Path) -> None:

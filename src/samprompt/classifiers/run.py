@@ -130,5 +130,6 @@ def _guides(ds: Any, ids: list[str], scorer: str | os.PathLike[str], negative: S
     sf = load_scorer(scorer)
     neg = set(negative if negative is not None else sf.provenance.get("negative_classes") or [])
     labels = [str(ds[ds.position(i)].label) for i in ids]
-    return list(guide_masks(DatasetImages(ds, ids), sf, [lab not in neg for lab in labels], workers=cfg.num_workers))
+    return list(guide_masks(DatasetImages(ds, ids), sf, [lab not in neg for lab in labels], workers=cfg.num_workers,
+                            keep=cfg.guide_keep))
 

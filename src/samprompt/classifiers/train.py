@@ -112,8 +112,8 @@ class TrainConfig(BaseModel):
         guide_cover: Weight of the guide-coverage term (``None``: recipe, 0; needs ``guide_weight > 0``):
             ``1 - mean of the max-normalised CAM over the guide``, so the CAM fills the guide instead of
             one spot of it (a tighter CAM box).
-        guide_keep: The fraction of the guided examples that keep their guide when ``samprompt run`` makes
-            the guides (the label-only scorer's most confident choices; see
+        guide_keep: The fraction of the guided examples that keep their guide when ``samprompt run`` or
+            ``samprompt train --guide-scorer`` makes the guides (the label-only scorer's most confident choices; see
             :func:`samprompt.proposals.guide_masks` ``keep``); 1 keeps all. Needs ``guide_weight > 0``.
         channels_last: Run the network in channels-last memory layout (faster convolutions on CPUs).
     """
