@@ -162,7 +162,7 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
     assert (info.train_config or {})["guide_weight"] == 2.0
     assert json.loads((tmp_path / "on" / "train_result.json").read_text())["guide_scorer"] == str(scorer)
     # guide_keep reaches the guides of samprompt train too
-    import samprompt.proposals as proposals
+    from samprompt import proposals
 
     seen: list[float] = []
     real = proposals.guide_masks
