@@ -149,6 +149,15 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
                str(scorer), "--negative", "normal", "--min-images", "4"])
     assert rc == 0, capsys.readouterr().err
     assert json.loads(scorer.read_text())["provenance"]["classifier"] is None
+    # in a worker process: the same scorer
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "w1.json"), "--negative", "normal", "--min-images", "4", "--workers", "1"])
+    assert rc == 0, capsys.readouterr().err
+    one, other = json.loads(scorer.read_text()), json.loads((tmp_path / "w1.json").read_text())
+    assert one["stage1"] == other["stage1"] and one["stage2"] == other["stage2"]
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "w1.json"), "--negative", "normal", "--workers", "-1"])
+    assert rc == 2 and "--workers: must be 0 or more, got -1" in capsys.readouterr().err
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
                str(scorer), "--cam-features"])
     assert rc == 2 and "--checkpoint: --cam-features" in capsys.readouterr().err
