@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["as_bool_mask", "as_cam", "as_image"]
+__all__ = ["as_bool_mask", "as_cam", "as_grey", "as_image"]
 
 
 def as_cam(cam: Any, name: str = "cam") -> NDArray[np.float32]:
@@ -72,3 +72,18 @@ def as_image(image: Any, name: str = "image") -> NDArray[np.uint8]:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return np.ascontiguousarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8))
+
+
+def as_grey(image: Any, name: str = "image") -> NDArray[np.float32]:
+    """Return ``image`` as an (H, W) float32 grey level in [0, 1]: the mean of the channels of an image
+    :func:`as_image` accepts, divided by 255; an (H, W) non-uint8 array is taken as a grey image already in
+    [0, 1] (converted to float32, not rescaled).
+
+    Raises:
+        ValueError: If the shape or dtype is not an image.
+    """
+    arr = np.asarray(image)
+    if arr.ndim == 2 and arr.dtype != np.uint8:
+        return arr.astype(np.float32)
+    grey: NDArray[np.float32] = as_image(arr, name).astype(np.float32).mean(axis=2) / 255.0
+    return grey

@@ -73,7 +73,9 @@ class TTACamExtractor(CamExtractor[TTAParams]):
         head: ``"classes"`` or ``"lesion"`` (the lesion head's CAM), passed to ``method``.
         refine: ``"none"`` or ``"guided"``: the fused CAM filtered with the image's grey level as the guide
             (:func:`~samprompt.cams.refine.guided_filter`).
-        refine_radius: The guided filter's window half-width, a fraction of the image's long side.
+        refine_radius: The guided filter's window half-width, a fraction of the image's long side (default
+            0.08 and ``refine_eps`` 1e-4: chosen on BUSI val, docs: quality, "Image-guided CAM refinement";
+            screen other values on your val images with ``benchmarks/cam_refine_screen.py``).
         refine_eps: The guided filter's regularisation (grey levels in [0, 1]).
     """
 

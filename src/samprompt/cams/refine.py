@@ -19,21 +19,13 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from samprompt._arrays import as_image
+from samprompt._arrays import as_grey
 
 __all__ = ["guided_filter"]
 
 #: Longest side at which the filter's coefficients are computed (larger images are filtered at this size
 #: and the coefficients upsampled: the "fast guided filter" approximation).
 WORK_SIDE = 512
-
-
-def _grey01(image: Any) -> NDArray[np.float32]:
-    arr = np.asarray(image)
-    if arr.ndim == 2 and arr.dtype != np.uint8:
-        return np.clip(arr.astype(np.float32), 0.0, 1.0)
-    out: NDArray[np.float32] = as_image(arr).astype(np.float32).mean(axis=2) / 255.0
-    return out
 
 
 def guided_filter(cam: NDArray[np.floating[Any]], image: Any, radius: float = 0.08, eps: float = 1e-4
@@ -45,7 +37,8 @@ def guided_filter(cam: NDArray[np.floating[Any]], image: Any, radius: float = 0.
         image: (H, W[, 3]) uint8 image (its grey level is the mean of its channels), or an (H, W) float
             grey image in [0, 1].
         radius: Window half-width as a fraction of the image's long side (in (0, 0.5]); the window is
-            ``2 * r + 1`` pixels square, ``r = max(1, round(radius * long side))``.
+            ``2 * r + 1`` pixels square, ``r = max(1, round(radius * long side))``, the long side of the grid it is
+            computed on (at most 512 px). The defaults (0.08, ``eps`` 1e-4) were chosen on BUSI val.
         eps: Regularisation of the local linear coefficient (grey levels in [0, 1]; in (0, 1]): larger
             values keep more of the CAM's own smooth shape in windows of low image contrast.
 
@@ -55,7 +48,7 @@ def guided_filter(cam: NDArray[np.floating[Any]], image: Any, radius: float = 0.
     Raises:
         ValueError: ``cam`` and ``image`` of different (H, W), or ``radius`` / ``eps`` out of range.
     """
-    grey = _grey01(image)
+    grey = as_grey(image)
     c = np.asarray(cam, np.float32)
     if c.ndim != 2 or c.shape != grey.shape:
         raise ValueError(f"guided_filter: the CAM's shape {c.shape} is not the image's (H, W) {grey.shape}")

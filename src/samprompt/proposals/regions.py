@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.transform import resize
 
-from samprompt._arrays import as_image
+from samprompt._arrays import as_grey, as_image
 from samprompt.regions import mask_to_box
 
 __all__ = ["POLARITIES", "Candidate", "Polarity", "Work", "grey_of", "propose_candidates", "to_polarity"]
@@ -61,15 +61,7 @@ class Candidate:
 def grey_of(image: Any) -> NDArray[np.float32]:
     """(H, W) float32 grey in [0, 1] of an (H, W[, 3]) uint8 image (the mean of its channels), or a float
     grey image itself; what :class:`Work` starts from."""
-    return _grey(image)
-
-
-def _grey(image: Any) -> NDArray[np.float32]:
-    arr = np.asarray(image)
-    if arr.ndim == 2 and arr.dtype != np.uint8:
-        return arr.astype(np.float32)
-    grey: NDArray[np.float32] = as_image(arr).astype(np.float32).mean(axis=2) / 255.0
-    return grey
+    return as_grey(image)
 
 
 
@@ -120,7 +112,7 @@ class Work:
                  shape: tuple[int, int] | None = None, polarity: str = "dark",
                  grey: NDArray[np.float32] | None = None) -> None:
         self.polarity = polarity
-        self.grey = to_polarity(_grey(image) if grey is None else grey, image, polarity)
+        self.grey = to_polarity(as_grey(image) if grey is None else grey, image, polarity)
         H, W = self.grey.shape
         if shape is None:
             s = min(1.0, work_size / max(H, W))

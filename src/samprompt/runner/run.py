@@ -476,21 +476,19 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
         blob = json.loads(scorer.read_text(encoding="utf-8"))
         fit = (blob.get("provenance") or {}).get("fit") or {}
         margin = fit.get("polarity_margin") or {}
-        if margin and not margin.get("certain", True) and margin.get("by_score"):
+        if margin and not margin.get("certain", True):
             lo, hi = margin["interval"]
-            notes.append(f"WARNING label-only fit: the labels do not decide between dark and bright on "
-                         f"{fit.get('lesion_images', '?')} + {fit.get('negative_images', '?')} images (95 % interval "
-                         f"of the difference [{lo:.3g}, {hi:.3g}] includes 0), so the fit used both polarities "
-                         f"({margin['by_score']} by score alone); set fit.polarity if you know it, or fit on more "
-                         "images")
-        elif margin and not margin.get("certain", True):
-            lo, hi = margin["interval"]
-            notes.append(f"WARNING label-only fit: polarity {blob.get('polarity', '?')} chosen over "
-                         f"{margin['runner_up']} on {fit.get('lesion_images', '?')} + "
-                         f"{fit.get('negative_images', '?')} images, but the labels do not decide it (95 % interval "
-                         f"of the difference [{lo:.3g}, {hi:.3g}] includes 0): every fitted prompt (and a guided "
-                         "training's guides) may follow the wrong polarity; set fit.polarity if you know it, or "
-                         "fit on more images")
+            images = f"{fit.get('lesion_images', '?')} + {fit.get('negative_images', '?')} images"
+            undecided = f"(95 % interval of the difference [{lo:.3g}, {hi:.3g}] includes 0)"
+            if margin.get("by_score"):  # the MIL fit fell back to both polarities
+                notes.append(f"WARNING label-only fit: the labels do not decide between dark and bright on {images} "
+                             f"{undecided}, so the fit used both polarities ({margin['by_score']} by score alone); "
+                             "set fit.polarity if you know it, or fit on more images")
+            else:
+                notes.append(f"WARNING label-only fit: polarity {blob.get('polarity', '?')} chosen over "
+                             f"{margin['runner_up']} on {images}, but the labels do not decide it {undecided}: "
+                             "every fitted prompt (and a guided training's guides) may follow the wrong polarity; "
+                             "set fit.polarity if you know it, or fit on more images")
     if p.skip_classes:
         by_label: dict[str, list[int]] = {}
         for r in records:
