@@ -170,11 +170,14 @@ def _refined(sel: ProposalSelector, stage1: CandidateScorer, image: NDArray[Any]
     given an evidence map, their concentration of it."""
     Fs, boxes, evs = [], [], []
     cam_f: NDArray[np.float64] | None = None
+    grey: NDArray[np.float32] | None = None  # made once for all polarities
     for p in polarities:
         rec = recs[p]
         if rec is None:
             continue
-        work = Work(image, sel.sigma, work_size=sel.work_size, polarity=p)
+        if grey is None:
+            grey = grey_of(image)
+        work = Work(image, sel.sigma, work_size=sel.work_size, polarity=p, grey=grey)
         F1 = rec.F
         if not uses_cam and np.any(F1[:, list(CAM_FEATURES)] != 0):
             F1 = F1.copy()

@@ -92,17 +92,20 @@ def _refine(work: Work, candidates: Sequence[Candidate], scores: NDArray[np.floa
     extra = np.zeros((n, len(REFINED_FEATURE_NAMES) - len(FEATURE_NAMES)))
     for i, (m, j) in enumerate(zip(small_masks, order)):
         orig = candidates[j].mask
-        edge_px = m & ~ndi.binary_erosion(m)
-        ys, xs = np.nonzero(m)
-        y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        # the boundary pixels, on the mask's box plus a 1-pixel frame (the same pixels as on the whole image)
+        fy, fx = slice(max(0, y0 - 1), min(h, y1 + 1)), slice(max(0, x0 - 1), min(w, x1 + 1))
+        mf = m[fy, fx]
+        edge_px = mf & ~ndi.binary_erosion(mf)
         bh, bw = max(2, (y1 - y0) // 2), max(2, x1 - x0)
         below = small[y1:min(h, y1 + bh), x0:x1]
         side = np.concatenate([small[y1:min(h, y1 + bh), max(0, x0 - bw):x0].ravel(),
                                small[y1:min(h, y1 + bh), x1:min(w, x1 + bw)].ravel()])
         extra[i] = [
             scores[j], 1.0 / (1.0 + i), float(out.scores[i]), _iou(m, orig),
-            float(grad[edge_px].mean()) / gscale if edge_px.any() else 0.0,
-            float(small[m].std()) / std,
+            float(grad[fy, fx][edge_px].mean()) / gscale if edge_px.any() else 0.0,
+            float(small[fy, fx][mf].std()) / std,
             (float(below.mean()) - float(side.mean())) / std if below.size and side.size else 0.0,
             np.log(max(1, int(np.count_nonzero(m))) / max(1, int(np.count_nonzero(orig)))),
         ]

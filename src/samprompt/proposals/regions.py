@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_multiotsu, threshold_otsu
 from skimage.transform import resize
 
-from samprompt._arrays import as_grey, as_image
+from samprompt._arrays import as_grey, as_image, fill_holes
 from samprompt.regions import mask_to_box
 
 __all__ = ["POLARITIES", "Candidate", "Polarity", "Work", "grey_of", "propose_candidates", "to_polarity"]
@@ -150,7 +150,7 @@ def _fill_holes(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
     result: background touching the box's edge reaches the image border around the box)."""
     sl = _crop_around(region, 1)
     out = np.zeros_like(region)
-    out[sl] = ndi.binary_fill_holes(region[sl])
+    out[sl] = fill_holes(region[sl])
     return out
 
 
@@ -258,14 +258,20 @@ def _propose(work: Work, *, quantiles: Sequence[float], min_area: float, max_are
             means = ndi.mean(small, seg, np.arange(seg.max() + 1))
             dark = np.asarray(means) < med
             labelled.append((np.where(dark[seg], seg + 1, 0), int(seg.max()) + 1))
+    H, W = small.shape
     for lab, k in labelled:
         if k == 0:
             continue
         areas = np.bincount(lab.ravel(), minlength=k + 1)
+        boxes = ndi.find_objects(lab, max_label=k)
         for j in range(1, k + 1):
             if not (min_area * n <= areas[j] <= max_area * n):
                 continue
-            region = _fill_holes(lab == j)
+            # _fill_holes(lab == j), computed on the component's box plus a 1-pixel frame only
+            ys, xs = boxes[j - 1]  # not None: the component has pixels
+            sl = (slice(max(0, ys.start - 1), min(H, ys.stop + 1)), slice(max(0, xs.start - 1), min(W, xs.stop + 1)))
+            region = np.zeros((H, W), bool)
+            region[sl] = fill_holes(lab[sl] == j)
             a = np.count_nonzero(region)
             for entry in found:
                 # IoU <= min(area) / max(area): skip the pixel test where the areas alone rule a match out

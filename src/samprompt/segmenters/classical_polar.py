@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage as ndi
 from scipy.ndimage import map_coordinates
 from skimage.draw import polygon2mask
+
+from samprompt._arrays import fill_holes
 
 __all__ = ["PolarParams", "polar_contour", "rasterise", "rasterise_star"]
 
@@ -182,7 +183,7 @@ def polar_contour(
 def rasterise(xs: NDArray[np.float64], ys: NDArray[np.float64], shape: tuple[int, int]) -> NDArray[np.bool_]:
     """Fill the polygon (vertex coordinates with pixel centres at ``i + 0.5``) on an (H, W) grid."""
     m = polygon2mask(shape, np.stack([ys - 0.5, xs - 0.5], axis=1))
-    return np.asarray(ndi.binary_fill_holes(m) if m.any() else m, dtype=bool)
+    return fill_holes(m) if m.any() else np.asarray(m, dtype=bool)
 
 
 def rasterise_star(
