@@ -86,6 +86,14 @@ def as_grey(image: Any, name: str = "image") -> NDArray[np.float32]:
     arr = np.asarray(image)
     if arr.ndim == 2 and arr.dtype != np.uint8:
         return arr.astype(np.float32)
+    if arr.dtype == np.uint8 and arr.ndim == 2 and arr.size:
+        # one channel: the mean of three equal channels is the value itself
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] in (3, 4) and arr.shape[0] and arr.shape[1]:
+        # the channels' sum is exact in uint16; sum / 3 in float32 rounds as numpy's float32 mean does
+        total = arr[:, :, 0].astype(np.uint16) + arr[:, :, 1] + arr[:, :, 2]
+        fast: NDArray[np.float32] = total.astype(np.float32) / np.float32(3.0) / 255.0
+        return fast
     grey: NDArray[np.float32] = as_image(arr, name).astype(np.float32).mean(axis=2) / 255.0
     return grey
 

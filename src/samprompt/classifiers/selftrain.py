@@ -41,7 +41,7 @@ from scipy import ndimage as ndi
 from skimage.transform import resize
 from torch import nn
 
-from samprompt._arrays import as_image
+from samprompt._arrays import as_grey, as_image
 from samprompt._torch import safe_load
 from samprompt.errors import CheckpointError
 from samprompt.prompts.base import Prompt
@@ -106,7 +106,7 @@ class SelfTrainNet(nn.Module):
 
 def _grey_input(image: Any, size: int) -> NDArray[np.float32]:
     """(H, W[, 3]) uint8 → (size, size) grey in [0, 1]."""
-    grey = as_image(image).astype(np.float32).mean(axis=2) / 255.0
+    grey = as_grey(as_image(image))  # the channels' mean / 255 (float32)
     small: NDArray[np.float32] = resize(grey, (size, size), order=1, anti_aliasing=True).astype(np.float32)
     return small
 

@@ -35,7 +35,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import random_walker
 from skimage.transform import resize
 
-from samprompt._arrays import as_image
+from samprompt._arrays import as_grey, as_image
 from samprompt.component import ComponentParams
 from samprompt.prompts.base import Prompt
 from samprompt.regions import keep_components, mask_to_box
@@ -116,7 +116,7 @@ class ClassicalSegmenter(Segmenter[ClassicalParams]):
 
     def embed(self, image: NDArray[np.uint8]) -> ImageEmbedding:
         """Store the grey image in [0, 1] (float32); image (H, W) or (H, W, 3) uint8."""
-        img = as_image(image).astype(np.float32).mean(axis=2) / 255.0
+        img = as_grey(as_image(image))  # the channels' mean / 255 (float32)
         if self.params.method == "random_walker" and self.params.smoothing > 0:
             img = ndi.gaussian_filter(img, self.params.smoothing)
         return ImageEmbedding(original_size=(img.shape[0], img.shape[1]), data=img)

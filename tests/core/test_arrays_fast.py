@@ -1,4 +1,5 @@
-"""``samprompt._arrays.fill_holes``: the same mask as ``scipy.ndimage.binary_fill_holes``, faster."""
+"""The fast paths of ``samprompt._arrays``: ``fill_holes`` gives ``scipy.ndimage.binary_fill_holes``'s mask, and
+``as_grey`` of a uint8 image the float32 channel mean / 255 bit for bit."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from samprompt._arrays import fill_holes
+from samprompt._arrays import as_grey, as_image, fill_holes
 
 
 def test_fills_an_enclosed_hole_and_keeps_a_bay_open() -> None:
@@ -55,3 +56,32 @@ def test_input_is_not_modified() -> None:
     before = m.copy()
     fill_holes(m)
     assert np.array_equal(m, before)
+
+
+def _reference_grey(image: np.ndarray) -> np.ndarray:
+    return as_image(image).astype(np.float32).mean(axis=2) / 255.0
+
+
+def test_as_grey_equals_the_float32_channel_mean_for_every_channel_sum() -> None:
+    s = np.arange(766)  # every possible sum of three uint8 channels
+    rgb = np.stack([np.minimum(s, 255), np.clip(s - 255, 0, 255), np.clip(s - 510, 0, 255)], -1).astype(np.uint8)
+    got = as_grey(rgb[None])
+    assert got.dtype == np.float32
+    assert np.array_equal(got, _reference_grey(rgb[None]))
+    assert got[0, 765] == np.float32(1.0) and got[0, 0] == 0.0
+    assert abs(float(got[0, 300]) - 100 / 255) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(40, 50), (40, 50, 3), (40, 50, 4), (40, 50, 1)])
+def test_as_grey_uint8_layouts(shape: tuple[int, ...]) -> None:
+    img = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    got = as_grey(img)
+    assert got.shape == (40, 50) and got.dtype == np.float32
+    assert np.array_equal(got, _reference_grey(img))
+
+
+def test_as_grey_float_grey_is_kept_and_bad_shapes_fail() -> None:
+    g = np.linspace(0, 1, 12, dtype=np.float64).reshape(3, 4)
+    assert np.array_equal(as_grey(g), g.astype(np.float32))
+    with pytest.raises(ValueError, match="image"):
+        as_grey(np.zeros((4, 5, 2), np.uint8))
