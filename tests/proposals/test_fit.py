@@ -134,6 +134,7 @@ def test_the_polarity_choice_says_how_sure_it_is(caplog: pytest.LogCaptureFixtur
     m = sf.provenance["fit"]["polarity_margin"]
     assert m["certain"] is False and m["interval"][0] < 0 < m["interval"][1]
     assert sf.polarity == "both" and {m["by_score"], m["runner_up"]} == {"dark", "bright"}
+    assert m["both_score"] > sf.provenance["fit"]["polarity_scores"][m["by_score"]]  # it won by the same score
     assert "do not decide between dark and bright" in caplog.text and "set the fit's polarity" in caplog.text
     # a lesion image of this data holds a dark and a bright blob: the fitted scorer chooses one of them
     for seed in (500, 501):
@@ -151,3 +152,29 @@ def test_the_polarity_choice_says_how_sure_it_is(caplog: pytest.LogCaptureFixtur
         clear.provenance["fit"]["polarity_scores"]["bright"] - clear.provenance["fit"]["polarity_scores"]["dark"])
     fixed = fit_scorer([p[0] for p in pairs], [True] * 10 + [False] * 8, selector=SMALL, polarity="bright")
     assert fixed.provenance["fit"]["polarity_margin"] is None  # nothing was chosen
+
+
+def test_an_uncertain_choice_keeps_its_polarity_when_a_model_of_both_scores_lower(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The model of both polarities competes by the same held-out score: on the two-blob data it wins
+    (above); made to score lower, the fit keeps the polarity the scores chose and only warns."""
+    import samprompt.proposals.fit as fit_module
+
+    real = fit_module._polarity_score
+    calls: list[int] = []
+
+    def lower_for_both(regions, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        score, values, l2 = real(regions, *args, **kwargs)
+        return (score - 10.0 if len(calls) == 3 else score), values, l2  # 3rd call: the pooled bags
+
+    monkeypatch.setattr(fit_module, "_polarity_score", lower_for_both)
+    imgs = [_two_blobs(s, True) for s in range(10)] + [_two_blobs(100 + s, False) for s in range(10)]
+    with caplog.at_level("WARNING", logger="samprompt.proposals.fit"):
+        sf = fit_scorer(imgs, [True] * 10 + [False] * 10, selector=SMALL)
+    m = sf.provenance["fit"]["polarity_margin"]
+    assert len(calls) == 3 and m["certain"] is False
+    scores = sf.provenance["fit"]["polarity_scores"]
+    assert sf.polarity == max(("dark", "bright"), key=lambda p: scores[p]) and "by_score" not in m
+    assert m["both_score"] < scores[sf.polarity]
+    assert "is uncertain" in caplog.text and "fitting on both" not in caplog.text

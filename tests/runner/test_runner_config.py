@@ -128,6 +128,42 @@ def test_presets_build_valid_configs(tmp_path: Path) -> None:
         preset("nope")
 
 
+def _class_folders(root: Path, classes: list[str]) -> Path:
+    from PIL import Image
+
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for k in range(2):
+            Image.new("L", (8, 8), 40 * k).save(root / c / f"{c} ({k}).png")
+    return root
+
+
+def test_best_preset_adds_the_guided_cam_run_where_the_fit_can_guide(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """``best`` runs the guided recipe (the ``guided`` preset's training and CAM on ``best``'s split) as a
+    third run when the label-only fit can make guides (a negative class, or two classes), and leaves it out
+    with a warning on one-class data, where the door would refuse it."""
+    with_normal = _class_folders(tmp_path / "a", ["benign", "malignant", "normal"])
+    runs = preset("best", with_normal)
+    assert [r.name for r in runs] == ["paper-resnet18-gradcam", "candidates", "guided-cam"]
+    cfg = runs[2].config(tmp_path / "out")
+    (guided,) = preset("guided", with_normal)
+    ref = guided.config(tmp_path / "out")
+    assert cfg.classifier.train == ref.classifier.train and cfg.pipeline.cam == ref.pipeline.cam
+    assert cfg.classifier.train.knobs().guide_weight == 4.0 and cfg.fits_threshold
+    assert cfg.split.fractions == runs[0].config(tmp_path / "out").split.fractions  # best's test images
+    assert [p.name for p in cfg.pipeline.prompts] == ["box", "center_point", "max_point", "box_center_point",
+                                                      "box_max_point"]
+    assert "needs" not in runs[2].data  # a preset key, not a config key
+    two = _class_folders(tmp_path / "b", ["benign", "malignant"])  # class contrast can guide
+    assert [r.name for r in preset("best", two)][-1] == "guided-cam"
+    one = _class_folders(tmp_path / "c", ["lesion"])
+    with caplog.at_level("WARNING", logger="samprompt.runner.presets"):
+        names = [r.name for r in preset("best", one)]
+    assert names == ["paper-resnet18-gradcam", "candidates"]
+    assert "run 'guided-cam' left out" in caplog.text and "one class ['lesion']" in caplog.text
+
+
 def test_demo_preset_uses_the_bundled_sample() -> None:
     (run,) = preset("demo")
     cfg = run.config(Path.cwd())

@@ -269,15 +269,20 @@ def fit_scorer(
         groups = cls if cls is not None else y.astype(np.int64)  # the classes (contrast) or lesion / negative
         margin = (_polarity_margin(chosen, per_image, groups, mode != "evidence")
                   if polarity == "auto" and len(tries) > 1 else None)
+        pooled = None
         if margin is not None and not margin["certain"] and mode == "mil" and {chosen, margin["runner_up"]} == {
                 "dark", "bright"}:
-            # the labels do not decide: dark and bright regions compete in one model instead of a coin flip
-            # (on BUSI subsets where the MIL choice was unsure, val Dice 0.001 / 0.187 became 0.43 / 0.46)
-            margin["by_score"] = chosen
-            chosen = "both"
+            # the labels do not decide between dark and bright: a model of both polarities' regions competes,
+            # by the same held-out score (docs: quality, "Both polarities when the labels do not decide")
+            pooled = _polarity_score(_pool(per, ("dark", "bright")), y, l2, mode, cls)[0]
+            margin["both_score"] = pooled
+        if pooled is not None and margin is not None and pooled > scores[chosen]:
+            by_score, chosen = chosen, "both"
+            margin["by_score"] = by_score
             log.warning("fit: the labels do not decide between dark and bright on these %d images (difference "
-                        "%.3g, 95%% interval [%.3g, %.3g] includes 0): fitting on both polarities; set the fit's "
-                        "polarity if you know it", len(y), margin["difference"], *margin["interval"])
+                        "%.3g, 95%% interval [%.3g, %.3g] includes 0) and a model of both scores higher (%.4g "
+                        "against %.4g): fitting on both polarities; set the fit's polarity if you know it", len(y),
+                        margin["difference"], *margin["interval"], pooled, scores[by_score])
         elif margin is not None and not margin["certain"]:
             log.warning("fit: the polarity choice %s over %s is uncertain on these %d images (difference %.3g, "
                         "95%% interval [%.3g, %.3g] includes 0); set the fit's polarity if you know it",

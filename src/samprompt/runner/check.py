@@ -26,7 +26,7 @@ from samprompt.data import Dataset, Split, check_labels_against_classes, open_da
 from samprompt.errors import ConfigError, SampromptError
 from samprompt.runner.config import FitSpec, RunConfig, takes_agreement
 
-__all__ = ["check_run", "ensure_runnable"]
+__all__ = ["check_run", "ensure_runnable", "guides_impossible"]
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +159,9 @@ def _learner_problems(config: RunConfig, used: Sequence[str], add: Callable[[str
     a guided training (fitted before the classifier), a learner that would need the classifier."""
     spec = config.fit if config.fit is not None else FitSpec()
     negatives = sorted(set(spec.negative_classes) & set(used))
-    if guided and spec.learner == "auto" and not negatives and (spec.prior is not None or len(used) < 2):
-        why = "fit.prior is set" if spec.prior is not None else f"the data has one class {list(used)}"
-        add("classifier.train.guide_weight",
-            f"the guides are fitted before the classifier exists, without a negative class the fit would learn "
-            f"from the classifier's evidence ({why}); give a negative class, two classes or drop fit.prior")
+    why = guides_impossible(config, used) if guided else None
+    if why is not None:
+        add("classifier.train.guide_weight", why)
     if spec.learner == "mil" and not negatives:
         add("fit.learner", f"mil needs a negative class, and fit.negative_classes {spec.negative_classes} names none "
                            f"of the data's classes {list(used)}")
@@ -172,6 +170,23 @@ def _learner_problems(config: RunConfig, used: Sequence[str], add: Callable[[str
                            "(use mil or contrast)")
     elif spec.learner == "contrast" and len(used) < 2:
         add("fit.learner", f"contrast needs at least two classes, and the data has {list(used)}")
+
+
+def guides_impossible(config: RunConfig, classes: Sequence[str]) -> str | None:
+    """Why a guided training (``classifier.train.guide_weight`` > 0) cannot get its guides on data with
+    these ``classes``, or ``None`` when it can.
+
+    The guides come from the label-only fit, made before the classifier exists; with ``fit.learner: auto``
+    that fit needs a negative class (``fit.negative_classes``) or, without ``fit.prior``, two classes (class
+    contrast). Otherwise it would learn from the classifier's evidence, which it does not have yet.
+    """
+    spec = config.fit if config.fit is not None else FitSpec()
+    negatives = set(spec.negative_classes) & set(classes)
+    if spec.learner != "auto" or negatives or (spec.prior is None and len(classes) >= 2):
+        return None
+    why = "fit.prior is set" if spec.prior is not None else f"the data has one class {list(classes)}"
+    return (f"the guides are fitted before the classifier exists, without a negative class the fit would learn "
+            f"from the classifier's evidence ({why}); give a negative class, two classes or drop fit.prior")
 
 
 def _scorer_problems(config: RunConfig, add: Callable[[str, str], None]) -> None:
