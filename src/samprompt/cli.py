@@ -239,9 +239,11 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
     fit = sf.provenance["fit"]
     margin = fit.get("polarity_margin")
     sure = "" if not margin or margin["certain"] else (
-        f"; the labels do not decide dark against bright ({margin['by_score']} by score alone), so both were "
-        "fitted: set --polarity if you know it" if margin.get("by_score") else
-        f"; UNCERTAIN over {margin['runner_up']}: set --polarity if you know it")
+        f"; the labels do not decide dark against bright ({margin['by_score']} by score alone) and a model of "
+        "both scored higher, so both were fitted: set --polarity if you know it" if margin.get("by_score") else
+        f"; UNCERTAIN over {margin['runner_up']}"
+        + (" (a model of both polarities scored lower)" if "both_score" in margin else "")
+        + ": set --polarity if you know it")
     print(f"polarity {sf.polarity} ({fit['method']}; {fit['lesion_images']} lesion, {fit['negative_images']} "
           f"negative images, {fit['seconds']:.1f} s{sure})")
     print(f"scorer written to {args.out}; use it with candidates params scorer={args.out}")

@@ -159,15 +159,21 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     run_experiment(load_run_config(cfg), out)
     summary = (out / "summary.md").read_text()
     assert "WARNING label-only fit: polarity bright chosen over dark on" in summary and "[-0.2, 0.4]" in summary
-    # ... and so is the MIL fit's fall-back to both polarities
+    # a MIL fit whose model of both polarities scored lower says so
+    blob["provenance"]["fit"]["polarity_margin"]["both_score"] = -0.9
+    scorer.write_text(json.dumps(blob))
+    run_experiment(load_run_config(cfg), out)
+    assert ("polarity bright chosen over dark (a model of both polarities scored lower) on 12 + 6 images"
+            in (out / "summary.md").read_text())
+    # ... and so is the MIL fit's use of both polarities
     blob["polarity"] = "both"
     blob["provenance"]["fit"]["polarity_margin"]["by_score"] = "bright"
     scorer.write_text(json.dumps(blob))
     run_experiment(load_run_config(cfg), out)
     summary = (out / "summary.md").read_text()
     assert ("WARNING label-only fit: the labels do not decide between dark and bright on 12 + 6 images (95 % "
-            "interval of the difference [-0.2, 0.4] includes 0), so the fit used both polarities (bright by score "
-            "alone)") in summary
+            "interval of the difference [-0.2, 0.4] includes 0), and a model of both scored higher, so the fit "
+            "used both polarities (bright by score alone)") in summary
     # a change of the fit's settings recomputes from the fit stage on, keeping the classifier
     ckpt = (out / "classifier.pt").stat().st_mtime_ns
     run_experiment(load_run_config({**cfg, "fit": {"min_images": 4, "polarity": "dark"}}), out)

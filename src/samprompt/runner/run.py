@@ -482,11 +482,13 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
             undecided = f"(95 % interval of the difference [{lo:.3g}, {hi:.3g}] includes 0)"
             if margin.get("by_score"):  # the MIL fit fell back to both polarities
                 notes.append(f"WARNING label-only fit: the labels do not decide between dark and bright on {images} "
-                             f"{undecided}, so the fit used both polarities ({margin['by_score']} by score alone); "
-                             "set fit.polarity if you know it, or fit on more images")
+                             f"{undecided}, and a model of both scored higher, so the fit used both polarities "
+                             f"({margin['by_score']} by score alone); set fit.polarity if you know it, or fit on "
+                             "more images")
             else:
+                both = " (a model of both polarities scored lower)" if "both_score" in margin else ""
                 notes.append(f"WARNING label-only fit: polarity {blob.get('polarity', '?')} chosen over "
-                             f"{margin['runner_up']} on {images}, but the labels do not decide it {undecided}: "
+                             f"{margin['runner_up']}{both} on {images}, but the labels do not decide it {undecided}: "
                              "every fitted prompt (and a guided training's guides) may follow the wrong polarity; "
                              "set fit.polarity if you know it, or fit on more images")
     if p.skip_classes:
