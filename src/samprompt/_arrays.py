@@ -103,8 +103,8 @@ def fill_holes(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
 
     A background pixel is a hole unless a 4-connected path of background pixels joins it to the array's
     edge (scipy's definition: its default structure, the outside counted as background); scipy finds
-    that by dilating until nothing changes, this by labelling the background once (the same result, many
-    times faster for large regions).
+    that by dilating until nothing changes, this by labelling the background once (the same result; 1.4
+    times as fast on small random masks, more where scipy needs many dilations).
     """
     m = np.asarray(mask, dtype=bool)
     bg, n = ndi.label(~m)  # 4-connected, as binary_fill_holes'

@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from samprompt.errors import ConfigError
+from samprompt.errors import ConfigError, SampromptError
 from samprompt.runner.config import RunConfig, apply_overrides, load_run_config
 from samprompt.sample import is_sample, sample_path
 
@@ -134,7 +134,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "best": {
         "description": "Labels only, our best prompts (docs: quality): the paper's ResNet18 GradCAM run as the "
-                       "baseline, then image candidates scored by a labels-only model, on the same classifier.",
+                       "baseline, then image candidates scored by a labels-only model, on the same classifier, "
+                       "and (where the data has a negative class or two classes) the paper's CAM prompts on "
+                       "the guided recipe's CAM.",
         "runs": [
             _paper_run("paper-resnet18-gradcam", "resnet18", "multiclass", "gradcam", 0.8, None),
             {
@@ -322,7 +324,6 @@ def _no_guides(config: RunConfig) -> str | None:
     """Why a guided run cannot get its guides on its data (:func:`~samprompt.runner.check.guides_impossible`),
     or ``None``; also ``None`` when the data cannot be listed (the door reports that)."""
     from samprompt.data import open_dataset
-    from samprompt.errors import SampromptError
     from samprompt.runner.check import guides_impossible
 
     try:
