@@ -7,10 +7,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage as ndi
 from skimage.transform import resize
 
-from samprompt.proposals.regions import Candidate, Work
+from samprompt.proposals.regions import Candidate, Work, _box_of, _ring_in
 
 __all__ = ["CAM_FEATURES", "FEATURE_NAMES", "REFINED_FEATURE_NAMES", "cam_at", "cam_features",
            "candidate_features", "features_of"]
@@ -102,19 +101,16 @@ def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.flo
     rows = []
     for c in candidates:
         m = c.mask
-        rr, cc = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        y0, y1, x0, x1 = int(rr[0]), int(rr[-1]) + 1, int(cc[0]), int(cc[-1]) + 1
-        mc = m[y0:y1, x0:x1]  # the mask's box: every per-region sum below reads only it (same values, same order)
+        box = _box_of(m)
+        (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
+        mc = m[box]  # the mask's box: every per-region sum below reads only it (same values, same order)
         ys, xs = np.nonzero(mc)
         a = len(ys)
         ys, xs = ys + y0, xs + x0
         hull = np.count_nonzero(convex_hull_image(mc))
-        it = max(2, int(0.2 * np.sqrt(a)))
-        wy, wx = slice(max(0, y0 - it), min(h, y1 + it)), slice(max(0, x0 - it), min(w, x1 + it))
-        mw = m[wy, wx]
-        ring = ndi.binary_dilation(mw, iterations=it) & ~mw  # == _ring(m, it)[wy, wx]; zero elsewhere
-        inside = float(small[y0:y1, x0:x1][mc].mean())
-        out = float(small[wy, wx][ring].mean()) if ring.any() else inside
+        win, ring = _ring_in(m, box, max(2, int(0.2 * np.sqrt(a))))
+        inside = float(small[box][mc].mean())
+        out = float(small[win][ring].mean()) if ring.any() else inside
         bh = max(2, (y1 - y0) // 2)
         below = small[y1:min(h, y1 + bh), x0:x1]
         above = small[max(0, y0 - bh):y0, x0:x1]
@@ -125,7 +121,7 @@ def features_of(work: Work, candidates: Sequence[Candidate], cam: NDArray[np.flo
         cy = (ys.mean() + 0.5) / h
         rows.append([1.0, la, la**2, a / max(int(hull), 1), a / ((y1 - y0) * (x1 - x0)),
                      np.log(max(y1 - y0, 1) / max(x1 - x0, 1)) ** 2, abs((xs.mean() + 0.5) / w - 0.5), cy, cy**2,
-                     border, bdist, (out - inside) / std, 0.0, -float(local[y0:y1, x0:x1][mc].mean()) / std,
+                     border, bdist, (out - inside) / std, 0.0, -float(local[box][mc].mean()) / std,
                      inside / (float(small.mean()) + 1e-3), below_above, np.log(c.hits), 0.0, 0.0, 0.0, 0.0])
     F = np.array(rows, np.float64)
     k = FEATURE_NAMES.index("contrast")

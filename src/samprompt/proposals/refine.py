@@ -11,7 +11,7 @@ from scipy import ndimage as ndi
 
 from samprompt.prompts.base import Prompt
 from samprompt.proposals.features import FEATURE_NAMES, REFINED_FEATURE_NAMES, cam_at, features_of
-from samprompt.proposals.regions import Candidate, Work, _iou, _shrink_mask
+from samprompt.proposals.regions import Candidate, Work, _box_of, _grown, _iou, _shrink_mask
 
 __all__ = ["refine_candidates", "under_smaller_region"]
 
@@ -92,11 +92,11 @@ def _refine(work: Work, candidates: Sequence[Candidate], scores: NDArray[np.floa
     extra = np.zeros((n, len(REFINED_FEATURE_NAMES) - len(FEATURE_NAMES)))
     for i, (m, j) in enumerate(zip(small_masks, order)):
         orig = candidates[j].mask
-        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        box = _box_of(m)
+        (y0, y1), (x0, x1) = (box[0].start, box[0].stop), (box[1].start, box[1].stop)
         # the boundary pixels, on the mask's box plus a 1-pixel frame (the same pixels as on the whole image)
-        fy, fx = slice(max(0, y0 - 1), min(h, y1 + 1)), slice(max(0, x0 - 1), min(w, x1 + 1))
-        mf = m[fy, fx]
+        frame = _grown(box, 1, m.shape)
+        mf = m[frame]
         edge_px = mf & ~ndi.binary_erosion(mf)
         bh, bw = max(2, (y1 - y0) // 2), max(2, x1 - x0)
         below = small[y1:min(h, y1 + bh), x0:x1]
@@ -104,8 +104,8 @@ def _refine(work: Work, candidates: Sequence[Candidate], scores: NDArray[np.floa
                                small[y1:min(h, y1 + bh), x1:min(w, x1 + bw)].ravel()])
         extra[i] = [
             scores[j], 1.0 / (1.0 + i), float(out.scores[i]), _iou(m, orig),
-            float(grad[fy, fx][edge_px].mean()) / gscale if edge_px.any() else 0.0,
-            float(small[fy, fx][mf].std()) / std,
+            float(grad[frame][edge_px].mean()) / gscale if edge_px.any() else 0.0,
+            float(small[frame][mf].std()) / std,
             (float(below.mean()) - float(side.mean())) / std if below.size and side.size else 0.0,
             np.log(max(1, int(np.count_nonzero(m))) / max(1, int(np.count_nonzero(orig)))),
         ]

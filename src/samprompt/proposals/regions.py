@@ -136,13 +136,26 @@ def _iou(a: NDArray[np.bool_], b: NDArray[np.bool_]) -> float:
     return inter / max(1, int(np.count_nonzero(a | b)))
 
 
-def _crop_around(mask: NDArray[np.bool_], pad: int) -> tuple[slice, slice]:
-    """The bounding box of ``mask`` grown by ``pad`` pixels, clipped to the array."""
+Box = tuple[slice, slice]
+
+
+def _box_of(mask: NDArray[np.bool_]) -> Box:
+    """The (rows, columns) slices of a non-empty mask's bounding box."""
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (slice(max(0, ys[0] - pad), min(h, ys[-1] + 1 + pad)),
-            slice(max(0, xs[0] - pad), min(w, xs[-1] + 1 + pad)))
+    return slice(int(ys[0]), int(ys[-1]) + 1), slice(int(xs[0]), int(xs[-1]) + 1)
+
+
+def _grown(box: Box, pad: int, shape: tuple[int, ...]) -> Box:
+    """``box`` grown by ``pad`` pixels on every side, clipped to an array of ``shape``."""
+    ys, xs = box
+    return (slice(max(0, ys.start - pad), min(shape[0], ys.stop + pad)),
+            slice(max(0, xs.start - pad), min(shape[1], xs.stop + pad)))
+
+
+def _crop_around(mask: NDArray[np.bool_], pad: int) -> Box:
+    """The bounding box of ``mask`` grown by ``pad`` pixels, clipped to the array."""
+    return _grown(_box_of(mask), pad, mask.shape)
 
 
 def _fill_holes(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -154,11 +167,19 @@ def _fill_holes(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return out
 
 
+def _ring_in(mask: NDArray[np.bool_], box: Box, iterations: int) -> tuple[Box, NDArray[np.bool_]]:
+    """``binary_dilation(mask, iterations) & ~mask`` of a non-empty mask whose bounding box is ``box``,
+    as ``(window, ring)``: the ring inside ``window`` (the box grown by ``iterations``), zero outside it."""
+    win = _grown(box, iterations, mask.shape)
+    m = mask[win]
+    return win, ndi.binary_dilation(m, iterations=iterations) & ~m
+
+
 def _ring(mask: NDArray[np.bool_], iterations: int) -> NDArray[np.bool_]:
     """``binary_dilation(mask, iterations) & ~mask`` of a non-empty mask, computed around its box."""
-    sl = _crop_around(mask, iterations)
+    win, ring = _ring_in(mask, _box_of(mask), iterations)
     out = np.zeros_like(mask)
-    out[sl] = ndi.binary_dilation(mask[sl], iterations=iterations) & ~mask[sl]
+    out[win] = ring
     return out
 
 
@@ -258,7 +279,6 @@ def _propose(work: Work, *, quantiles: Sequence[float], min_area: float, max_are
             means = ndi.mean(small, seg, np.arange(seg.max() + 1))
             dark = np.asarray(means) < med
             labelled.append((np.where(dark[seg], seg + 1, 0), int(seg.max()) + 1))
-    H, W = small.shape
     for lab, k in labelled:
         if k == 0:
             continue
@@ -267,10 +287,9 @@ def _propose(work: Work, *, quantiles: Sequence[float], min_area: float, max_are
         for j in range(1, k + 1):
             if not (min_area * n <= areas[j] <= max_area * n):
                 continue
-            # _fill_holes(lab == j), computed on the component's box plus a 1-pixel frame only
-            ys, xs = boxes[j - 1]  # not None: the component has pixels
-            sl = (slice(max(0, ys.start - 1), min(H, ys.stop + 1)), slice(max(0, xs.start - 1), min(W, xs.stop + 1)))
-            region = np.zeros((H, W), bool)
+            # _fill_holes(lab == j), on the component's box (not None: it has pixels) plus a 1-pixel frame
+            sl = _grown(boxes[j - 1], 1, small.shape)
+            region = np.zeros(small.shape, bool)
             region[sl] = fill_holes(lab[sl] == j)
             a = np.count_nonzero(region)
             for entry in found:
