@@ -206,6 +206,7 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
     from samprompt.data import Split, open_dataset
     from samprompt.errors import ConfigError
     from samprompt.proposals import save_scorer
+    from samprompt.proposals.fit import polarity_doubt
     from samprompt.runner.fitting import classifier_evidence, fit_on_dataset
 
     if args.checkpoint is None:
@@ -237,13 +238,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
                         seed=args.seed, workers=args.workers, progress=lambda d, t: bars("fit", d, t))
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
-    margin = fit.get("polarity_margin")
-    sure = "" if not margin or margin["certain"] else (
-        f"; the labels do not decide dark against bright ({margin['by_score']} by score alone) and a model of "
-        "both scored higher, so both were fitted: set --polarity if you know it" if margin.get("by_score") else
-        f"; UNCERTAIN over {margin['runner_up']}"
-        + (" (a model of both polarities scored lower)" if "both_score" in margin else "")
-        + ": set --polarity if you know it")
+    doubt = polarity_doubt(sf.polarity, fit.get("polarity_margin"))
+    sure = "" if doubt is None else f"; UNCERTAIN: {doubt}; set --polarity if you know it"
     print(f"polarity {sf.polarity} ({fit['method']}; {fit['lesion_images']} lesion, {fit['negative_images']} "
           f"negative images, {fit['seconds']:.1f} s{sure})")
     print(f"scorer written to {args.out}; use it with candidates params scorer={args.out}")

@@ -19,8 +19,9 @@ class contrast without one when the labels allow it, else the classifier's evide
   L2). The polarity (``auto``) is the one whose fit predicts the image labels best on held-out halves
   (2-fold, class-balanced image log-likelihood). When the labels do not decide between ``dark`` and
   ``bright`` (the 95 % interval of the difference, over resampled images, includes 0; the provenance's
-  ``polarity_margin``), the fit uses ``both``: the regions of both polarities compete in one model, and
-  ``polarity_margin["by_score"]`` keeps the polarity the scores alone would have chosen.
+  ``polarity_margin``), a model of both polarities' regions (``both``) competes by the same held-out score
+  (``polarity_margin["both_score"]``) and is used when it scores higher; ``polarity_margin["by_score"]``
+  then keeps the polarity the scores alone chose (:func:`polarity_doubt` says it in words).
 * **the classifier's evidence** (no negative class and one lesion class, a ``prior``, or
   ``learner="evidence"``): the run's classifier is the teacher. Each region gets an
   *evidence* value: how concentrated the CAM is on it (mean CAM on the region / mean CAM of the image; this
@@ -77,7 +78,7 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "resolve_learner"]
+__all__ = ["MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "polarity_doubt", "resolve_learner"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,32 @@ ScoreFn = Callable[[Sequence[Any]], NDArray[np.float64]]
 #: evidence; no negative class) or ``auto``: ``mil`` with a negative class; without one, ``evidence`` when
 #: a ``prior`` is given, else ``contrast`` when possible, else ``evidence``.
 Learner = Literal["auto", "mil", "contrast", "evidence"]
+
+
+def polarity_doubt(polarity: str, margin: Mapping[str, Any] | None, on: str = "") -> str | None:
+    """An uncertain polarity choice in words, from a fitted scorer's ``polarity`` and its provenance's
+    ``polarity_margin``; ``None`` when the choice was certain or not made (a polarity given).
+
+    Args:
+        polarity: The scorer's polarity (``both`` when the model of both polarities won).
+        margin: ``provenance["fit"]["polarity_margin"]`` (``runner_up``, ``interval``, ``certain`` and,
+            for an uncertain MIL choice, ``both_score`` and, when ``both`` won, ``by_score``).
+        on: Inserted after the choice, e.g. ``" on 453 + 93 images"``.
+
+    Example:
+        >>> polarity_doubt("dark", {"runner_up": "bright", "interval": [-0.04, 0.08], "certain": False,
+        ...                         "both_score": -0.6})
+        'polarity dark chosen over bright (a model of both polarities scored lower), but the labels do not decide it (95 % interval of the difference [-0.04, 0.08] includes 0)'
+    """
+    if not margin or margin.get("certain", True):
+        return None
+    lo, hi = margin["interval"]
+    undecided = f"(95 % interval of the difference [{lo:.3g}, {hi:.3g}] includes 0)"
+    if margin.get("by_score"):
+        return (f"the labels do not decide between dark and bright{on} {undecided}, and a model of both scored "
+                f"higher, so the fit used both polarities ({margin['by_score']} by score alone)")
+    lower = " (a model of both polarities scored lower)" if "both_score" in margin else ""
+    return f"polarity {polarity} chosen over {margin['runner_up']}{lower}{on}, but the labels do not decide it {undecided}"
 
 
 def fit_scorer(

@@ -44,6 +44,7 @@ from samprompt.cams import Target
 from samprompt.data import Dataset, check_labels_against_classes, prefetch
 from samprompt.errors import DataError, SampromptError, StageError
 from samprompt.pipeline import PipelineResult, PromptPipeline
+from samprompt.proposals.fit import polarity_doubt
 from samprompt.runner import distributed
 from samprompt.runner.check import ensure_runnable
 from samprompt.runner.config import RunConfig
@@ -476,21 +477,13 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
         blob = json.loads(scorer.read_text(encoding="utf-8"))
         fit = (blob.get("provenance") or {}).get("fit") or {}
         margin = fit.get("polarity_margin") or {}
-        if margin and not margin.get("certain", True):
-            lo, hi = margin["interval"]
-            images = f"{fit.get('lesion_images', '?')} + {fit.get('negative_images', '?')} images"
-            undecided = f"(95 % interval of the difference [{lo:.3g}, {hi:.3g}] includes 0)"
-            if margin.get("by_score"):  # the MIL fit fell back to both polarities
-                notes.append(f"WARNING label-only fit: the labels do not decide between dark and bright on {images} "
-                             f"{undecided}, and a model of both scored higher, so the fit used both polarities "
-                             f"({margin['by_score']} by score alone); set fit.polarity if you know it, or fit on "
-                             "more images")
-            else:
-                both = " (a model of both polarities scored lower)" if "both_score" in margin else ""
-                notes.append(f"WARNING label-only fit: polarity {blob.get('polarity', '?')} chosen over "
-                             f"{margin['runner_up']}{both} on {images}, but the labels do not decide it {undecided}: "
-                             "every fitted prompt (and a guided training's guides) may follow the wrong polarity; "
-                             "set fit.polarity if you know it, or fit on more images")
+        doubt = polarity_doubt(str(blob.get("polarity", "?")), margin,
+                               f" on {fit.get('lesion_images', '?')} + {fit.get('negative_images', '?')} images")
+        if doubt is not None:
+            risk = "" if margin.get("by_score") else (": every fitted prompt (and a guided training's guides) may "
+                                                      "follow the wrong polarity")
+            notes.append(f"WARNING label-only fit: {doubt}{risk}; set fit.polarity if you know it, or fit on more "
+                         "images")
     if p.skip_classes:
         by_label: dict[str, list[int]] = {}
         for r in records:
