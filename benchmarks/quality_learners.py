@@ -20,6 +20,13 @@ with the ground-truth box (val masks are read here: this is a benchmark). Printe
 With ``--per-class``, class contrast of the lesion classes is also fit on ``n`` train images per class
 (``--draws`` seeded draws), with the polarity chosen between ``dark`` and ``bright`` as the fit does (the
 other polarity's regions are made too).
+
+With ``--with-negative 10,20,...`` (data with a ``normal`` class), multiple-instance learning and class
+contrast of every class (``normal`` included) are fit on the same ``n`` train images per class (``--draws``
+seeded draws), each choosing the polarity between ``dark`` and ``bright`` by its own held-out score (MIL
+without the fit's "both polarities when uncertain" step); each is judged in the polarity it chose (the
+val regions of both polarities are made). This is the table behind ``fit.contrast_min_images`` (docs:
+quality, "Class contrast by default").
 """
 
 from __future__ import annotations
@@ -95,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("polarity", choices=["dark", "bright"])
     ap.add_argument("out", type=Path)
     ap.add_argument("--per-class", default="", help="e.g. 30,60,100: class contrast on n train images per class")
+    ap.add_argument("--with-negative", default="", help="e.g. 10,20,30: MIL against class contrast of every "
+                    "class on n train images per class, normal included")
     ap.add_argument("--draws", type=int, default=3)
     args = ap.parse_args(argv)
 
@@ -183,8 +192,42 @@ def main(argv: Sequence[str] | None = None) -> int:
                 sweep.append(row)
                 print(f"{n} per class, draw {draw}: polarity {'right' if row['polarity_right'] else 'WRONG'}, "
                       f"L2 {l2_here}, box IoU in the right polarity {row['box_iou']:.3f}", flush=True)
-    (args.out / "learners.json").write_text(json.dumps({"rows": rows, "per_class": sweep}, indent=1) + "\n",
-                                            encoding="utf-8")
+    negsweep = []
+    if args.with_negative:
+        other_pol = "dark" if args.polarity == "bright" else "bright"
+        regs_of = {args.polarity: tr, other_pol: _regions(args.run, "train", other_pol, args.out)}
+        val_of = {args.polarity: va, other_pol: _regions(args.run, "val", other_pol, args.out)}
+        names_all = np.array(cls_name)
+        for n in (int(v) for v in args.with_negative.split(",")):
+            for draw in range(args.draws):
+                rng = np.random.default_rng(draw)
+                idx = np.concatenate([rng.choice(np.flatnonzero(names_all == c), min(n, int((names_all == c).sum())),
+                                                 replace=False) for c in sorted(set(cls_name))])
+                y = names_all[idx] != "normal"
+                codes = np.unique(names_all[idx], return_inverse=True)[1]
+                row2: dict[str, Any] = {"per_class": n, "draw": draw}
+                for mode in ("mil", "contrast"):
+                    got = {p: _polarity_score([regs_of[p]["regions"][k] for k in idx], y, 1e-2, mode, codes)
+                           for p in regs_of}
+                    pol = max(got, key=lambda p: got[p][0])
+                    regs = [regs_of[pol]["regions"][k] for k in idx]
+                    keep = [i for i, r in enumerate(regs) if r is not None]
+                    if mode == "mil":
+                        sc = _mil([regs[i].F for i in keep], y[keep], got[pol][2])
+                    else:
+                        sc = _contrast([regs[i].F for i in keep], np.unique(codes[keep], return_inverse=True)[1],
+                                       got[pol][2]).scorer()
+                    va_pol = val_of[pol]
+                    ious_n = [0.0 if r is None else
+                              float(box_iou(r.boxes[int(np.argmax(sc(r.F)))], va_pol["gt"][sid][0]))
+                              for sid, r in zip(va_pol["ids"], va_pol["regions"])]
+                    row2[mode] = {"polarity": pol, "box_iou": float(np.mean(ious_n))}
+                negsweep.append(row2)
+                print(f"{n} per class with normal, draw {draw}: MIL {row2['mil']['polarity']} "
+                      f"{row2['mil']['box_iou']:.3f}, contrast {row2['contrast']['polarity']} "
+                      f"{row2['contrast']['box_iou']:.3f}", flush=True)
+    (args.out / "learners.json").write_text(json.dumps({"rows": rows, "per_class": sweep, "with_negative": negsweep},
+                                                       indent=1) + "\n", encoding="utf-8")
     return 0
 
 

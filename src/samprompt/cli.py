@@ -219,6 +219,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-images ({args.max_images}) must be at least --min-images ({args.min_images})")
     if args.workers < 0:
         raise ConfigError(f"--workers: must be 0 or more, got {args.workers}")
+    if args.contrast_min_images < 2:
+        raise ConfigError(f"--contrast-min-images: must be 2 or more, got {args.contrast_min_images}")
     ds = open_dataset(args.data)
     split = Split.load(args.split)  # no fingerprint check: it would read the mask files' bytes
     evidence = None
@@ -235,7 +237,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
     sf = fit_on_dataset(ds, split.ids("train"), negative_classes=args.negative or [], evidence=evidence,
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
                         cam_features=args.cam_features, learner=args.learner, max_images=args.max_images,
-                        seed=args.seed, workers=args.workers, progress=lambda d, t: bars("fit", d, t))
+                        seed=args.seed, workers=args.workers, progress=lambda d, t: bars("fit", d, t),
+                        contrast_min_images=args.contrast_min_images)
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
     doubt = polarity_doubt(sf.polarity, fit.get("polarity_margin"))
@@ -390,7 +393,11 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--learner", choices=["auto", "mil", "contrast", "evidence"], default="auto",
                     help="how the weights are learnt: mil (needs --negative), contrast (the region that tells the "
                          "classes apart; two or more classes of --min-images images), evidence (the classifier's "
-                         "CAM; no --negative), auto (mil with --negative, else contrast when possible, else evidence)")
+                         "CAM; no --negative), auto (contrast when possible, with --negative only from "
+                         "--contrast-min-images images per class, else mil; without --negative, else evidence)")
+    fp.add_argument("--contrast-min-images", type=int, default=20, metavar="N",
+                    help="with --negative and --learner auto: the fewest images of every class for class contrast, "
+                         "else mil (20)")
     fp.add_argument("--prior", metavar="SCORER",
                     help="without --negative: keep this scorer's weights (a shipped name or a file) and fit "
                          "the polarity only, from the classifier's evidence")

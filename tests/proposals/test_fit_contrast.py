@@ -9,10 +9,11 @@ import pytest
 from samprompt.errors import ConfigError, DataError
 from samprompt.proposals._fit_models import CONTRAST_L2, _contrast
 from samprompt.proposals.features import FEATURE_NAMES
-from samprompt.proposals.fit import fit_scorer
+from samprompt.proposals.fit import CONTRAST_MIN_IMAGES, fit_scorer, resolve_learner
 from samprompt.proposals.scorer import load_scorer
 from samprompt.proposals.select import selector_from_scorer
 from samprompt.regions import box_iou, mask_to_box
+from samprompt.runner.config import FitSpec
 
 from .scenes import LocalisingCam, scene
 
@@ -112,6 +113,38 @@ def test_contrast_with_a_negative_class_counts_it_as_a_class() -> None:
         region, _ = sel.choose(img, None)
         b, g = mask_to_box(region), mask_to_box(m)
         assert g[0] <= (b[0] + b[2]) / 2 <= g[2] and g[1] <= (b[1] + b[3]) / 2 <= g[3], (b, g)
+
+
+def test_auto_with_a_negative_class_uses_contrast_from_contrast_min_images_per_class() -> None:
+    lesion, classes = [True] * 40 + [False] * 20, ["benign"] * 20 + ["malignant"] * 20 + ["normal"] * 20
+    assert CONTRAST_MIN_IMAGES == 20 and FitSpec().contrast_min_images == CONTRAST_MIN_IMAGES
+    assert resolve_learner(lesion, classes) == "contrast"
+    # one class (here the negative one) a single image short of the floor: multiple-instance learning
+    assert resolve_learner(lesion[:-1], classes[:-1]) == "mil"
+    assert resolve_learner(lesion[:-1], classes[:-1], contrast_min_images=19) == "contrast"
+    assert resolve_learner(lesion, classes, contrast_min_images=None) == "mil"  # never contrast with negatives
+    assert resolve_learner(lesion, None) == "mil"  # no class names: nothing to contrast
+    # the floor is for auto with a negative class only: asked for, contrast needs min_images per class;
+    # without a negative class auto contrasts from min_images too (its other learner needs the classifier)
+    few = (lesion[:8] + lesion[20:28] + lesion[40:48], classes[:8] + classes[20:28] + classes[40:48])
+    assert resolve_learner(*few) == "mil" and resolve_learner(*few, learner="contrast") == "contrast"
+    assert resolve_learner([True] * 16, ["benign"] * 8 + ["malignant"] * 8) == "contrast"
+    # the floor never goes below min_images
+    assert resolve_learner(*few, min_images=9, contrast_min_images=2) == "mil"
+
+
+def test_auto_fit_with_a_negative_class_is_the_contrast_fit_above_the_floor() -> None:
+    images, _, classes = _two_classes("bright", 8, 0)
+    neg = [scene("bright", 300 + s, lesion=False)[0] for s in range(8)]
+    args = (images + neg, [True] * 16 + [False] * 8)
+    kw = {"classes": classes + ["normal"] * 8, "selector": SMALL, "polarity": "bright"}
+    auto = fit_scorer(*args, contrast_min_images=8, **kw)  # type: ignore[arg-type]
+    asked = fit_scorer(*args, learner="contrast", **kw)  # type: ignore[arg-type]
+    assert auto.provenance["fit"]["method"].startswith("class-contrast")
+    for a, b in ((auto.stage1, asked.stage1), (auto.stage2, asked.stage2)):
+        assert np.array_equal(a.weights, b.weights) and np.array_equal(a.mean, b.mean)
+    below = fit_scorer(*args, **kw)  # type: ignore[arg-type]  # 8 per class < 20: multiple-instance learning
+    assert below.provenance["fit"]["method"].startswith("multiple-instance")
 
 
 def test_a_prior_keeps_the_evidence_fit_unless_contrast_is_asked_for() -> None:

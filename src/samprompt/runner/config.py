@@ -215,10 +215,15 @@ class FitSpec(BaseModel):
             negative class), ``contrast`` (class-contrast attention: the region whose appearance tells the
             classes apart, a negative class counting as one more class; needs two classes of
             ``min_images`` images), ``evidence`` (the classifier's CAM and erasure evidence; no negative
-            class) or ``auto`` (default: ``mil`` with a negative class; without one, ``evidence`` when
-            ``prior`` is set, else ``contrast`` when the train split allows it, else ``evidence``). With
-            a negative class, ``contrast`` beat ``mil`` on BUSI val but failed on the bundled sample's 30
-            train images (docs: quality, "Class contrast").
+            class) or ``auto`` (default: with a negative class, ``contrast`` when every class has
+            ``contrast_min_images`` train images, else ``mil``; without one, ``evidence`` when ``prior``
+            is set, else ``contrast`` when the train split allows it, else ``evidence``).
+        contrast_min_images: With a negative class and ``learner: auto``, the fewest train images of every
+            class (the negative one included) for class contrast; below it ``mil``. ``None``: ``mil``
+            whenever there is a negative class (the ``guided`` presets, whose guides were measured with
+            it). Default 20: on draws of 10 to 93 BUSI train images per class, the smallest count at which
+            class contrast found the lesion in every draw, where ``mil`` often did not (docs: quality,
+            "Class contrast by default"); a default of the method, not fitted to your data.
         max_images: Fit on at most this many train images of each class, drawn with the run's ``seed``
             (``None``, default: all). The fit's time grows with its images, so this bounds it on large
             data sets or next to a short training; it must be at least ``min_images`` (docs: quality,
@@ -235,6 +240,7 @@ class FitSpec(BaseModel):
     prior: str | None = None
     cam_features: bool = False
     learner: Literal["auto", "mil", "contrast", "evidence"] = "auto"
+    contrast_min_images: int | None = Field(default=20, ge=2, le=10_000_000)  # proposals.fit.CONTRAST_MIN_IMAGES
     max_images: int | None = Field(default=None, ge=2, le=10_000_000)
 
     @model_validator(mode="after")

@@ -25,7 +25,7 @@ from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset, DatasetImages
 from samprompt.errors import DataError
 from samprompt.pipeline import PromptPipeline
-from samprompt.proposals.fit import CamFn, Learner, ScoreFn, fit_scorer, resolve_learner
+from samprompt.proposals.fit import CONTRAST_MIN_IMAGES, CamFn, Learner, ScoreFn, fit_scorer, resolve_learner
 from samprompt.proposals.guides import PackedMask
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
@@ -148,6 +148,7 @@ def fit_on_dataset(
     check_images: bool = True,
     max_images: int | None = None,
     seed: int = 0,
+    contrast_min_images: int | None = CONTRAST_MIN_IMAGES,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -174,6 +175,9 @@ def fit_on_dataset(
         max_images: Fit on at most this many images of each class name (:func:`cap_per_class`, drawn
             with ``seed``); ``None`` (default): all of them. The fit's time grows with its images.
         seed: The draw's seed.
+        contrast_min_images: With a negative class and ``learner="auto"``, the fewest images of every class
+            for class contrast (else multiple-instance learning); see
+            :func:`~samprompt.proposals.fit.fit_scorer`.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
@@ -191,7 +195,7 @@ def fit_on_dataset(
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
                       prior=None if prior is None else load_scorer(prior), cam_features=cam_features,
-                      classes=view.labels, learner=learner)
+                      classes=view.labels, learner=learner, contrast_min_images=contrast_min_images)
 
 
 def _provenance(config: RunConfig, data: PreparedData, classifier_checkpoint: Path | None) -> dict[str, Any]:
@@ -233,7 +237,7 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
                         erase=spec.erase, provenance=_provenance(config, data, classifier_checkpoint),
                         prior=spec.prior, cam_features=spec.cam_features,
                         learner=spec.learner, workers=config.pipeline.prompt_workers,
-                        max_images=spec.max_images, seed=config.seed)
+                        max_images=spec.max_images, seed=config.seed, contrast_min_images=spec.contrast_min_images)
     save_scorer(sf, path)  # atomic
     return path
 
@@ -277,7 +281,8 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
     view = LabelsOnly(data.dataset, ids)
     negatives = set(spec.negative_classes)
     use = [lab not in negatives for lab in view.labels]
-    if resolve_learner(use, view.labels, spec.learner, spec.min_images) == "evidence":
+    if resolve_learner(use, view.labels, spec.learner, spec.min_images,
+                       contrast_min_images=spec.contrast_min_images) == "evidence":
         raise ConfigError("classifier.train.guide_weight: the guides are fitted from the labels before the classifier "
                           "exists, and without a negative class these train images need its evidence (class "
                           f"contrast needs two classes of fit.min_images = {spec.min_images} images each)")
@@ -289,7 +294,8 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
                             provenance={**_provenance(config, data, None), "before_training": True},
                             prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers,
                             check_images=False,  # get_classifier has decoded them
-                            max_images=spec.max_images, seed=config.seed)
+                            max_images=spec.max_images, seed=config.seed,
+                            contrast_min_images=spec.contrast_min_images)
         save_scorer(sf, path)
     fitted = time.perf_counter() - t0
     keep = config.classifier.train.guide_keep
