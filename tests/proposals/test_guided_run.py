@@ -149,6 +149,15 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
                str(scorer), "--negative", "normal", "--min-images", "4"])
     assert rc == 0, capsys.readouterr().err
     assert json.loads(scorer.read_text())["provenance"]["classifier"] is None
+    # 6 train images per class: below --contrast-min-images (20), multiple-instance learning; at 4, contrast
+    assert json.loads(scorer.read_text())["provenance"]["fit"]["method"].startswith("multiple-instance")
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "c.json"), "--negative", "normal", "--min-images", "4", "--contrast-min-images", "4"])
+    assert rc == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "c.json").read_text())["provenance"]["fit"]["method"].startswith("class-contrast")
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "c.json"), "--negative", "normal", "--contrast-min-images", "1"])
+    assert rc == 2 and "--contrast-min-images: must be 2 or more, got 1" in capsys.readouterr().err
     # in a worker process: the same scorer
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
                str(tmp_path / "w1.json"), "--negative", "normal", "--min-images", "4", "--workers", "1"])

@@ -155,6 +155,11 @@ def test_best_preset_adds_the_guided_cam_run_where_the_fit_can_guide(
     assert [p.name for p in cfg.pipeline.prompts] == ["box", "center_point", "max_point", "box_center_point",
                                                       "box_max_point"]
     assert "needs" not in runs[2].data  # a preset key, not a config key
+    # the guided recipe's guides stay multiple-instance ones (as measured); best's own fit takes the default
+    assert cfg.fit is not None and cfg.fit.contrast_min_images is None
+    assert ref.fit is not None and ref.fit.contrast_min_images is None
+    best_fit = runs[1].config(tmp_path / "out").fit
+    assert best_fit is not None and best_fit.contrast_min_images == 20 and best_fit.learner == "auto"
     two = _class_folders(tmp_path / "b", ["benign", "malignant"])  # class contrast can guide
     assert [r.name for r in preset("best", two)][-1] == "guided-cam"
     one = _class_folders(tmp_path / "c", ["lesion"])
