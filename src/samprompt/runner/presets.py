@@ -24,7 +24,8 @@ other data that run is left out with a warning. ``demo`` shows the paper's CAM p
 prompt fit on its train split side by side.
 
 ``guided`` makes the paper's CAM prompts find the lesion, from image labels only: the run fits its
-label-only scorer first, whose regions guide the CAM of a ResNet18 trained from scratch (128 px, 12 epochs,
+label-only scorer first (with a negative class by multiple-instance learning, ``fit.contrast_min_images:
+null``, as when the recipe was measured), whose regions guide the CAM of a ResNet18 trained from scratch (128 px, 12 epochs,
 horizontal flips, output stride 16, ``guide_weight`` 4, ``guide_cover`` 2), its CAM (over the image, its
 mirror and a 1.5x input) is refined with the image as the guide (``refine: guided``, radius 0.08), and the
 CAM's threshold is chosen on the val images against the same regions (``value: fit``; no mask is read).
