@@ -151,7 +151,11 @@ def test_run_stage_fits_on_train_writes_the_file_and_reuses_it(tmp_path: Path) -
     stamp = scorer.stat().st_mtime_ns
     run_experiment(load_run_config(cfg), out)  # resume: reused
     assert scorer.stat().st_mtime_ns == stamp
-    assert "WARNING label-only fit" not in (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text()
+    assert "WARNING label-only fit" not in summary
+    # how the scorer was learnt (12 + 6 train images: below fit.contrast_min_images, multiple-instance)
+    assert ("- label-only fit (scorer.json): multiple-instance logistic (image labels), polarity bright, 12 lesion + 6 "
+            "negative train images, ") in summary
     # a polarity the labels do not decide is flagged in the summary (here made so by hand)
     blob["provenance"]["fit"]["polarity_margin"] = {"runner_up": "dark", "difference": 0.1, "interval": [-0.2, 0.4],
                                                      "certain": False}

@@ -473,9 +473,13 @@ def _notes(config: RunConfig, out: Path, data: PreparedData, records: list[dict[
         right = sum(task.class_of(r["label"]) == r["predicted"] for r in known)
         notes.append(f"classifier accuracy on these images: {right / len(known):.3f} ({right} / {len(known)})")
     scorer = out / "scorer.json"
-    if config.fits_scorer and scorer.exists():  # the label-only fit: its polarity choice, when unsure
+    if config.fits_scorer and scorer.exists():  # the label-only fit: how it learnt, and its polarity when unsure
         blob = json.loads(scorer.read_text(encoding="utf-8"))
         fit = (blob.get("provenance") or {}).get("fit") or {}
+        if fit:
+            notes.append(f"label-only fit (scorer.json): {fit.get('method', '?')}, polarity {blob.get('polarity', '?')}, "
+                         f"{fit.get('lesion_images', '?')} lesion + {fit.get('negative_images', '?')} negative train "
+                         f"images, {float(fit.get('seconds', 0.0)):.0f} s")
         margin = fit.get("polarity_margin") or {}
         doubt = polarity_doubt(str(blob.get("polarity", "?")), margin,
                                f" on {fit.get('lesion_images', '?')} + {fit.get('negative_images', '?')} images")
