@@ -26,7 +26,8 @@ contrast of every class (``normal`` included) are fit on the same ``n`` train im
 seeded draws), each choosing the polarity between ``dark`` and ``bright`` by its own held-out score (MIL
 without the fit's "both polarities when uncertain" step); each is judged in the polarity it chose (the
 val regions of both polarities are made). This is the table behind ``fit.contrast_min_images`` (docs:
-quality, "Class contrast by default").
+quality, "Class contrast by default"). With ``--merge-lesions`` every class but ``normal`` is one
+``lesion`` class (data with one lesion class and a negative class).
 """
 
 from __future__ import annotations
@@ -104,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--per-class", default="", help="e.g. 30,60,100: class contrast on n train images per class")
     ap.add_argument("--with-negative", default="", help="e.g. 10,20,30: MIL against class contrast of every "
                     "class on n train images per class, normal included")
+    ap.add_argument("--merge-lesions", action="store_true", help="with --with-negative: every class but normal "
+                    "as one lesion class")
     ap.add_argument("--draws", type=int, default=3)
     args = ap.parse_args(argv)
 
@@ -197,12 +200,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         other_pol = "dark" if args.polarity == "bright" else "bright"
         regs_of = {args.polarity: tr, other_pol: _regions(args.run, "train", other_pol, args.out)}
         val_of = {args.polarity: va, other_pol: _regions(args.run, "val", other_pol, args.out)}
-        names_all = np.array(cls_name)
+        names_all = np.array(["lesion" if c != "normal" and args.merge_lesions else c for c in cls_name])
         for n in (int(v) for v in args.with_negative.split(",")):
             for draw in range(args.draws):
                 rng = np.random.default_rng(draw)
                 idx = np.concatenate([rng.choice(np.flatnonzero(names_all == c), min(n, int((names_all == c).sum())),
-                                                 replace=False) for c in sorted(set(cls_name))])
+                                                 replace=False) for c in sorted(set(names_all.tolist()))])
                 y = names_all[idx] != "normal"
                 codes = np.unique(names_all[idx], return_inverse=True)[1]
                 row2: dict[str, Any] = {"per_class": n, "draw": draw}
