@@ -82,7 +82,8 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["CONTRAST_MIN_IMAGES", "MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "polarity_doubt", "resolve_learner"]
+__all__ = ["CONTRAST_MIN_IMAGES", "MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "polarity_doubt",
+           "resolve_learner"]
 
 log = logging.getLogger(__name__)
 
@@ -423,8 +424,8 @@ def resolve_learner(lesion: Sequence[bool], classes: Sequence[Any] | None = None
     return _mode(np.asarray(lesion, bool), classes, learner, min_images, prior, contrast_min_images)[0]
 
 
-def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min_images: int,
-          prior: bool, contrast_min_images: int | None = CONTRAST_MIN_IMAGES) -> tuple[Mode, NDArray[np.int64] | None]:
+def _mode(y: NDArray[np.bool_], classes: Sequence[Any] | None, learner: str, min_images: int, prior: bool,
+          contrast_min_images: int | None = CONTRAST_MIN_IMAGES) -> tuple[Mode, NDArray[np.int64] | None]:
     """The fit's mode (see :data:`Learner`) and, for ``contrast``, each image's class index.
 
     Raises:
