@@ -221,6 +221,9 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
         raise ConfigError(f"--workers: must be 0 or more, got {args.workers}")
     if args.contrast_min_images < 2:
         raise ConfigError(f"--contrast-min-images: must be 2 or more, got {args.contrast_min_images}")
+    if args.contrast_max_images and args.contrast_max_images < max(args.min_images, args.contrast_min_images):
+        raise ConfigError(f"--contrast-max-images ({args.contrast_max_images}) must be 0 (all images) or at least "
+                          f"--min-images and --contrast-min-images ({max(args.min_images, args.contrast_min_images)})")
     ds = open_dataset(args.data)
     split = Split.load(args.split)  # no fingerprint check: it would read the mask files' bytes
     evidence = None
@@ -238,7 +241,8 @@ def _cmd_fit_prompts(args: argparse.Namespace) -> int:
                         polarity=args.polarity, min_images=args.min_images, provenance=prov, prior=args.prior,
                         cam_features=args.cam_features, learner=args.learner, max_images=args.max_images,
                         seed=args.seed, workers=args.workers, progress=lambda d, t: bars("fit", d, t),
-                        contrast_min_images=args.contrast_min_images)
+                        contrast_min_images=args.contrast_min_images,
+                        contrast_max_images=args.contrast_max_images or None)
     save_scorer(sf, args.out)
     fit = sf.provenance["fit"]
     doubt = polarity_doubt(sf.polarity, fit.get("polarity_margin"))
@@ -398,6 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--contrast-min-images", type=int, default=20, metavar="N",
                     help="with --negative and --learner auto: the fewest images of every class for class contrast, "
                          "else mil (20)")
+    fp.add_argument("--contrast-max-images", type=int, default=60, metavar="N",
+                    help="when the fit learns by class contrast and --max-images is not given: at most N train "
+                         "images of each class, drawn with --seed (60; 0 = all)")
     fp.add_argument("--prior", metavar="SCORER",
                     help="without --negative: keep this scorer's weights (a shipped name or a file) and fit "
                          "the polarity only, from the classifier's evidence")

@@ -225,7 +225,15 @@ def test_cli_fit_prompts(tmp_path: Path, request: pytest.FixtureRequest, capsys:
 def test_fit_max_images_below_min_images_is_refused_at_the_door(tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     from samprompt.cli import main
+    from samprompt.proposals.fit import CONTRAST_MAX_IMAGES
     from samprompt.runner.config import FitSpec
+
+    assert FitSpec().contrast_max_images == CONTRAST_MAX_IMAGES == 60
+    with pytest.raises(ValueError, match=r"contrast_max_images \(10\) must be at least min_images and "
+                                         r"contrast_min_images \(20\)"):
+        FitSpec(contrast_max_images=10)
+    assert FitSpec(contrast_max_images=10, contrast_min_images=None).contrast_max_images == 10
+    assert FitSpec(contrast_max_images=None).contrast_max_images is None
 
     with pytest.raises(ValueError, match=r"max_images \(4\) must be at least min_images \(8\)"):
         FitSpec(max_images=4)

@@ -154,7 +154,20 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
                str(tmp_path / "c.json"), "--negative", "normal", "--min-images", "4", "--contrast-min-images", "4"])
     assert rc == 0, capsys.readouterr().err
-    assert json.loads((tmp_path / "c.json").read_text())["provenance"]["fit"]["method"].startswith("class-contrast")
+    prov = json.loads((tmp_path / "c.json").read_text())["provenance"]
+    assert prov["fit"]["method"].startswith("class-contrast")
+    assert prov["images"] == prov["images_offered"] == 18 and prov["contrast_max_images"] == 60  # 6 a class: all
+    # class contrast reads at most --contrast-max-images per class (drawn with --seed); MIL is not capped
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "c.json"), "--negative", "normal", "--min-images", "4", "--contrast-min-images", "4",
+               "--contrast-max-images", "5"])
+    assert rc == 0, capsys.readouterr().err
+    prov = json.loads((tmp_path / "c.json").read_text())["provenance"]
+    assert prov["images"] == 15 and prov["contrast_max_images"] == 5 and prov["images_offered"] == 18
+    assert json.loads(scorer.read_text())["provenance"]["images"] == 18  # the MIL fit above: all of them
+    rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
+               str(tmp_path / "c.json"), "--negative", "normal", "--contrast-max-images", "10"])
+    assert rc == 2 and "--contrast-max-images (10) must be 0 (all images) or at least" in capsys.readouterr().err
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
                str(tmp_path / "c.json"), "--negative", "normal", "--contrast-min-images", "1"])
     assert rc == 2 and "--contrast-min-images: must be 2 or more, got 1" in capsys.readouterr().err

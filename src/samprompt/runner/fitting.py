@@ -23,9 +23,17 @@ from samprompt.cams import Target
 from samprompt.classifiers import ClassifierInfo
 from samprompt.config import ComponentSpec, PipelineConfig
 from samprompt.data import Dataset, DatasetImages
-from samprompt.errors import DataError
+from samprompt.errors import ConfigError, DataError
 from samprompt.pipeline import PromptPipeline
-from samprompt.proposals.fit import CONTRAST_MIN_IMAGES, CamFn, Learner, ScoreFn, fit_scorer, resolve_learner
+from samprompt.proposals.fit import (
+    CONTRAST_MAX_IMAGES,
+    CONTRAST_MIN_IMAGES,
+    CamFn,
+    Learner,
+    ScoreFn,
+    fit_scorer,
+    resolve_learner,
+)
 from samprompt.proposals.guides import PackedMask
 from samprompt.proposals.scorer import ScorerFile, load_scorer
 from samprompt.runner.config import FitSpec, RunConfig
@@ -112,7 +120,6 @@ def cap_per_class(ids: Sequence[str], labels: Sequence[str], max_images: int, se
     Raises:
         ConfigError: ``max_images`` < 1, or ``labels`` of another length.
     """
-    from samprompt.errors import ConfigError
 
     if max_images < 1:
         raise ConfigError(f"fit.max_images must be at least 1 (got {max_images})")
@@ -149,6 +156,7 @@ def fit_on_dataset(
     max_images: int | None = None,
     seed: int = 0,
     contrast_min_images: int | None = CONTRAST_MIN_IMAGES,
+    contrast_max_images: int | None = CONTRAST_MAX_IMAGES,
 ) -> ScorerFile:
     """Fit a scorer on the images ``ids`` of ``dataset`` from their class names only (:class:`LabelsOnly`).
 
@@ -178,20 +186,33 @@ def fit_on_dataset(
         contrast_min_images: With a negative class and ``learner="auto"``, the fewest images of every class
             for class contrast (else multiple-instance learning); see
             :func:`~samprompt.proposals.fit.fit_scorer`.
+        contrast_max_images: When the labels make the fit class contrast and ``max_images`` is ``None``: fit
+            on at most this many images of each class, drawn with ``seed`` (``None``: all).
+            See :data:`~samprompt.proposals.fit.CONTRAST_MAX_IMAGES`.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
     """
     ids = readable_ids(dataset, ids, [], "the fit") if check_images else list(ids)
     view = LabelsOnly(dataset, ids)
-    if max_images is not None:
-        view = LabelsOnly(dataset, cap_per_class(ids, view.labels, max_images, seed))
+    cap, cap_of = max_images, "max_images"
+    if cap is None and contrast_max_images is not None:  # class contrast: a cap of its own
+        present = sorted(set(negative_classes) & set(view.labels))
+        try:
+            mode = resolve_learner([lab not in present for lab in view.labels], view.labels, learner, min_images,
+                                   prior is not None, contrast_min_images)
+        except ConfigError:  # a learner these labels cannot serve: fit_scorer says so, in its order
+            mode = None
+        if mode == "contrast":
+            cap, cap_of = contrast_max_images, "contrast_max_images"
+    if cap is not None:
+        view = LabelsOnly(dataset, cap_per_class(ids, view.labels, cap, seed))
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]
     cams, score = evidence if evidence is not None else (None, None)
     prov = {**(provenance or {}), "negative_classes": present, "images": len(view)}
-    if max_images is not None:
-        prov |= {"max_images": max_images, "images_offered": len(ids)}
+    if cap is not None:
+        prov |= {cap_of: cap, "images_offered": len(ids)}
     return fit_scorer(view, lesion, cams=cams, score=score if erase else None, polarity=polarity, l2=l2,
                       min_images=min_images, provenance=prov, progress=progress, workers=workers, timings=timings,
                       prior=None if prior is None else load_scorer(prior), cam_features=cam_features,
@@ -237,7 +258,8 @@ def get_fitted_scorer(config: RunConfig, out: Path, data: PreparedData, model: t
                         erase=spec.erase, provenance=_provenance(config, data, classifier_checkpoint),
                         prior=spec.prior, cam_features=spec.cam_features,
                         learner=spec.learner, workers=config.pipeline.prompt_workers,
-                        max_images=spec.max_images, seed=config.seed, contrast_min_images=spec.contrast_min_images)
+                        max_images=spec.max_images, seed=config.seed, contrast_min_images=spec.contrast_min_images,
+                        contrast_max_images=spec.contrast_max_images)
     save_scorer(sf, path)  # atomic
     return path
 
@@ -268,7 +290,6 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
     """
     import time
 
-    from samprompt.errors import ConfigError
     from samprompt.proposals.guides import guide_masks
     from samprompt.proposals.scorer import save_scorer
 
@@ -295,7 +316,8 @@ def guides_before_training(config: RunConfig, out: Path, data: PreparedData, ids
                             prior=None, learner=spec.learner, workers=config.pipeline.prompt_workers,
                             check_images=False,  # get_classifier has decoded them
                             max_images=spec.max_images, seed=config.seed,
-                            contrast_min_images=spec.contrast_min_images)
+                            contrast_min_images=spec.contrast_min_images,
+                            contrast_max_images=spec.contrast_max_images)
         save_scorer(sf, path)
     fitted = time.perf_counter() - t0
     keep = config.classifier.train.guide_keep
