@@ -82,8 +82,8 @@ from samprompt.proposals.features import CAM_FEATURES, FEATURE_NAMES, REFINED_FE
 from samprompt.proposals.scorer import CandidateScorer, ScorerFile
 from samprompt.proposals.select import polarities_of
 
-__all__ = ["CONTRAST_MAX_IMAGES", "CONTRAST_MIN_IMAGES", "MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer", "polarity_doubt",
-           "resolve_learner"]
+__all__ = ["CONTRAST_MAX_IMAGES", "CONTRAST_MIN_IMAGES", "MIN_IMAGES", "CamFn", "Learner", "ScoreFn", "fit_scorer",
+           "polarity_doubt", "resolve_learner"]
 
 log = logging.getLogger(__name__)
 

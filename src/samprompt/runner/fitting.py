@@ -120,7 +120,6 @@ def cap_per_class(ids: Sequence[str], labels: Sequence[str], max_images: int, se
     Raises:
         ConfigError: ``max_images`` < 1, or ``labels`` of another length.
     """
-
     if max_images < 1:
         raise ConfigError(f"fit.max_images must be at least 1 (got {max_images})")
     if len(labels) != len(ids):
