@@ -234,6 +234,11 @@ def test_fit_max_images_below_min_images_is_refused_at_the_door(tmp_path: Path,
         FitSpec(contrast_max_images=10)
     assert FitSpec(contrast_max_images=10, contrast_min_images=None).contrast_max_images == 10
     assert FitSpec(contrast_max_images=None).contrast_max_images is None
+    from samprompt.errors import ConfigError
+    from samprompt.runner.fitting import fit_on_dataset
+
+    with pytest.raises(ConfigError, match=r"contrast_max_images \(10\) must be at least .* \(20\)"):
+        fit_on_dataset(object(), ["never read"], contrast_max_images=10)  # type: ignore[arg-type]  # before any image
 
     with pytest.raises(ValueError, match=r"max_images \(4\) must be at least min_images \(8\)"):
         FitSpec(max_images=4)

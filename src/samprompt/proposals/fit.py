@@ -405,7 +405,7 @@ _METHOD: dict[Mode, str] = {
 
 def resolve_learner(lesion: Sequence[bool], classes: Sequence[Any] | None = None, learner: Learner = "auto",
                     min_images: int = MIN_IMAGES, prior: bool = False,
-                    contrast_min_images: int | None = CONTRAST_MIN_IMAGES) -> str:
+                    contrast_min_images: int | None = CONTRAST_MIN_IMAGES) -> Learner:
     """The learner :func:`fit_scorer` would use with these labels (``"mil"``, ``"contrast"`` or
     ``"evidence"``), decided from the labels alone, before any image is read.
 

@@ -186,25 +186,33 @@ def fit_on_dataset(
             for class contrast (else multiple-instance learning); see
             :func:`~samprompt.proposals.fit.fit_scorer`.
         contrast_max_images: When the labels make the fit class contrast and ``max_images`` is ``None``: fit
-            on at most this many images of each class, drawn with ``seed`` (``None``: all).
-            See :data:`~samprompt.proposals.fit.CONTRAST_MAX_IMAGES`.
+            on at most this many images of each class, drawn with ``seed`` (``None``: all; else at least
+            ``min_images`` and ``contrast_min_images``). See :data:`~samprompt.proposals.fit.CONTRAST_MAX_IMAGES`.
 
     Raises:
         DataError: Unreadable images, too few images of a class (saying how many are needed).
+        ConfigError: ``contrast_max_images`` below ``min_images`` or ``contrast_min_images``, or a learner
+            these labels cannot serve.
     """
+    floor = max(min_images, contrast_min_images or 0)
+    if contrast_max_images is not None and contrast_max_images < floor:
+        raise ConfigError(f"contrast_max_images ({contrast_max_images}) must be at least min_images and "
+                          f"contrast_min_images ({floor})")
     ids = readable_ids(dataset, ids, [], "the fit") if check_images else list(ids)
     view = LabelsOnly(dataset, ids)
     cap, cap_of = max_images, "max_images"
-    if cap is None and contrast_max_images is not None:  # class contrast: a cap of its own
-        present = sorted(set(negative_classes) & set(view.labels))
-        try:
-            mode = resolve_learner([lab not in present for lab in view.labels], view.labels, learner, min_images,
-                                   prior is not None, contrast_min_images)
-        except ConfigError:  # a learner these labels cannot serve: fit_scorer says so, in its order
-            mode = None
-        if mode == "contrast":
-            cap, cap_of = contrast_max_images, "contrast_max_images"
     if cap is not None:
+        view = LabelsOnly(dataset, cap_per_class(ids, view.labels, cap, seed))
+    # the learner, decided once from the labels of the images fitted on; class contrast has a cap of its own
+    # (at least its floor, so it stays class contrast)
+    present = sorted(set(negative_classes) & set(view.labels))
+    try:
+        learner = resolve_learner([lab not in present for lab in view.labels], view.labels, learner, min_images,
+                                  prior is not None, contrast_min_images)
+    except ConfigError:  # a learner these labels cannot serve: fit_scorer says so, in its order
+        pass
+    if cap is None and contrast_max_images is not None and learner == "contrast":
+        cap, cap_of = contrast_max_images, "contrast_max_images"
         view = LabelsOnly(dataset, cap_per_class(ids, view.labels, cap, seed))
     present = sorted(set(negative_classes) & set(view.labels))
     lesion = [lab not in present for lab in view.labels]

@@ -25,13 +25,12 @@ prompt fit on its train split side by side.
 
 ``guided`` makes the paper's CAM prompts find the lesion, from image labels only: the run fits its
 label-only scorer first (with a negative class by multiple-instance learning, ``fit.contrast_min_images:
-null``, as when the recipe was measured), whose regions guide the CAM of a ResNet18 trained from scratch (128 px, 12 epochs,
-horizontal flips, output stride 16, ``guide_weight`` 4, ``guide_cover`` 2), its CAM (over the image, its
-mirror and a 1.5x input) is refined with the image as the guide (``refine: guided``, radius 0.08), and the
-CAM's threshold is chosen on the val images against the same regions (``value: fit``; no mask is read).
-These settings were chosen on BUSI val (docs: quality, "A CAM threshold chosen without masks" and
-"Image-guided CAM refinement"). It needs labels the fit can
-learn from without a classifier: a negative class (``normal``) or two lesion classes; the door says so
+null``, as when the recipe was measured), whose regions guide the CAM of a ResNet18 trained from scratch
+(128 px, 12 epochs, horizontal flips, output stride 16, ``guide_weight`` 4, ``guide_cover`` 2), its CAM
+(over the image, its mirror and a 1.5x input) is refined with the image as the guide (``refine: guided``,
+radius 0.08), and the CAM's threshold is chosen on the val images against the same regions (``value: fit``;
+no mask is read). These settings were chosen on BUSI val (docs: quality, "A CAM threshold chosen without
+masks" and "Image-guided CAM refinement"). It needs labels the fit can learn from without a classifier: a negative class (``normal``) or two lesion classes; the door says so
 otherwise. It is meant for data sets of hundreds of images: on the bundled 60-image sample the fit cannot
 decide the polarity from 42 train images (the summary says so) and the results are poor.
 """
