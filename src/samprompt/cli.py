@@ -402,9 +402,9 @@ def build_parser() -> argparse.ArgumentParser:
     fp.add_argument("--contrast-min-images", type=int, default=20, metavar="N",
                     help="with --negative and --learner auto: the fewest images of every class for class contrast, "
                          "else mil (20)")
-    fp.add_argument("--contrast-max-images", type=int, default=60, metavar="N",
+    fp.add_argument("--contrast-max-images", type=int, default=500, metavar="N",
                     help="when the fit learns by class contrast and --max-images is not given: at most N train "
-                         "images of each class, drawn with --seed (60; 0 = all)")
+                         "images of each class, drawn with --seed (500; 0 = all)")
     fp.add_argument("--prior", metavar="SCORER",
                     help="without --negative: keep this scorer's weights (a shipped name or a file) and fit "
                          "the polarity only, from the classifier's evidence")

@@ -228,7 +228,7 @@ def test_fit_max_images_below_min_images_is_refused_at_the_door(tmp_path: Path,
     from samprompt.proposals.fit import CONTRAST_MAX_IMAGES
     from samprompt.runner.config import FitSpec
 
-    assert FitSpec().contrast_max_images == CONTRAST_MAX_IMAGES == 60
+    assert FitSpec().contrast_max_images == CONTRAST_MAX_IMAGES == 500
     with pytest.raises(ValueError, match=r"contrast_max_images \(10\) must be at least min_images and "
                                          r"contrast_min_images \(20\)"):
         FitSpec(contrast_max_images=10)

@@ -156,7 +156,7 @@ def test_cli_fit_prompts_without_a_classifier_then_a_guided_training(
     assert rc == 0, capsys.readouterr().err
     prov = json.loads((tmp_path / "c.json").read_text())["provenance"]
     assert prov["fit"]["method"].startswith("class-contrast")
-    assert prov["images"] == prov["images_offered"] == 18 and prov["contrast_max_images"] == 60  # 6 a class: all
+    assert prov["images"] == prov["images_offered"] == 18 and prov["contrast_max_images"] == 500  # 6 a class: all
     # class contrast reads at most --contrast-max-images per class (drawn with --seed); MIL is not capped
     rc = main(["--no-progress", "fit-prompts", str(data), "--split", str(tmp_path / "split.json"), "--out",
                str(tmp_path / "c.json"), "--negative", "normal", "--min-images", "4", "--contrast-min-images", "4",

@@ -160,7 +160,7 @@ def test_best_preset_adds_the_guided_cam_run_where_the_fit_can_guide(
     assert ref.fit is not None and ref.fit.contrast_min_images is None
     best_fit = runs[1].config(tmp_path / "out").fit
     assert best_fit is not None and best_fit.contrast_min_images == 20 and best_fit.learner == "auto"
-    assert best_fit.contrast_max_images == 60 and runs[1].config(tmp_path / "out").pipeline.prompt_workers == 2
+    assert best_fit.contrast_max_images == 500 and runs[1].config(tmp_path / "out").pipeline.prompt_workers == 2
     two = _class_folders(tmp_path / "b", ["benign", "malignant"])  # class contrast can guide
     assert [r.name for r in preset("best", two)][-1] == "guided-cam"
     one = _class_folders(tmp_path / "c", ["lesion"])

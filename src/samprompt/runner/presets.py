@@ -168,7 +168,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                     ],
                     "segmenter": {"name": "classical", "params": {"polarity": "auto"}},
                     # the fit and the candidates in 2 worker processes (the same results; on BUSI and the idle
-                    # 2-core CPU the fit took 23.6 s instead of 34.1 s)
+                    # 2-core CPU the fit took 72 s instead of 108 s)
                     "prompt_workers": 2,
                 },
                 # without a negative class the fit keeps busi-v1's weights and chooses the polarity only:
