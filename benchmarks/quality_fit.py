@@ -126,7 +126,8 @@ def draws(data: Path, split_file: Path, classifier: Path, out: Path, cap: int, n
 
     ds = open_dataset(data)
     ids = Split.load(split_file).ids("train")
-    (out / "scorers").mkdir(parents=True, exist_ok=True)
+    scorers = out / "scorers"
+    scorers.mkdir(parents=True, exist_ok=True)
     fitted: dict[str, Any] = {}
     for label, cap_n, seed in [*((f"cap{cap}_draw{k}", cap, k) for k in range(n)), ("all", None, 0)]:
         t0 = time.perf_counter()
@@ -136,7 +137,7 @@ def draws(data: Path, split_file: Path, classifier: Path, out: Path, cap: int, n
               f"images, {time.perf_counter() - t0:.1f} s", flush=True)
     fitted[f"bag{cap}x{n}"] = bag([fitted[f"cap{cap}_draw{k}"] for k in range(n)])
     for label, sf in fitted.items():
-        save_scorer(sf, out / "scorers" / f"{label}.json")
+        save_scorer(sf, scorers / f"{label}.json")
     config = {
         "name": f"draws-{part}", "data": {"path": str(data.absolute())},
         "split": {"file": str(split_file.absolute()), "use": part}, "seed": 0,
@@ -146,7 +147,7 @@ def draws(data: Path, split_file: Path, classifier: Path, out: Path, cap: int, n
                                               "flips": ["h"]}},
             "masker": {"name": "threshold", "params": {"value": 0.8}},
             "prompts": [{"name": "candidates", "label": label,
-                         "params": {"output": "box_point", "scorer": str((out / "scorers" / f"{label}.json").absolute())}}
+                         "params": {"output": "box_point", "scorer": str((scorers / f"{label}.json").absolute())}}
                         for label in fitted],
             "segmenter": {"name": "classical", "params": {"polarity": "auto"}},
             "prompt_workers": 2,

@@ -30,9 +30,10 @@ null``, as when the recipe was measured), whose regions guide the CAM of a ResNe
 (over the image, its mirror and a 1.5x input) is refined with the image as the guide (``refine: guided``,
 radius 0.08), and the CAM's threshold is chosen on the val images against the same regions (``value: fit``;
 no mask is read). These settings were chosen on BUSI val (docs: quality, "A CAM threshold chosen without
-masks" and "Image-guided CAM refinement"). It needs labels the fit can learn from without a classifier: a negative class (``normal``) or two lesion classes; the door says so
-otherwise. It is meant for data sets of hundreds of images: on the bundled 60-image sample the fit cannot
-decide the polarity from 42 train images (the summary says so) and the results are poor.
+masks" and "Image-guided CAM refinement"). It needs labels the fit can learn from without a classifier: a
+negative class (``normal``) or two lesion classes; the door says so otherwise. It is meant for data sets of
+hundreds of images: on the bundled 60-image sample the fit cannot decide the polarity from 42 train images
+(the summary says so) and the results are poor.
 """
 
 from __future__ import annotations
